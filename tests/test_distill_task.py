@@ -1,0 +1,142 @@
+"""task=distill end to end: validation before any work, CLI run, export, cache hit."""
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from transformers import AutoModel, AutoModelForMaskedLM, BertConfig, BertModel
+
+from corpus.reader import CorpusError
+from tasks.distill import ensure_student, plan_distillation
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture()
+def text_dir(tmp_path):
+    folder = tmp_path / "texts"
+    folder.mkdir()
+    words = "my order refund delivery account password card payment help cancel change track".split()
+    for lang in ("eng", "esp"):
+        lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(14 + i % 20)) for i in range(60)]
+        (folder / f"{lang}.txt").write_text("\n".join(lines) + "\n")
+    return folder
+
+
+def _overrides(teacher, text_dir, *extra):
+    return [
+        "task=distill",
+        f"teacher.name_or_path={teacher}",
+        f"corpus.dir={text_dir}",
+        "student.num_layers=2",
+        "logger=none",
+        "distill.batch_size=8",
+        "distill.trainer.accumulate_grad_batches=2",
+        "distill.trainer.max_epochs=1",
+        "trainer.enable_progress_bar=false",
+        *extra,
+    ]
+
+
+def test_plan_validates_masking_weights_and_corpus(make_cfg, tiny_teacher_dir, text_dir, tmp_path):
+    plan = plan_distillation(make_cfg(*_overrides(tiny_teacher_dir, text_dir)))
+    assert plan.teacher_has_mlm_head and sorted(plan.files) == ["eng", "esp"]
+    assert plan.shard_settings.max_seq_length == 128  # clipped to the tiny teacher's position table
+    with pytest.raises(ValueError, match="must sum to 1"):
+        plan_distillation(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "distill.masking.word_rand=0.2")))
+    (tmp_path / "nothing").mkdir()
+    with pytest.raises(CorpusError, match="corpus is empty"):
+        plan_distillation(make_cfg(*_overrides(tiny_teacher_dir, tmp_path / "nothing")))
+    with pytest.raises(ValueError, match="out of range"):
+        plan_distillation(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "student.layers=[0,9]")))
+
+
+def test_teacher_without_mlm_head_refuses_soft_targets(make_cfg, text_dir, tmp_path):
+    body = BertModel(
+        BertConfig(
+            vocab_size=463,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    )
+    body.save_pretrained(tmp_path / "headless")
+    with pytest.raises(ValueError, match="no trained MLM head.*alpha_ce=0"):
+        plan_distillation(make_cfg(*_overrides(tmp_path / "headless", text_dir)))
+    plan = plan_distillation(
+        make_cfg(
+            *_overrides(
+                tmp_path / "headless",
+                text_dir,
+                "distill.alpha_ce=0",
+                "distill.alpha_mlm=0",
+                "distill.alpha_cos=1",
+            )
+        )
+    )
+    assert not plan.teacher_has_mlm_head
+
+
+def test_student_vocabulary_mismatch_is_refused(make_cfg, tiny_teacher_dir, text_dir, tmp_path):
+    other = BertModel(
+        BertConfig(
+            vocab_size=999,
+            hidden_size=32,
+            num_hidden_layers=2,
+            num_attention_heads=4,
+            intermediate_size=64,
+            max_position_embeddings=128,
+        )
+    )
+    other.save_pretrained(tmp_path / "other")
+    with pytest.raises(ValueError, match="vocab_size 999 != teacher's 463"):
+        plan_distillation(
+            make_cfg(*_overrides(tiny_teacher_dir, text_dir, f"student.name_or_path={tmp_path / 'other'}"))
+        )
+
+
+def test_unsupported_teacher_architecture(make_cfg, text_dir, tmp_path):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    GPT2LMHeadModel(GPT2Config(n_layer=1, n_embd=16, n_head=2, vocab_size=50)).save_pretrained(
+        tmp_path / "gpt2"
+    )
+    with pytest.raises(ValueError, match="'gpt2' is not supported"):
+        plan_distillation(make_cfg(*_overrides(tmp_path / "gpt2", text_dir)))
+
+
+def test_ensure_student_exports_and_then_hits_the_cache(make_cfg, tiny_teacher_dir, text_dir, monkeypatch):
+    cfg = make_cfg(*_overrides(tiny_teacher_dir, text_dir))
+    path = ensure_student(cfg)
+    manifest = json.loads((path / "manifest.json").read_text())
+    assert manifest["kind"] == "student" and manifest["steps"] > 0 and manifest["corpus_hash"]
+    assert manifest["teacher"] == str(tiny_teacher_dir) and "commit" in manifest["git"]
+    assert set(manifest["losses"]) >= {"train/loss", "train/loss_ce", "train/loss_mlm", "train/loss_cos"}
+    assert AutoModelForMaskedLM.from_pretrained(path).config.model_type == "distilbert"
+    assert AutoModel.from_pretrained(path).config.n_layers == 2
+    monkeypatch.setattr("tasks.distill.distil", lambda *a, **k: pytest.fail("distilled again"))
+    assert ensure_student(cfg) == path
+
+
+@pytest.mark.slow
+def test_cli_distill_writes_the_student(tiny_teacher_dir, text_dir, tmp_path):
+    cache = tmp_path / "cache"
+    command = [
+        sys.executable,
+        "run.py",
+        *_overrides(tiny_teacher_dir, text_dir),
+        f"paths.cache_dir={cache}",
+        f"paths.log_dir={tmp_path / 'logs'}",
+        "logger=csv",
+        "distill.trainer.log_every_n_steps=1",
+    ]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    exported = [p for p in (cache / "students").iterdir() if (p / "manifest.json").exists()]
+    assert len(exported) == 1 and f"Student: {exported[0]}" in result.stdout
+    assert (exported[0] / "model.safetensors").exists() and (exported[0] / "tokenizer.json").exists()
+    assert list((tmp_path / "logs").rglob("metrics.csv"))  # the CSV logger wrote the losses

@@ -34,6 +34,7 @@ class StudentSpec:
     num_layers: int = 6
     layers: tuple[int, ...] | None = None
     freeze_position_embeddings: bool = True
+    freeze_word_embeddings: bool = False
     fold_token_type_into_positions: bool = False
     copy_vocab_transform: bool = True
     dropout: float = 0.1
@@ -86,10 +87,15 @@ def build_student(teacher: PreTrainedModel, spec: StudentSpec) -> PreTrainedMode
     layers = resolve_layers(spec, teacher.config.num_hidden_layers)
     if model_type in DISTILBERT_TEACHERS:
         student = _distilbert_from_bert(teacher, layers, spec)
-        position_embeddings = student.distilbert.embeddings.position_embeddings
+        embeddings = student.distilbert.embeddings
     else:
         student = _truncated_copy(teacher, layers, spec)
-        position_embeddings = student.base_model.embeddings.position_embeddings
+        embeddings = student.base_model.embeddings
+    position_embeddings = embeddings.position_embeddings
+    if spec.freeze_word_embeddings:
+        # For large vocabularies on small budgets (the CPU demo: 250k x 384): the dense embedding
+        # gradient and its Adam state dominate the step, and a few MB of text cannot retrain them.
+        embeddings.word_embeddings.weight.requires_grad_(False)
     if spec.freeze_position_embeddings:
         # Matches the reference: 2019 DistilBERT froze this table (sinusoidal_pos_embds=True) and
         # from_pretrained then filled it with BERT's learned values.

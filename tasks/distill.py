@@ -53,6 +53,7 @@ class DistillPlan:
     student_spec: StudentSpec
     loss_weights: LossWeights
     masking: MaskingConfig
+    fit_teacher_head: bool = False
 
 
 def plan_distillation(cfg: DictConfig) -> DistillPlan:
@@ -70,7 +71,8 @@ def plan_distillation(cfg: DictConfig) -> DistillPlan:
     masking.validate()
     teacher_path, teacher_config = load_teacher_config(cfg.teacher, cfg.paths.cache_dir)
     has_head = checkpoint_has_mlm_head(teacher_path, teacher_config)
-    if weights.needs_teacher_logits and not has_head:
+    fit_head = _mlm_head_strategy(cfg) == "fit" and not has_head and weights.needs_teacher_logits
+    if weights.needs_teacher_logits and not has_head and not fit_head:
         raise ValueError(
             f"Teacher {teacher_path} has no trained MLM head, so its soft targets would be noise "
             f"(distill.alpha_ce={weights.alpha_ce}, alpha_mse={weights.alpha_mse}). Either distil with hidden "
@@ -101,8 +103,41 @@ def plan_distillation(cfg: DictConfig) -> DistillPlan:
     if not student_name:
         resolve_layers(student_spec, teacher_config.num_hidden_layers)  # layer errors before any work
     return DistillPlan(
-        teacher_path, teacher_config, has_head, files, shard_settings, student_spec, weights, masking
+        teacher_path, teacher_config, has_head, files, shard_settings, student_spec, weights, masking, fit_head
     )
+
+
+def _mlm_head_strategy(cfg: DictConfig) -> str:
+    strategy = str((cfg.teacher.get("mlm_head") or {}).get("strategy", "none"))
+    if strategy not in {"fit", "none"}:
+        raise ValueError(f"teacher.mlm_head.strategy must be 'fit' or 'none', got {strategy!r}")
+    return strategy
+
+
+def fit_teacher_head(cfg: DictConfig, plan: DistillPlan) -> str:
+    """Fit (or reuse) an MLM head for a headless teacher on the first documents of the corpus."""
+    from corpus.reader import iter_documents
+    from modeling.mlm_head import fit_mlm_head
+
+    settings = cfg.teacher.mlm_head
+    wanted = int(settings.steps) * int(settings.batch_size) * 2
+    per_language = max(1, wanted // len(plan.files))
+    texts: list[str] = []
+    for paths in plan.files.values():  # an even share of every language
+        taken = 0
+        for path in paths:
+            for text, _ in iter_documents(path, plan.shard_settings.text_field):
+                texts.append(text)
+                taken += 1
+                if taken >= per_language:
+                    break
+            if taken >= per_language:
+                break
+    path = fit_mlm_head(
+        plan.teacher_path, texts, cfg.paths.cache_dir, steps=int(settings.steps), batch_size=int(settings.batch_size),
+        lr=float(settings.lr), max_length=int(settings.max_length), seed=int(cfg.seed or 0),
+    )
+    return str(path)
 
 
 def _teacher_identity(cfg: DictConfig, teacher_path: str) -> dict[str, Any]:
@@ -136,6 +171,9 @@ def student_key(cfg: DictConfig, plan: DistillPlan, corpus_key: str) -> str:
 def ensure_student(cfg: DictConfig) -> Path:
     """The exported student for this config: from the cache, or distilled now and cached."""
     plan = plan_distillation(cfg)
+    if plan.fit_teacher_head:
+        plan.teacher_path = fit_teacher_head(cfg, plan)
+        plan.teacher_has_mlm_head = True
     teacher = load_teacher(cfg.teacher, cfg.paths.cache_dir, path=plan.teacher_path)
     corpus_dir = build_corpus(
         plan.files,

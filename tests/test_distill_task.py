@@ -140,3 +140,18 @@ def test_cli_distill_writes_the_student(tiny_teacher_dir, text_dir, tmp_path):
     assert len(exported) == 1 and f"Student: {exported[0]}" in result.stdout
     assert (exported[0] / "model.safetensors").exists() and (exported[0] / "tokenizer.json").exists()
     assert list((tmp_path / "logs").rglob("metrics.csv"))  # the CSV logger wrote the losses
+
+
+def test_headless_teacher_gets_a_fitted_head_then_distils(make_cfg, text_dir, tmp_path):
+    from modeling.tiny import tiny_bert_config, tiny_tokenizer
+
+    tokenizer = tiny_tokenizer()
+    BertModel(tiny_bert_config(len(tokenizer))).save_pretrained(tmp_path / "headless")
+    tokenizer.save_pretrained(tmp_path / "headless")
+    head = "+teacher.mlm_head={strategy: fit, steps: 3, batch_size: 4, lr: 0.003, max_length: 32}"
+    cfg = make_cfg(*_overrides(tmp_path / "headless", text_dir, head))
+    plan = plan_distillation(cfg)
+    assert plan.fit_teacher_head and not plan.teacher_has_mlm_head
+    manifest = json.loads((ensure_student(cfg) / "manifest.json").read_text())
+    assert manifest["teacher"] != str(tmp_path / "headless")  # the fitted-head copy was distilled from
+    assert manifest["losses"]["train/loss_ce"] >= 0

@@ -1,0 +1,115 @@
+"""task=speed: Table 5 columns, exact message lengths, variants and their agreement to fp32."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from omegaconf import DictConfig
+from transformers import AutoModel, AutoTokenizer
+
+from analysis.speed import median_ms, read_texts, realistic_lengths, realistic_messages, synthetic_message
+from tasks.speed import run
+
+HEADER = [
+    "Model", "Params (M)", "Size (MB)", "ms @8", "ms @16", "ms realistic", "max |Δ| fp32", "Note",
+]
+
+
+def speed_cfg(make_cfg: Callable[..., DictConfig], teacher: Path, *extra: str) -> DictConfig:
+    return make_cfg(
+        "task=speed", "logger=none", f"speed.encoders=[{{id: tiny, name_or_path: {teacher}}}]",
+        "speed.lengths=[8,16]", "speed.repeats=2", "speed.warmup=1", "speed.realistic.n_messages=3", *extra,
+    )
+
+
+def test_synthetic_messages_have_the_exact_length(tiny_teacher_dir: Path) -> None:
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    message = synthetic_message(tokenizer, 16, np.random.default_rng(0))
+    ids = message["input_ids"][0].tolist()
+    assert len(ids) == 16 and ids[0] == tokenizer.cls_token_id and ids[-1] == tokenizer.sep_token_id
+    assert not set(ids[1:-1]) & set(tokenizer.all_special_ids)
+    with pytest.raises(ValueError, match="no room"):
+        synthetic_message(tokenizer, 2, np.random.default_rng(0))
+
+
+def test_realistic_lengths_are_seeded_and_clipped(tiny_teacher_dir: Path, tmp_path: Path) -> None:
+    lengths = realistic_lengths(500, mu=3.2, sigma=0.7, max_length=128, min_length=3, seed=0)
+    assert lengths == realistic_lengths(500, mu=3.2, sigma=0.7, max_length=128, min_length=3, seed=0)
+    assert min(lengths) >= 3 and max(lengths) <= 128
+    assert 20 <= np.median(lengths) <= 30  # median of the log-normal is exp(3.2) = 24.5
+    texts = tmp_path / "messages.jsonl"
+    sample = ["hello world", "where is my order please"]
+    texts.write_text("\n".join(json.dumps({"text": t}) for t in sample) + "\n")
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    messages = realistic_messages(tokenizer, read_texts(texts), 4, 3.2, 0.7, 128, seed=0)
+    assert len(messages) == 4  # more messages than texts: drawn with replacement
+    assert {m["input_ids"].shape[1] for m in messages} <= {len(tokenizer(t)["input_ids"]) for t in sample}
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"body": "x"}\n')
+    with pytest.raises(ValueError, match=r"bad.jsonl:1: expected a JSON object with a string field 'text'"):
+        read_texts(bad)
+
+
+def test_median_excludes_warmup() -> None:
+    calls = []
+
+    def runner(message: dict) -> np.ndarray:
+        calls.append(message)
+        return np.zeros(1)
+
+    assert median_ms(runner, [{}, {}], repeats=3, warmup=2) >= 0.0
+    assert len(calls) == (3 + 2) * 2
+
+
+def test_table_has_the_columns_and_int8_row(
+    make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the serve extra were not installed
+    threads = torch.get_num_threads()
+    cfg = speed_cfg(make_cfg, tiny_teacher_dir)
+    record = run(cfg)
+    assert torch.get_num_threads() == threads  # restored after the measurement
+    rows = {r["variant"]: r for r in record["rows"]}
+    assert set(rows) == {"fp32", "int8", "onnx"}
+    expected_params = sum(p.numel() for p in AutoModel.from_pretrained(tiny_teacher_dir).parameters()) / 1e6
+    assert rows["fp32"]["params_m"] == pytest.approx(expected_params)
+    assert set(rows["fp32"]["ms"]) == {"8", "16", "realistic"}
+    assert all(v > 0 for v in rows["fp32"]["ms"].values())
+    assert rows["fp32"]["agreement"] == 0.0
+    # int8 weights change the numbers a little, not a lot.
+    assert 0.0 < rows["int8"]["agreement"] < 0.5
+    assert rows["int8"]["size_mb"] < rows["fp32"]["size_mb"]
+    assert rows["onnx"]["note"].startswith("unavailable") and "pip install onnxruntime onnx onnxscript" in rows["onnx"]["note"]
+    assert rows["onnx"]["ms"] == {"8": None, "16": None, "realistic": None}
+    markdown = (Path(cfg.paths.output_dir) / "speed.md").read_text(encoding="utf-8").splitlines()
+    assert markdown[0] == "| " + " | ".join(HEADER) + " |"
+    assert markdown[2].startswith("| tiny | ")
+    assert "| tiny (ONNX Runtime) |" in markdown[4] and "unavailable" in markdown[4]
+
+
+def test_variants_only_for_listed_encoders(make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path) -> None:
+    cfg = speed_cfg(
+        make_cfg, tiny_teacher_dir, f"speed.encoders=[{{id: a, name_or_path: {tiny_teacher_dir}}},{{id: b, name_or_path: {tiny_teacher_dir}}}]",
+        "speed.variants.encoders=[b]", "speed.variants.onnx=false",
+    )
+    assert [r["model"] for r in run(cfg)["rows"]] == ["a", "b", "b (int8 dynamic)"]
+    with pytest.raises(ValueError, match=r"\['c'\] are not in speed.encoders"):
+        run(speed_cfg(make_cfg, tiny_teacher_dir, "speed.variants.encoders=[c]"))
+
+
+@pytest.mark.slow
+def test_onnx_runtime_row_agrees_with_fp32(make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path) -> None:
+    pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    cfg = speed_cfg(make_cfg, tiny_teacher_dir, "speed.variants.int8=false")
+    rows = {r["variant"]: r for r in run(cfg)["rows"]}
+    assert rows["onnx"]["note"] == "onnxruntime CPU"
+    assert rows["onnx"]["agreement"] < 1e-4  # same fp32 graph, different kernels
+    assert all(v > 0 for v in rows["onnx"]["ms"].values())
+    assert (Path(cfg.paths.output_dir) / "onnx" / "tiny.onnx").is_file()

@@ -62,6 +62,10 @@ def load_teacher_config(teacher_cfg: DictConfig | dict, cache_dir: str | Path):
     return path, config
 
 
+def load_teacher_tokenizer(teacher_cfg: DictConfig | dict, path: str) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(path, **_hub_kwargs(teacher_cfg))
+
+
 def load_teacher(
     teacher_cfg: DictConfig | dict, cache_dir: str | Path, path: str | None = None
 ) -> LoadedTeacher:

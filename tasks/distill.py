@@ -10,6 +10,7 @@ single weight is loaded or a line tokenised.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -35,7 +36,7 @@ from modeling.distill_losses import LossWeights
 from modeling.export import export_model
 from modeling.masking import MaskingConfig
 from modeling.student import StudentSpec, build_student, resolve_layers
-from modeling.teachers import load_teacher, load_teacher_config
+from modeling.teachers import load_teacher, load_teacher_config, load_teacher_tokenizer
 from tasks._common import finish_wandb, instantiate_loggers, seed_everything
 
 log = logging.getLogger(__name__)
@@ -146,7 +147,7 @@ def _teacher_identity(cfg: DictConfig, teacher_path: str) -> dict[str, Any]:
     return {"name": teacher_path, "revision": cfg.teacher.get("revision")}
 
 
-_NOT_PART_OF_THE_RECIPE = {"num_workers", "checkpoint_every_n_steps"}
+_NOT_PART_OF_THE_RECIPE = {"num_workers", "checkpoint_every_n_steps", "keep_checkpoints"}
 
 
 def student_key(cfg: DictConfig, plan: DistillPlan, corpus_key: str) -> str:
@@ -174,10 +175,11 @@ def ensure_student(cfg: DictConfig) -> Path:
     if plan.fit_teacher_head:
         plan.teacher_path = fit_teacher_head(cfg, plan)
         plan.teacher_has_mlm_head = True
-    teacher = load_teacher(cfg.teacher, cfg.paths.cache_dir, path=plan.teacher_path)
+    # The tokenizer alone decides the corpus and so the cache key: no teacher weights on a cache hit.
+    tokenizer = load_teacher_tokenizer(cfg.teacher, plan.teacher_path)
     corpus_dir = build_corpus(
         plan.files,
-        teacher.tokenizer,
+        tokenizer,
         cfg.paths.cache_dir,
         plan.shard_settings,
         num_workers=int(cfg.corpus.num_workers),
@@ -188,6 +190,7 @@ def ensure_student(cfg: DictConfig) -> Path:
     if (export_dir / "manifest.json").exists():
         log.info("Student cache hit: %s", export_dir)
         return export_dir
+    teacher = load_teacher(cfg.teacher, cfg.paths.cache_dir, path=plan.teacher_path)
     return distil(cfg, plan, teacher, corpus_dir, export_dir)
 
 
@@ -260,7 +263,8 @@ def distil(cfg: DictConfig, plan: DistillPlan, teacher, corpus_dir: Path, export
         failed = False
     finally:
         finish_wandb(failed)
-    trainer.save_checkpoint(work_dir / "checkpoints" / "final.ckpt")
+    if d.get("keep_checkpoints", True):
+        trainer.save_checkpoint(work_dir / "checkpoints" / "final.ckpt")
     if trainer.is_global_zero:
         metrics = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")}
         manifest = {
@@ -284,6 +288,8 @@ def distil(cfg: DictConfig, plan: DistillPlan, teacher, corpus_dir: Path, export
         }
         export_model(module.student, tokenizer, export_dir, manifest)
         log.info("Exported student to %s", export_dir)
+        if not d.get("keep_checkpoints", True):
+            shutil.rmtree(work_dir, ignore_errors=True)  # the export is complete; free the disk
     trainer.strategy.barrier("student-export")
     return export_dir
 

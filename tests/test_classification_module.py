@@ -1,0 +1,71 @@
+"""ClassifierModule: frozen encoder stays fixed and in eval; fine-tuning trains it at its own LR."""
+
+from __future__ import annotations
+
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import torch
+from tiny_tasks import intent_rows, write_jsonl
+from transformers import AutoModel, AutoTokenizer
+
+from classification.taskfile import TaskSpec
+from datamodules.task import TaskDataModule
+from lightning_modules.classifier import ClassifierModule
+from modeling.heads import SelfAttentionHead
+
+SPEC = TaskSpec(name="cc_intent", type="binary", labels=("intentful", "not_intentful"), positive_label="intentful")
+
+
+def _setup(tiny_teacher_dir: Path, tmp_path: Path, freeze: bool):
+    L.seed_everything(0)
+    encoder = AutoModel.from_pretrained(tiny_teacher_dir)
+    tokenizer = AutoTokenizer.from_pretrained(tiny_teacher_dir)
+    datamodule = TaskDataModule.from_files(SPEC, "eng", files=[write_jsonl(tmp_path / "cc.jsonl", intent_rows())],
+                                           batch_size=8, tokenizer=tokenizer, max_length=16)
+    assert datamodule.splits.counts() == {"train": 22, "val": 8, "test": 8}
+    head = SelfAttentionHead(32, 2, attention_dim=16, num_hops=2, hidden_dim=8)
+    module = ClassifierModule(head=head, task_type="binary", num_labels=2,
+                              optimizer=partial(torch.optim.AdamW, lr=1e-2), encoder=encoder, freeze=freeze,
+                              encoder_lr=1e-3)
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path)
+    return module, datamodule, trainer
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in module.state_dict().items()}
+
+
+def test_frozen_encoder_weights_unchanged_and_in_eval(tiny_teacher_dir: Path, tmp_path: Path) -> None:
+    module, datamodule, trainer = _setup(tiny_teacher_dir, tmp_path, freeze=True)
+    encoder_before, head_before = _snapshot(module.encoder), _snapshot(module.head)
+    seen_modes: list[bool] = []
+    module.encoder.register_forward_hook(lambda mod, args, out: seen_modes.append(mod.training))
+    trainer.fit(module, datamodule=datamodule)
+
+    assert seen_modes and not any(seen_modes)  # every encoder call ran in eval mode (no dropout)
+    assert all(torch.equal(v, encoder_before[k]) for k, v in module.encoder.state_dict().items())
+    assert any(not torch.equal(v, head_before[k]) for k, v in module.head.state_dict().items())
+    assert not any(p.requires_grad for p in module.encoder.parameters())
+    optimizer_params = {id(p) for group in trainer.optimizers[0].param_groups for p in group["params"]}
+    assert not optimizer_params & {id(p) for p in module.encoder.parameters()}
+
+    # Checkpoints leave the frozen encoder out and still load back.
+    path = tmp_path / "frozen.ckpt"
+    trainer.save_checkpoint(path)
+    state = torch.load(path, weights_only=False)["state_dict"]
+    assert state and not [k for k in state if k.startswith("encoder.")]
+    assert any(k.startswith("head.") for k in state)
+
+
+def test_finetuning_trains_encoder_with_its_own_lr(tiny_teacher_dir: Path, tmp_path: Path) -> None:
+    module, datamodule, trainer = _setup(tiny_teacher_dir, tmp_path, freeze=False)
+    assert module.encoder.training  # from_pretrained returns eval mode; fine-tuning needs dropout on
+    encoder_before = _snapshot(module.encoder)
+    trainer.fit(module, datamodule=datamodule)
+    changed = [k for k, v in module.encoder.state_dict().items() if not torch.equal(v, encoder_before[k])]
+    assert changed
+    groups = trainer.optimizers[0].param_groups
+    assert [g["lr"] for g in groups] == [1e-2, 1e-3]

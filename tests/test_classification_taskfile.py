@@ -1,0 +1,137 @@
+"""Task files: JSONL/CSV reading, the Table 2 split rule, and errors naming file and line."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+from tiny_tasks import intent_rows, tag_rows, write_csv, write_jsonl
+
+from classification.taskfile import TaskFileError, TaskSpec, load_task
+
+INTENT = TaskSpec(name="cc_intent", type="binary", labels=("intentful", "not_intentful"),
+                  positive_label="intentful", languages=("eng", "esp", "jap", "por"))
+TAGS = TaskSpec(name="td_tags", type="multilabel", labels=("python", "java", "php"), languages=("eng", "rus"))
+
+
+def _row(**overrides) -> dict:
+    row = {"text": "cancel my order", "label": "intentful", "lang": "eng", "split": "train", "source": "natural"}
+    row.update(overrides)
+    return row
+
+
+def test_jsonl_splits_follow_table_2(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "cc.jsonl", intent_rows(langs=("eng", "esp"), translated=6))
+    splits = load_task(INTENT, "esp", files=[path])
+    # train: 16 natural + 6 translated; val: 8 natural (the 2 translated val rows are left out).
+    assert splits.counts() == {"train": 22, "val": 8, "test": 8}
+    assert {ex.source for ex in splits.splits["train"]} == {"natural", "translated"}
+    assert {ex.source for ex in splits.splits["val"]} == {"natural"}
+    assert {ex.lang for split in splits.splits.values() for ex in split} == {"esp"}
+    targets = splits.targets("test")
+    assert targets.dtype == torch.long
+    assert targets.tolist() == [int(ex.labels[0] == "intentful") for ex in splits.splits["test"]]
+    assert targets.sum().item() == 4
+
+
+def test_natural_only_training_is_an_option(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "cc.jsonl", intent_rows(langs=("eng",)))
+    spec = TaskSpec(**{**INTENT.__dict__, "train_sources": ("natural",)})
+    assert load_task(spec, "eng", files=[path]).counts()["train"] == 16
+
+
+def test_csv_multilabel_from_a_directory(tmp_path: Path) -> None:
+    write_csv(tmp_path / "tags" / "td.csv", tag_rows(langs=("eng",), n=4))
+    splits = load_task(TAGS, "eng", directory=tmp_path / "tags")
+    assert splits.counts() == {"train": 4, "val": 4, "test": 4}
+    # rows i = 0..3 -> tags from the bits of i: [python], [python], [java], [python, java]
+    assert [ex.labels for ex in splits.splits["val"]] == [("python",), ("python",), ("java",), ("python", "java")]
+    assert splits.targets("val").tolist() == [[1, 0, 0], [1, 0, 0], [0, 1, 0], [1, 1, 0]]
+
+
+def _error(tmp_path: Path, rows: list[dict], spec: TaskSpec = INTENT, lang: str = "eng", suffix: str = "jsonl") -> str:
+    path = tmp_path / f"bad.{suffix}"
+    (write_jsonl if suffix == "jsonl" else write_csv)(path, rows)
+    with pytest.raises(TaskFileError) as info:
+        load_task(spec, lang, files=[path])
+    return str(info.value)
+
+
+def test_unknown_language_names_file_and_line(tmp_path: Path) -> None:
+    message = _error(tmp_path, [_row(), _row(), _row(lang="deu")])
+    assert re.search(r"bad\.jsonl:3: unknown language 'deu'", message), message
+
+
+def test_missing_field_names_file_and_line(tmp_path: Path) -> None:
+    row = _row()
+    del row["split"]
+    message = _error(tmp_path, [_row(), row])
+    assert re.search(r"bad\.jsonl:2: missing field 'split'", message), message
+    message = _error(tmp_path, [_row(label="")])
+    assert "bad.jsonl:1: missing field 'label'" in message
+
+
+def test_label_outside_label_set(tmp_path: Path) -> None:
+    message = _error(tmp_path, [_row(), _row(label="maybe")])
+    assert "bad.jsonl:2: label 'maybe' is not in the label set" in message
+    message = _error(tmp_path, [{**_row(), "labels": ["python", "cobol"]}], spec=TAGS, suffix="csv")
+    assert re.search(r"bad\.csv:2: label\(s\) \['cobol'\] not in the label set", message), message
+
+
+def test_empty_split_names_the_files(tmp_path: Path) -> None:
+    rows = [r for r in intent_rows(langs=("eng",)) if r["split"] != "test"]
+    message = _error(tmp_path, rows)
+    assert "empty split: no 'test' rows with lang='eng'" in message and "bad.jsonl" in message
+    # Translated rows alone do not make an evaluation split.
+    rows = [r for r in intent_rows(langs=("eng",)) if not (r["split"] == "val" and r["source"] == "natural")]
+    assert "no 'val' rows with lang='eng' and source=natural" in _error(tmp_path, rows)
+
+
+def test_csv_header_json_and_type_errors(tmp_path: Path) -> None:
+    path = tmp_path / "bad.csv"
+    path.write_text("text,label,lang,split\nhi,intentful,eng,train\n")
+    with pytest.raises(TaskFileError, match=r"bad\.csv:1: missing column 'source'"):
+        load_task(INTENT, "eng", files=[path])
+    path = tmp_path / "broken.jsonl"
+    path.write_text(json.dumps(_row()) + "\n{not json\n")
+    with pytest.raises(TaskFileError, match=r"broken\.jsonl:2: invalid JSON"):
+        load_task(INTENT, "eng", files=[path])
+    message = _error(tmp_path, [{**_row(), "labels": "python"}], spec=TAGS)
+    assert "bad.jsonl:1: 'labels' must be a list of strings" in message
+    message = _error(tmp_path, [_row(split="dev")])
+    assert "bad.jsonl:1: split 'dev' is not one of" in message
+
+
+def test_language_outside_task_and_missing_files(tmp_path: Path) -> None:
+    path = write_jsonl(tmp_path / "cc.jsonl", intent_rows(langs=("eng",)))
+    with pytest.raises(TaskFileError, match="unknown language 'rus' for task 'cc_intent'"):
+        load_task(INTENT, "rus", files=[path])
+    with pytest.raises(TaskFileError, match="not found"):
+        load_task(INTENT, "eng", files=[tmp_path / "nope.jsonl"])
+    with pytest.raises(TaskFileError, match="does not exist"):
+        load_task(INTENT, "eng", directory=tmp_path / "nowhere")
+
+
+def test_spec_validation() -> None:
+    with pytest.raises(ValueError, match="positive_label"):
+        TaskSpec(name="x", type="binary", labels=("a", "b"), positive_label="c")
+    with pytest.raises(ValueError, match="exactly 2 labels"):
+        TaskSpec(name="x", type="binary", labels=("a", "b", "c"), positive_label="a")
+    with pytest.raises(ValueError, match="threshold"):
+        TaskSpec(name="x", type="multilabel", labels=("a",), threshold=1.5)
+    assert TaskSpec(name="x", type="multilabel", labels=("a", "b", "c"), threshold="tune").num_outputs == 3
+
+
+def test_content_hash_follows_the_kept_rows(tmp_path: Path) -> None:
+    rows = intent_rows(langs=("eng", "esp"))
+    base = load_task(INTENT, "eng", files=[write_jsonl(tmp_path / "a.jsonl", rows)]).content_hash()
+    # Another language's rows do not change this language's data identity...
+    other = [dict(r, text=r["text"] + " x") if r["lang"] == "esp" else r for r in rows]
+    assert load_task(INTENT, "eng", files=[write_jsonl(tmp_path / "b.jsonl", other)]).content_hash() == base
+    # ...one flipped label does.
+    flipped = [dict(r) for r in rows]
+    flipped[0]["label"] = "not_intentful"
+    assert load_task(INTENT, "eng", files=[write_jsonl(tmp_path / "c.jsonl", flipped)]).content_hash() != base

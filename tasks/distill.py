@@ -137,6 +137,7 @@ def fit_teacher_head(cfg: DictConfig, plan: DistillPlan) -> str:
     path = fit_mlm_head(
         plan.teacher_path, texts, cfg.paths.cache_dir, steps=int(settings.steps), batch_size=int(settings.batch_size),
         lr=float(settings.lr), max_length=int(settings.max_length), seed=int(cfg.seed or 0),
+        **{k: settings[k] for k in ("epochs", "negatives") if k in settings},
     )
     return str(path)
 

@@ -23,7 +23,7 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MaxMetric
 
-from classification.metrics import build_metrics, predictions, probabilities, task_loss
+from classification.metrics import build_metrics, predictions, probabilities, task_loss, tune_threshold
 from modeling.heads import HeadOutput
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
@@ -60,6 +60,7 @@ class ClassifierModule(L.LightningModule):
         penalty_coef: float = 1.0,
         warmup_prop: float = 0.1,
         threshold: float = 0.5,
+        tune_threshold: bool = False,
     ) -> None:
         super().__init__()
         if not freeze and encoder is None:
@@ -75,6 +76,10 @@ class ClassifierModule(L.LightningModule):
         self.penalty_coef = penalty_coef
         self.warmup_prop = warmup_prop
         self.threshold = threshold
+        # With a tuned threshold, each epoch is scored at its own best validation threshold, so
+        # model selection does not depend on a 0.5 cut that the final model will not use.
+        self.tune_threshold = tune_threshold
+        self._val_outputs: list[tuple[Tensor, Tensor]] = []
         if freeze and encoder is not None:
             encoder.eval().requires_grad_(False)
             # The frozen encoder is dropped from checkpoints (on_save_checkpoint), so loading
@@ -121,6 +126,32 @@ class ClassifierModule(L.LightningModule):
         # The sanity-check batches must not leak into the first epoch's validation scores.
         self.val_metrics.reset()
         self.val_f1_best.reset()
+        head = self.head
+        if getattr(head, "standardize", False) and int(head.input_count) == 0:
+            self.fit_head_statistics(self.trainer.train_dataloader)
+
+    @torch.no_grad()
+    def fit_head_statistics(self, loader, max_batches: int = 200) -> None:
+        """Per-dimension mean/std of the training tokens for the head's input standardisation.
+
+        Frozen features cost nothing to scan; a fine-tuned encoder is run (eval, no grad) on at
+        most ``max_batches`` batches, since the statistics only need to be roughly right.
+        """
+        total = square = None
+        count = 0
+        was_training = self.training
+        self.eval()
+        for index, batch in enumerate(loader):
+            if index == max_batches:
+                break
+            batch = {k: v.to(self.device) if isinstance(v, Tensor) else v for k, v in batch.items()}
+            tokens = self.encode(batch)[batch["attention_mask"].bool()].float()  # (N, d)
+            total = tokens.sum(0) if total is None else total + tokens.sum(0)
+            square = (tokens**2).sum(0) if square is None else square + (tokens**2).sum(0)
+            count += tokens.size(0)
+        self.train(was_training)
+        if count:
+            self.head.fit_input_statistics(total, square, count)
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, preds, output = self.model_step(batch)
@@ -135,11 +166,21 @@ class ClassifierModule(L.LightningModule):
         self.train_metrics.reset()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
-        loss, preds, _ = self.model_step(batch)
+        loss, preds, output = self.model_step(batch)
         self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=batch["targets"].size(0))
-        self.val_metrics.update(preds, batch["targets"].long())
+        if self.tune_threshold:
+            self._val_outputs.append((probabilities(output.logits.detach(), self.task_type), batch["targets"]))
+        else:
+            self.val_metrics.update(preds, batch["targets"].long())
 
     def on_validation_epoch_end(self) -> None:
+        if self.tune_threshold and self._val_outputs:
+            probs = torch.cat([p for p, _ in self._val_outputs])
+            targets = torch.cat([t for _, t in self._val_outputs])
+            self._val_outputs.clear()
+            threshold, _ = tune_threshold(probs.cpu(), targets.cpu(), self.task_type)
+            self.val_metrics.update((probs >= threshold).long(), targets.long())
+            self.log("val/threshold", threshold)
         values = self.val_metrics.compute()
         self.val_metrics.reset()
         self.log_dict(values, prog_bar=True)

@@ -60,6 +60,12 @@ class SelfAttentionHead(nn.Module):
     :param num_hops: r, number of attention distributions (rows of A).
     :param hidden_dim: width of the classifier MLP on the flattened r·d embedding.
     :param dropout: applied to the flattened embedding and to the MLP's hidden layer.
+    :param standardize: subtract the per-dimension mean of the training tokens and divide by
+        their standard deviation before attending. Contextual embeddings are anisotropic: for
+        multilingual-e5 the mean token vector has norm 5.0 against 5.5 for a token, so almost all
+        of every token is one shared direction and the attention/MLP barely see the differences
+        (macro F1 0.2 vs 0.6 after 10 epochs on the demo's tag task). The statistics are buffers
+        set once by :meth:`fit_input_statistics` and travel with the weights.
     """
 
     def __init__(
@@ -70,6 +76,7 @@ class SelfAttentionHead(nn.Module):
         num_hops: int = 4,
         hidden_dim: int = 100,
         dropout: float = 0.5,
+        standardize: bool = True,
     ) -> None:
         super().__init__()
         if min(input_dim, num_classes, attention_dim, num_hops, hidden_dim) < 1:
@@ -81,6 +88,19 @@ class SelfAttentionHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(num_hops * input_dim, hidden_dim)
         self.classifier = nn.Linear(hidden_dim, num_classes)
+        self.standardize = standardize
+        self.register_buffer("input_mean", torch.zeros(input_dim))
+        self.register_buffer("input_std", torch.ones(input_dim))
+        self.register_buffer("input_count", torch.zeros((), dtype=torch.long))  # 0 = not fitted yet
+
+    @torch.no_grad()
+    def fit_input_statistics(self, token_sum: Tensor, token_sq_sum: Tensor, count: int) -> None:
+        """Set the standardisation from running sums over the training tokens (padding excluded)."""
+        mean = token_sum / count
+        variance = (token_sq_sum / count - mean**2).clamp(min=0.0)
+        self.input_mean.copy_(mean)
+        self.input_std.copy_(variance.sqrt().clamp(min=1e-5))
+        self.input_count.fill_(count)
 
     def forward(self, hidden: Tensor, attention_mask: Tensor) -> HeadOutput:
         """``hidden``: (B, n, d) token outputs; ``attention_mask``: (B, n), 1 = real token."""
@@ -89,6 +109,8 @@ class SelfAttentionHead(nn.Module):
         mask = attention_mask.bool()
         if not bool(mask.any(dim=1).all()):
             raise ValueError("every sequence needs at least one unmasked token")
+        if self.standardize:
+            hidden = (hidden.float() - self.input_mean) / self.input_std
         scores = self.ws2(torch.tanh(self.ws1(hidden)))  # (B, n, r)
         scores = scores.transpose(1, 2)  # (B, r, n)
         # -inf before the softmax: padded tokens get exactly zero weight (the reference code adds

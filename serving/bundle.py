@@ -9,7 +9,7 @@ Layout (docs/formats.md "Serving bundle")::
 
 Heads come from ``task=classify`` job folders. ``results.json`` says which encoder a head was
 trained on (``encoder.hash``), the task type, the label set and the decision threshold; the head's
-weights come from the job's best checkpoint (``checkpoints/best-*.ckpt``, kept with
+weights come from the job's ``head.safetensors`` (or its best checkpoint, ``checkpoints/best-*.ckpt``, kept with
 ``classify.keep_checkpoint=true``). A head is refused when its encoder hash differs from the
 bundle's encoder or when its encoder was fine-tuned (``freeze: false``): such a head was trained on
 features this encoder does not produce, and would silently give wrong answers.
@@ -119,12 +119,30 @@ def find_jobs(paths: Iterable[str | Path]) -> list[Path]:
     return list(dict.fromkeys(jobs))
 
 
+def _head_weights(job: Path) -> tuple[dict[str, torch.Tensor], Path]:
+    """The head's trained weights: ``head.safetensors`` (written by every classify job), or the
+    ``head.*`` entries of a kept best checkpoint for jobs that predate it."""
+    exported = job / "head.safetensors"
+    if exported.is_file():
+        from safetensors.torch import load_file
+
+        return load_file(str(exported)), exported
+    ckpt = _best_checkpoint(job)
+    # Our own job output (a Lightning checkpoint with plain hyper-parameters); weights_only=False
+    # because Lightning stores non-tensor metadata in it.
+    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
+    weights = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
+    if not weights:
+        raise BundleError(f"{ckpt}: no head.* weights in the checkpoint's state_dict")
+    return weights, ckpt
+
+
 def _best_checkpoint(job: Path) -> Path:
     checkpoints = sorted((job / "checkpoints").glob("best-*.ckpt"))
     if not checkpoints:
         raise BundleError(
-            f"{job}: no best checkpoint (checkpoints/best-*.ckpt). task=classify deletes it unless "
-            "classify.keep_checkpoint=true; re-run the job with that override to bundle its head")
+            f"{job}: no head.safetensors and no best checkpoint (checkpoints/best-*.ckpt); re-run the job with "
+            "classify.save_head=true (the default) or classify.keep_checkpoint=true to bundle its head")
     if len(checkpoints) > 1:
         raise BundleError(f"{job}: several best checkpoints {[c.name for c in checkpoints]}; expected one")
     return checkpoints[0]
@@ -141,13 +159,7 @@ def read_job(job: str | Path) -> HeadSpec:
     cls_task, head_config = config.get("cls_task"), config.get("head")
     if not cls_task or not head_config or "threshold" not in record or "task_type" not in record:
         raise BundleError(f"{where}: lacks config.cls_task, config.head, threshold or task_type (written by an older classify?)")
-    ckpt = _best_checkpoint(job)
-    # Our own job output (a Lightning checkpoint with plain hyper-parameters); weights_only=False
-    # because Lightning stores non-tensor metadata in it.
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)["state_dict"]
-    weights = {k.removeprefix("head."): v for k, v in state.items() if k.startswith("head.")}
-    if not weights:
-        raise BundleError(f"{ckpt}: no head.* weights in the checkpoint's state_dict")
+    weights, ckpt = _head_weights(job)
     try:
         input_dim = int(weights["ws1.weight"].shape[1])
         num_classes = int(weights["classifier.weight"].shape[0])

@@ -45,7 +45,18 @@ def _feature_device(trainer_cfg: DictConfig) -> str:
 
 
 def _metrics(values: dict[str, Any], prefix: str) -> dict[str, float]:
-    return {name: float(values[f"{prefix}/{name}"]) for name in ("f1", "precision", "recall")}
+    # torchmetrics computes in float32, so a perfect recall can come back as 1.0000001: keep the
+    # six digits float32 actually carries.
+    return {name: round(float(values[f"{prefix}/{name}"]), 6) for name in ("f1", "precision", "recall")}
+
+
+def save_head(module: ClassifierModule, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.head.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp))
+    tmp.replace(path)
 
 
 def _tune(trainer: L.Trainer, module: ClassifierModule, datamodule: TaskDataModule, ckpt: str,
@@ -152,6 +163,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             penalty_coef=float(ccfg.penalty_coef),
             warmup_prop=float(ccfg.warmup_prop),
             threshold=0.5 if spec.threshold == "tune" else float(spec.threshold),
+            tune_threshold=spec.threshold == "tune",
         )
 
         mode = "frozen" if freeze else "finetuned"
@@ -190,6 +202,10 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         best_val["epoch"] = int(torch.load(best, map_location="cpu", mmap=True, weights_only=False)["epoch"])
         test = _metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0], "test")
         timings["evaluate_s"] = time.perf_counter() - t0
+        if ccfg.get("save_head", True):
+            # test() left the best checkpoint's weights in the module: keep just the head (~2 MB),
+            # which is what a serving bundle needs (serving/bundle.py).
+            save_head(module, output_dir / "head.safetensors")
         if not ccfg.keep_checkpoint:
             shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
         timings["total_s"] = time.perf_counter() - started

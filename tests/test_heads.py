@@ -89,3 +89,27 @@ def test_gradients_reach_every_parameter() -> None:
     out = head(torch.randn(3, 5, 16), torch.ones(3, 5, dtype=torch.long))
     (out.logits.sum() + out.penalty).backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in head.parameters())
+
+
+def test_input_standardisation_statistics_and_shift_invariance():
+    import torch
+
+    from modeling.heads import SelfAttentionHead
+
+    torch.manual_seed(0)
+    hidden = torch.randn(3, 5, 8) * 0.3 + 4.0  # anisotropic: one large shared offset
+    mask = torch.tensor([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1], [1, 1, 0, 0, 0]])
+    tokens = hidden[mask.bool()]
+    head = SelfAttentionHead(8, 2, attention_dim=6, num_hops=2, hidden_dim=4).eval()
+    assert int(head.input_count) == 0
+    head.fit_input_statistics(tokens.sum(0), (tokens**2).sum(0), tokens.size(0))
+    assert int(head.input_count) == 10
+    torch.testing.assert_close(head.input_mean, tokens.mean(0))
+    torch.testing.assert_close(head.input_std, tokens.std(0, unbiased=False), rtol=1e-4, atol=1e-5)
+    # Statistics fitted on shifted data make the head blind to the shift.
+    shifted = SelfAttentionHead(8, 2, attention_dim=6, num_hops=2, hidden_dim=4).eval()
+    shifted.load_state_dict(head.state_dict())
+    moved = tokens + 10.0
+    shifted.fit_input_statistics(moved.sum(0), (moved**2).sum(0), moved.size(0))
+    torch.testing.assert_close(shifted(hidden + 10.0, mask).logits, head(hidden, mask).logits, rtol=1e-3, atol=1e-4)
+    assert "input_mean" in head.state_dict() and "input_std" in head.state_dict()  # travels with the weights

@@ -12,8 +12,8 @@ TINY = [
     "demo.data.languages=[eng,esp]", "demo.data.corpus_mb_per_lang=0.012", "demo.data.general_mb_per_lang=0.012",
     "demo.data.n_train=80", "demo.data.n_val=40", "demo.data.n_test=60",
     "demo.seeds=[0,1,2,3]", "demo.langs=[eng]", "demo.tasks=[cc_intent]",
-    "demo.speed_overrides=[speed.lengths=[16],speed.repeats=3,speed.warmup=1,speed.variants.int8=false,"
-    "speed.variants.onnx=false,speed.realistic.n_messages=3]",
+    "demo.speed_overrides=['speed.lengths=[16]','speed.repeats=3','speed.warmup=1','speed.variants.int8=false',"
+    "'speed.variants.onnx=false','speed.realistic.n_messages=3']",
     "logger=none", "trainer.enable_progress_bar=false",
 ]
 

@@ -67,7 +67,7 @@ def sweep(tmp_path: Path) -> Path:
 
 def report_cfg(make_cfg: Callable[..., DictConfig], sweep: Path, *extra: str) -> DictConfig:
     return make_cfg(
-        "task=report", "logger=none", f"report.sweep_dirs=[{sweep}]",
+        "~experiment", "task=report", "logger=none", f"report.sweep_dirs=[{sweep}]",
         "report.baselines.distilmbert=distil", "report.baselines.mbert=teacher",
         "report.stats.n_resamples=300", *extra,
     )
@@ -110,7 +110,7 @@ def test_better_encoder_is_marked_and_equal_one_is_not(make_cfg: Callable[..., D
 def test_swapping_the_roles_removes_the_mark(make_cfg: Callable[..., DictConfig], sweep: Path) -> None:
     # Now "distil" is the candidate and the student plays the DistilmBERT role: distil is worse.
     cfg = make_cfg(
-        "task=report", "logger=none", f"report.sweep_dirs=[{sweep}]", "report.baselines.distilmbert=student",
+        "~experiment", "task=report", "logger=none", f"report.sweep_dirs=[{sweep}]", "report.baselines.distilmbert=student",
         "report.baselines.mbert=teacher", "report.stats.n_resamples=300", "report.formats=[md]",
     )
     (table,) = run(cfg).tables
@@ -217,7 +217,7 @@ def test_table6_orders_students_by_budget_and_draws_figure2(make_cfg: Callable[.
         for seed in range(3):
             write_result(root, encoder, "eng", True, seed, value + 0.001 * (seed - 1))
     cfg = make_cfg(
-        "task=report", "logger=none", f"report.sweep_dirs=[{root}]", "report.baselines.mbert=teacher",
+        "~experiment", "task=report", "logger=none", f"report.sweep_dirs=[{root}]", "report.baselines.mbert=teacher",
         "report.stats.n_resamples=100", "report.formats=[md]", "report.table6.enabled=true",
         f"report.table6.task={TASK}", "report.table6.budgets={TD10: 0.9}",
     )
@@ -259,7 +259,7 @@ def test_report_logs_to_wandb_when_the_logger_has_it(
     monkeypatch.setattr(wandb, "init", fake_init)
     monkeypatch.setattr(wandb, "finish", lambda *a, **k: calls.__setitem__("finished", calls["finished"] + 1))
     cfg = make_cfg(
-        "task=report", f"report.sweep_dirs=[{sweep}]", "report.baselines.distilmbert=distil",
+        "~experiment", "task=report", f"report.sweep_dirs=[{sweep}]", "report.baselines.distilmbert=distil",
         "report.baselines.mbert=teacher", "report.stats.n_resamples=100", "report.formats=[csv]",
     )
     run(cfg)  # the default logger config has a wandb entry (offline)
@@ -267,6 +267,6 @@ def test_report_logs_to_wandb_when_the_logger_has_it(
     assert calls["logged"] == ["table8/cc_intent", "table8/stats"]
     assert calls["finished"] == 1
     calls["logged"].clear()
-    run(make_cfg("task=report", "logger=none", f"report.sweep_dirs=[{sweep}]", "report.baselines.distilmbert=distil",
+    run(make_cfg("~experiment", "task=report", "logger=none", f"report.sweep_dirs=[{sweep}]", "report.baselines.distilmbert=distil",
                  "report.baselines.mbert=teacher", "report.stats.n_resamples=100", "report.formats=[csv]"))
     assert calls["logged"] == []  # no wandb logger, no W&B

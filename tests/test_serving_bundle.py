@@ -152,6 +152,14 @@ def test_job_without_checkpoint_and_changed_bundle(tmp_path, bundle_dir, jobs) -
     job = tmp_path / "job"
     shutil.copytree(jobs["cc_intent/eng"], job)
     shutil.rmtree(job / "checkpoints")
+    # head.safetensors (written by every classify job) is enough on its own ...
+    from_export = read_job(job)
+    best = next((jobs["cc_intent/eng"] / "checkpoints").glob("best-*.ckpt"))
+    checkpoint = torch.load(best, map_location="cpu", weights_only=False)["state_dict"]
+    for name, tensor in from_export.state_dict.items():  # the exported head is the best checkpoint's
+        assert torch.equal(tensor, checkpoint[f"head.{name}"]), name
+    # ... and without it and without the checkpoint the job cannot be bundled.
+    (job / "head.safetensors").unlink()
     with pytest.raises(BundleError, match=r"no best checkpoint .* classify.keep_checkpoint=true"):
         read_job(job)
     changed = tmp_path / "changed"

@@ -1,6 +1,7 @@
 """task=distill end to end: validation before any work, CLI run, export, cache hit."""
 
 import json
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -155,3 +156,20 @@ def test_headless_teacher_gets_a_fitted_head_then_distils(make_cfg, text_dir, tm
     manifest = json.loads((ensure_student(cfg) / "manifest.json").read_text())
     assert manifest["teacher"] != str(tmp_path / "headless")  # the fitted-head copy was distilled from
     assert manifest["losses"]["train/loss_ce"] >= 0
+
+
+@pytest.mark.slow
+def test_cli_distill_under_ddp_on_two_cpu_processes(tiny_teacher_dir, text_dir, tmp_path):
+    """The DDP path (gloo on CPU): rank-split batches, teacher outside DDP, one export by rank 0."""
+    cache = tmp_path / "cache"
+    command = [sys.executable, "run.py", *_overrides(tiny_teacher_dir, text_dir), f"paths.cache_dir={cache}",
+               f"paths.log_dir={tmp_path / 'logs'}", "trainer.devices=2", "+trainer.strategy=ddp"]
+    result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "Initializing distributed: GLOBAL_RANK: 1, MEMBER: 2/2" in result.stdout + result.stderr
+    exported = [p for p in (cache / "students").iterdir() if (p / "manifest.json").exists()]
+    manifest = json.loads((exported[0] / "manifest.json").read_text())
+    # 120 sequences at most, split over 2 ranks, batch 8, accumulation 2: ceil(ceil(n/2)/8/2) steps.
+    sequences = sum(s["sequences"] for s in manifest["corpus_stats"].values())
+    per_rank = math.ceil(sequences / 2)
+    assert manifest["steps"] == math.ceil(math.ceil(per_rank / 8) / 2)

@@ -136,10 +136,16 @@ def fit_teacher_head(cfg: DictConfig, plan: DistillPlan) -> str:
                 break
     path = fit_mlm_head(
         plan.teacher_path, texts, cfg.paths.cache_dir, steps=int(settings.steps), batch_size=int(settings.batch_size),
-        lr=float(settings.lr), max_length=int(settings.max_length), seed=int(cfg.seed or 0),
+        lr=float(settings.lr), max_length=int(settings.max_length), seed=distill_seed(cfg),
         **{k: settings[k] for k in ("epochs", "negatives") if k in settings},
     )
     return str(path)
+
+
+def distill_seed(cfg: DictConfig) -> int:
+    """The distillation's own seed (``distill.seed``, the reference's 56), not the global ``seed``:
+    a classification sweep over ``seed=range(10)`` with ``encoder=distilled`` must share one student."""
+    return int(cfg.distill.seed)
 
 
 def _teacher_identity(cfg: DictConfig, teacher_path: str) -> dict[str, Any]:
@@ -165,7 +171,6 @@ def student_key(cfg: DictConfig, plan: DistillPlan, corpus_key: str) -> str:
             "corpus": corpus_key,
             "student": OmegaConf.to_container(cfg.student, resolve=True),
             "distill": distill,
-            "seed": cfg.seed,
         }
     )
 
@@ -196,7 +201,7 @@ def ensure_student(cfg: DictConfig) -> Path:
 
 
 def distil(cfg: DictConfig, plan: DistillPlan, teacher, corpus_dir: Path, export_dir: Path) -> Path:
-    seed_everything(cfg.seed)
+    seed_everything(distill_seed(cfg))
     tokenizer = teacher.tokenizer
     if len(tokenizer) > plan.teacher_config.vocab_size:
         raise ValueError(
@@ -213,7 +218,7 @@ def distil(cfg: DictConfig, plan: DistillPlan, teacher, corpus_dir: Path, export
             [token_counts, token_counts.new_zeros(plan.teacher_config.vocab_size - len(token_counts))]
         )
     d = cfg.distill
-    seed = int(cfg.seed) if cfg.seed is not None else 56
+    seed = distill_seed(cfg)
     module = DistillationModule(
         student=student,
         teacher=teacher.model,

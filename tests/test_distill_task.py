@@ -173,3 +173,11 @@ def test_cli_distill_under_ddp_on_two_cpu_processes(tiny_teacher_dir, text_dir, 
     sequences = sum(s["sequences"] for s in manifest["corpus_stats"].values())
     per_rank = math.ceil(sequences / 2)
     assert manifest["steps"] == math.ceil(math.ceil(per_rank / 8) / 2)
+
+
+def test_classifier_seed_does_not_change_the_student(make_cfg, tiny_teacher_dir, text_dir, monkeypatch):
+    first = ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "seed=0")))
+    monkeypatch.setattr("tasks.distill.distil", lambda *a, **k: pytest.fail("a new seed distilled again"))
+    assert ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "seed=7"))) == first
+    monkeypatch.undo()
+    assert ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "distill.seed=57"))) != first

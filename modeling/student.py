@@ -184,8 +184,8 @@ def _truncated_copy(teacher: PreTrainedModel, layers: list[int], spec: StudentSp
             if index not in remap:
                 continue
             name = f"{prefix}{remap[index]}.{rest}"
-        elif not spec.copy_vocab_transform and ".dense." in name and name.startswith("lm_head"):
-            continue
+        elif not spec.copy_vocab_transform and name.startswith(("lm_head.dense.", "lm_head.layer_norm.")):
+            continue  # RoBERTa's head transform: left at its fresh initialisation, like DistilBERT's
         state[name] = tensor
     missing, unexpected = student.load_state_dict(state, strict=False)
     missing = [m for m in missing if not m.endswith("decoder.weight")]  # tied to the embeddings

@@ -20,13 +20,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from common.hashing import hash_file, hash_object
+from common.hashing import hash_file
 from sources.html_text import CODE_POLICIES, CodePolicy
 from sources.progress import byte_progress
 from sources.sampling import BudgetFilter, KeyHistogram, budget_bytes, uniform_key
 from sources.stackexchange import ANSWER, QUESTION, Post, PostsFile, language_of, site_of
 from sources.td_task import SPLIT_ORDER, Candidate, CandidatePool, TagTaskSpec, tag_counts
-from sources.writers import PreparedDir, document_line, line_bytes
+from sources.writers import PreparedDir, document_line, input_fingerprint, line_bytes
 
 log = logging.getLogger(__name__)
 
@@ -101,19 +101,9 @@ class StackExchangeBuilder:
         records: dict[str, Any] = {}
         for lang in langs:
             path = Path(self.dumps[lang])
-            stat = path.stat()
-            fingerprint = hash_object(
-                {
-                    "path": str(path.resolve()),
-                    "size": stat.st_size,
-                    "mtime": stat.st_mtime_ns,
-                    "seed": seed,
-                    "budget": self.budgets.get(lang),
-                    "code": [self.code, self.inline_code, self.placeholder],
-                    "task": self.task,
-                    "spec": repr(self.spec_for(lang)),
-                    "margin": self.margin,
-                }
+            fingerprint = input_fingerprint(
+                path, seed=seed, budget=self.budgets.get(lang), code=[self.code, self.inline_code, self.placeholder],
+                task=self.task, spec=repr(self.spec_for(lang)), margin=self.margin,
             )
             part = f"stackexchange.{lang}"
             record = out.done(part)

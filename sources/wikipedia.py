@@ -30,12 +30,12 @@ import mwparserfromhell
 import mwxml
 from mwxml.errors import MalformedXML
 
-from common.hashing import hash_file, hash_object
+from common.hashing import hash_file
 from common.io import atomic_open
 from sources.progress import byte_progress
 from sources.sampling import budget_bytes, language_budgets, uniform_key
 from sources.streams import CountingReader, MalformedInputError
-from sources.writers import PreparedDir, document_line, line_bytes
+from sources.writers import PreparedDir, document_line, input_fingerprint, line_bytes
 
 log = logging.getLogger(__name__)
 
@@ -231,18 +231,9 @@ class WikipediaBuilder:
         records: dict[str, Any] = {}
         for lang in langs:
             path = Path(self.dumps[lang])
-            stat = path.stat()
-            fingerprint = hash_object(
-                {
-                    "path": str(path.resolve()),
-                    "size": stat.st_size,
-                    "mtime": stat.st_mtime_ns,
-                    "seed": seed,
-                    "budget": budgets[lang],
-                    "chunk": self.chunk_bytes,
-                    "ns": self.namespaces,
-                    "min_chars": self.min_chars,
-                }
+            fingerprint = input_fingerprint(
+                path, seed=seed, budget=budgets[lang], chunk=self.chunk_bytes, ns=self.namespaces,
+                min_chars=self.min_chars,
             )
             part = f"wikipedia.{lang}"
             record = out.done(part)

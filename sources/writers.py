@@ -20,6 +20,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import IO, Any
 
+from common.hashing import hash_object
 from common.io import atomic_open, read_json, write_json
 
 
@@ -117,3 +118,10 @@ class PreparedDir:
         path = self.root / "manifest.json"
         write_json(path, dict(manifest))
         return path
+
+
+def input_fingerprint(path: Path, **settings: Any) -> str:
+    """Identity of one language's input for resume markers: the file (path, size, mtime) plus
+    every setting that shapes what is written from it. A change to either redoes that language."""
+    stat = path.stat()
+    return hash_object({"path": str(path.resolve()), "size": stat.st_size, "mtime": stat.st_mtime_ns, **settings})

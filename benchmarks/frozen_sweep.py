@@ -35,24 +35,13 @@ from pathlib import Path
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
-from transformers import DistilBertConfig, DistilBertModel
+from transformers import DistilBertModel
 
-from modeling.tiny import tiny_tokenizer
+from modeling.tiny import build_wide_encoder
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 REQUEST = "order refund cancel delivery password payment track package account change update help need".split()
 CHAT = "hello hi thanks thank you yes no the a it is my please what how when where".split()
-
-
-def build_encoder(folder: Path, layers: int) -> Path:
-    """A random DistilBERT with DistilmBERT's dimensions, saved with a WordPiece tokenizer."""
-    tokenizer = tiny_tokenizer(model_max_length=512)
-    config = DistilBertConfig(vocab_size=len(tokenizer), n_layers=layers, dim=768, n_heads=12, hidden_dim=3072,
-                              max_position_embeddings=512)
-    torch.manual_seed(0)
-    DistilBertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def write_task(path: Path, sizes: dict[str, int], seed: int = 0) -> None:
@@ -119,7 +108,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
     with tempfile.TemporaryDirectory(prefix="frozen_sweep_") as tmp:
         root = Path(tmp)
-        encoder = build_encoder(root / "encoder", args.layers)
+        encoder = build_wide_encoder(root / "encoder", args.layers)
         write_task(root / "task" / "cc.jsonl", {"train": args.train, "val": args.val, "test": args.test})
         params = sum(p.numel() for p in DistilBertModel.from_pretrained(encoder).transformer.parameters())
         print(f"encoder: random DistilBERT, {args.layers} layers x 768 (transformer {params / 1e6:.1f}M params); "

@@ -38,11 +38,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from transformers import DistilBertConfig, DistilBertModel
 
 from common.hashing import hash_dir
 from modeling.heads import SelfAttentionHead
-from modeling.tiny import tiny_tokenizer
+from modeling.tiny import build_wide_encoder
 from serving.bundle import HeadSpec, build_bundle, load_bundle
 from serving.predictor import Predictor
 
@@ -50,16 +49,6 @@ WORDS = ("order refund cancel delivery password payment track package account ch
          "hello hi thanks thank you yes no the a it is my please what how when where python java code").split()
 HEAD = {"_target_": "modeling.heads.SelfAttentionHead", "attention_dim": 350, "num_hops": 4, "hidden_dim": 100,
         "dropout": 0.5}
-
-
-def build_encoder(folder: Path, layers: int) -> Path:
-    tokenizer = tiny_tokenizer(model_max_length=512)
-    config = DistilBertConfig(vocab_size=len(tokenizer), n_layers=layers, dim=768, n_heads=12, hidden_dim=3072,
-                              max_position_embeddings=512)
-    torch.manual_seed(0)
-    DistilBertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return folder
 
 
 def random_heads(encoder_dir: Path, count: int) -> list[HeadSpec]:
@@ -112,7 +101,7 @@ def main() -> None:
     warnings.filterwarnings("ignore")
 
     with tempfile.TemporaryDirectory() as tmp:
-        encoder_dir = build_encoder(Path(tmp) / "encoder", args.layers)
+        encoder_dir = build_wide_encoder(Path(tmp) / "encoder", args.layers)
         bundle_dir = build_bundle(encoder_dir, random_heads(encoder_dir, args.heads), Path(tmp) / "bundle",
                                   copy_encoder=False)
         bundle = load_bundle(bundle_dir)

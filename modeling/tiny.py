@@ -71,3 +71,18 @@ def build_tiny_teacher(output_dir: str | Path, seed: int = 0, **config_overrides
     model.save_pretrained(output_dir)
     tokenizer.save_pretrained(output_dir)
     return output_dir
+
+
+def build_wide_encoder(output_dir: str | Path, layers: int = 6, seed: int = 0) -> Path:
+    """A random ``DistilBertModel`` with DistilmBERT's width (768, 12 heads, FFN 3072) and the tiny
+    WordPiece tokenizer: realistic compute per token for benchmarks, no download."""
+    from transformers import DistilBertConfig, DistilBertModel
+
+    output_dir = Path(output_dir)
+    tokenizer = tiny_tokenizer(model_max_length=512)
+    config = DistilBertConfig(vocab_size=len(tokenizer), n_layers=layers, dim=768, n_heads=12, hidden_dim=3072,
+                              max_position_embeddings=512)
+    torch.manual_seed(seed)
+    DistilBertModel(config).save_pretrained(output_dir)
+    tokenizer.save_pretrained(output_dir)
+    return output_dir

@@ -8,8 +8,6 @@ are dropped), so translated data never inflates a reported score.
 
 from __future__ import annotations
 
-import csv
-import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,6 +17,7 @@ from typing import Any
 import torch
 
 from common.hashing import hash_object
+from common.records import iter_records
 
 log = logging.getLogger(__name__)
 
@@ -152,29 +151,9 @@ def resolve_task_files(files: Sequence[str | Path] | None, directory: str | Path
 
 def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, raw row). CSV ``labels`` cells stay strings until parsing."""
-    if path.suffix == ".jsonl":
-        with open(path, encoding="utf-8") as handle:
-            for number, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise TaskFileError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-                if not isinstance(row, dict):
-                    raise TaskFileError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-                yield number, row
-    elif path.suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            header = reader.fieldnames or []
-            for name in REQUIRED_FIELDS:
-                if name not in header:
-                    raise TaskFileError(f"{path}:1: missing column {name!r} in the header (have {header})")
-            for row in reader:
-                yield reader.line_num, row
-    else:
+    if path.suffix not in SUFFIXES:
         raise TaskFileError(f"{path}: unsupported task file type {path.suffix!r} (expected {SUFFIXES})")
+    yield from iter_records(path, TaskFileError, required_columns=REQUIRED_FIELDS if path.suffix == ".csv" else ())
 
 
 def _parse_labels(raw: dict[str, Any], where: str, spec: TaskSpec, csv_file: bool) -> tuple[str, ...]:

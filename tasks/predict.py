@@ -16,7 +16,6 @@ bundle, input and options resumes after the last complete line of the partial fi
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
@@ -30,6 +29,7 @@ from tqdm.auto import tqdm
 
 from common.hashing import hash_object
 from common.io import read_json, write_json
+from common.records import iter_records
 from serving.bundle import load_bundle, read_manifest
 from serving.predictor import Predictor
 from serving.quantize import encoder_backend
@@ -45,22 +45,7 @@ def iter_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """(line number, row) for a .jsonl or .csv file; CSV line numbers count the header as line 1."""
     if path.suffix not in (".jsonl", ".csv"):
         raise InputFileError(f"{path}: expected a .jsonl or .csv file")
-    with open(path, encoding="utf-8", newline="") as handle:
-        if path.suffix == ".jsonl":
-            for number, line in enumerate(handle, 1):
-                if not line.strip():
-                    continue
-                try:
-                    row = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise InputFileError(f"{path}:{number}: invalid JSON ({error.msg})") from None
-                if not isinstance(row, dict):
-                    raise InputFileError(f"{path}:{number}: expected a JSON object, got {type(row).__name__}")
-                yield number, row
-        else:
-            reader = csv.DictReader(handle)
-            for row in reader:
-                yield reader.line_num, row
+    yield from iter_records(path, InputFileError)
 
 
 def check_row(path: Path, number: int, row: dict[str, Any], pc: DictConfig, langs: set[str]) -> None:

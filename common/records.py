@@ -37,7 +37,12 @@ def iter_records(
             for name in required_columns:
                 if name not in header:
                     raise error(f"{path}:1: missing column {name!r} in the header (have {header})")
-            for row in reader:
-                yield reader.line_num, row
+            try:
+                for row in reader:
+                    if None in row:  # DictReader files surplus cells under the key None
+                        raise error(f"{path}:{reader.line_num}: more cells than the header has columns")
+                    yield reader.line_num, row
+            except csv.Error as exc:  # e.g. a NUL byte or an unterminated quote at end of file
+                raise error(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
     else:
         raise error(f"{path}: unsupported file type {path.suffix!r} (expected .jsonl or .csv)")

@@ -28,13 +28,14 @@ from omegaconf import DictConfig, OmegaConf
 
 from classification.encoders import EncoderRef, load_encoder, resolve_encoder
 from classification.features import FeatureCache
-from classification.loggers import build_loggers, finish_wandb, log_config, sweep_group, to_container
 from classification.metrics import tune_threshold
 from classification.results import RESULTS_FILE, build_results, write_results
 from classification.taskfile import TaskSpec, load_task
 from common.io import read_json
+from common.loggers import build_loggers, finish_wandb, log_config, sweep_group, to_container
 from datamodules.task import TaskDataModule
 from lightning_modules.classifier import ClassifierModule
+from tasks._common import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -111,9 +112,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             log.info("%s already holds a finished job with this config and data: skipping", output_dir)
             failed = False
             return done
-        # Seed 0 is a seed: test `is not None`, never truthiness.
-        if cfg.seed is not None:
-            L.seed_everything(int(cfg.seed), workers=True)
+        seed_everything(cfg.seed)
 
         t0 = time.perf_counter()
         ref: EncoderRef = resolve_encoder(cfg)
@@ -148,8 +147,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
         # Seed again here: loading the encoder (a cache miss) draws random numbers (e.g. an
         # uninitialised pooler), so without this a hit and a miss would train differently.
-        if cfg.seed is not None:
-            L.seed_everything(int(cfg.seed), workers=True)
+        seed_everything(cfg.seed)
         head = instantiate(cfg.head, input_dim=hidden_size, num_classes=spec.num_outputs)
         module = ClassifierModule(
             head=head,

@@ -26,6 +26,7 @@ from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig
 from callbacks.throughput import TokenThroughput
 from common.hashing import hash_dir, hash_object, short
 from common.io import read_json
+from common.loggers import build_loggers, finish_wandb, sweep_group
 from common.provenance import git_commit
 from corpus.reader import discover_files
 from corpus.shards import ShardSettings, build_corpus
@@ -37,7 +38,7 @@ from modeling.export import export_model
 from modeling.masking import MaskingConfig
 from modeling.student import StudentSpec, build_student, resolve_layers
 from modeling.teachers import load_teacher, load_teacher_config, load_teacher_tokenizer
-from tasks._common import finish_wandb, instantiate_loggers, seed_everything
+from tasks._common import seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -253,7 +254,11 @@ def distil(cfg: DictConfig, plan: DistillPlan, teacher, corpus_dir: Path, export
     )
     throughput = TokenThroughput()
     callbacks = [checkpoint, throughput]
-    loggers = instantiate_loggers(cfg.get("logger"))
+    corpus_name = cfg.corpus.get("name") or "corpus"
+    loggers = build_loggers(
+        cfg.get("logger"), name=f"distill-{Path(plan.teacher_path).name}-{corpus_name}",
+        group=sweep_group("distill", cfg.paths.output_dir), tags=["distill", corpus_name], job_type="distill",
+    )
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
     trainer = instantiate(

@@ -12,7 +12,7 @@ from omegaconf import open_dict
 from tiny_tasks import classify_overrides, intent_rows, write_jsonl
 
 import tasks.classify as classify
-from classification.loggers import build_loggers, finish_wandb, sweep_group
+from common.loggers import build_loggers, finish_wandb, sweep_group
 
 
 def test_default_loggers_fill_wandb_fields(make_cfg) -> None:

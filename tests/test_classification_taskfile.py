@@ -135,3 +135,12 @@ def test_content_hash_follows_the_kept_rows(tmp_path: Path) -> None:
     flipped = [dict(r) for r in rows]
     flipped[0]["label"] = "not_intentful"
     assert load_task(INTENT, "eng", files=[write_jsonl(tmp_path / "c.jsonl", flipped)]).content_hash() != base
+
+
+def test_csv_row_with_surplus_cells_names_its_line(tmp_path):
+    from classification.taskfile import TaskFileError, _read_rows
+
+    path = tmp_path / "extra.csv"
+    path.write_text("text,label,lang,split,source\nhi,intentful,eng,train,natural\nhi,intentful,eng,train,natural,oops\n")
+    with pytest.raises(TaskFileError, match=r"extra\.csv:3: more cells than the header has columns"):
+        list(_read_rows(path))

@@ -1,9 +1,11 @@
-"""Loggers for one classification job: W&B (offline unless told otherwise) and CSV.
+"""Loggers for one job (distill, classify): W&B (offline unless told otherwise) and CSV.
 
 W&B conventions (specs/formats-heads-stats.md §6): one run per job; ``group`` = the sweep
 (``<task>-<multirun folder>``, so every seed × language of one ``-m`` call lands together);
-``job_type`` = the task; readable ``name`` = ``<cls_task>-<lang>-<encoder>-<frozen|finetuned>-seed<N>``;
-tags = language, encoder, frozen/fine-tuned, task. Any of them set in ``conf/logger`` wins.
+``job_type`` = the task; a readable ``name`` (classify: ``<cls_task>-<lang>-<encoder>-<frozen|finetuned>-seed<N>``;
+distill: ``distill-<teacher>-<corpus>``);
+tags = what the job is about (classify: language, encoder, frozen/fine-tuned, task). Any of them set
+in ``conf/logger`` wins.
 ``finish_wandb`` must run in a ``finally``: with Hydra's in-process launcher an unfinished run
 would swallow the next job's metrics.
 """

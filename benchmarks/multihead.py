@@ -39,15 +39,15 @@ from pathlib import Path
 
 import torch
 
-from common.hashing import hash_dir
-from modeling.heads import SelfAttentionHead
-from modeling.tiny import build_wide_encoder
-from serving.bundle import HeadSpec, build_bundle, load_bundle
-from serving.predictor import Predictor
+from domain_distil.common.hashing import hash_dir
+from domain_distil.modeling.heads import SelfAttentionHead
+from domain_distil.modeling.tiny import build_wide_encoder
+from domain_distil.serving.bundle import HeadSpec, build_bundle, load_bundle
+from domain_distil.serving.predictor import Predictor
 
 WORDS = ("order refund cancel delivery password payment track package account change update help need "
          "hello hi thanks thank you yes no the a it is my please what how when where python java code").split()
-HEAD = {"_target_": "modeling.heads.SelfAttentionHead", "attention_dim": 350, "num_hops": 4, "hidden_dim": 100,
+HEAD = {"_target_": "domain_distil.modeling.heads.SelfAttentionHead", "attention_dim": 350, "num_hops": 4, "hidden_dim": 100,
         "dropout": 0.5}
 
 

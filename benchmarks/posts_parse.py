@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT))
 _CHILD = """
 import json, resource, sys, time
 sys.path.insert(0, {root!r})
-from sources.stackexchange import PostsFile
+from domain_distil.sources.stackexchange import PostsFile
 t = time.perf_counter()
 posts = 0
 for post in PostsFile({path!r}).posts():
@@ -39,7 +39,7 @@ print(json.dumps({{"posts": posts, "seconds": elapsed,
 
 def generate(path: Path, megabytes: int) -> int:
     """Write synthetic posts until the file reaches ``megabytes`` MB (10^6 bytes)."""
-    from sources.synthetic import synthetic_posts, write_posts_xml
+    from domain_distil.sources.synthetic import synthetic_posts, write_posts_xml
 
     target = megabytes * 10**6
 

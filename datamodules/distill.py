@@ -10,8 +10,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from corpus.dataset import TokenSequenceDataset
 from datamodules.samplers import LengthGroupedBatchSampler
+from domain_distil.corpus.dataset import TokenSequenceDataset
 
 
 def pad_batch(sequences: list[np.ndarray], pad_id: int) -> dict[str, torch.Tensor]:

@@ -21,8 +21,8 @@ from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 from transformers import PreTrainedTokenizerBase
 
-from classification.features import FeatureStore, pad_batch, tokenize_texts
-from classification.taskfile import TaskSpec, TaskSplits, load_task
+from domain_distil.classification.features import FeatureStore, pad_batch, tokenize_texts
+from domain_distil.classification.taskfile import TaskSpec, TaskSplits, load_task
 
 FeatureProvider = Callable[[list[str], str], FeatureStore]
 

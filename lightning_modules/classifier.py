@@ -23,8 +23,14 @@ import torch
 from torch import Tensor, nn
 from torchmetrics import MaxMetric
 
-from classification.metrics import build_metrics, predictions, probabilities, task_loss, tune_threshold
-from modeling.heads import HeadOutput
+from domain_distil.classification.metrics import (
+    build_metrics,
+    predictions,
+    probabilities,
+    task_loss,
+    tune_threshold,
+)
+from domain_distil.modeling.heads import HeadOutput
 
 OptimizerFactory = Callable[..., torch.optim.Optimizer]
 SchedulerFactory = Callable[..., torch.optim.lr_scheduler.LRScheduler]

@@ -17,7 +17,7 @@ import torch
 from torch.optim import Optimizer
 from transformers import PreTrainedModel
 
-from modeling.distill_losses import (
+from domain_distil.modeling.distill_losses import (
     LossWeights,
     cosine_hidden_loss,
     logit_mse_loss,
@@ -25,8 +25,8 @@ from modeling.distill_losses import (
     select_rows,
     soft_target_loss,
 )
-from modeling.masking import MaskingConfig, mask_tokens, token_probabilities
-from modeling.mlm import mlm_body, mlm_head
+from domain_distil.modeling.masking import MaskingConfig, mask_tokens, token_probabilities
+from domain_distil.modeling.mlm import mlm_body, mlm_head
 
 
 class NonFiniteLossError(RuntimeError):

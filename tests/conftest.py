@@ -11,14 +11,15 @@ import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 
-from modeling.tiny import build_tiny_teacher
+from domain_distil.common.configs import config_dir
+from domain_distil.modeling.tiny import build_tiny_teacher
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 torch.set_num_threads(1)
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(config_dir())
 
 
 @pytest.fixture(scope="session")

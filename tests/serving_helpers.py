@@ -11,9 +11,10 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 from tiny_tasks import classify_overrides, intent_rows, tag_rows, write_jsonl
 
-import tasks.classify as classify
+import domain_distil.tasks.classify as classify
+from domain_distil.common.configs import config_dir
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(config_dir())
 TAG_LABELS = "cls_task.labels=[python,java,php]"
 
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from classification.encoders import encoder_hash, load_encoder, resolve_encoder
-from common.hashing import hash_dir, hash_object
+from domain_distil.classification.encoders import encoder_hash, load_encoder, resolve_encoder
+from domain_distil.common.hashing import hash_dir, hash_object
 
 
 def test_teacher_uses_the_teacher_config(make_cfg, tiny_teacher_dir: Path) -> None:
@@ -34,7 +34,6 @@ def test_path_must_be_a_model_folder(make_cfg, tmp_path: Path) -> None:
 
 
 def test_distilled_asks_the_distillation_stage(make_cfg, tiny_teacher_dir: Path, monkeypatch) -> None:
-    import tasks.distill
 
     calls = []
     monkeypatch.setattr(tasks.distill, "ensure_student", lambda cfg: calls.append(cfg) or Path(tiny_teacher_dir))

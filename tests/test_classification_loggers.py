@@ -11,8 +11,8 @@ from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from omegaconf import open_dict
 from tiny_tasks import classify_overrides, intent_rows, write_jsonl
 
-import tasks.classify as classify
-from common.loggers import build_loggers, finish_wandb, sweep_group
+import domain_distil.tasks.classify as classify
+from domain_distil.common.loggers import build_loggers, finish_wandb, sweep_group
 
 
 def test_default_loggers_fill_wandb_fields(make_cfg) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from classification.metrics import build_metrics, predictions, tune_threshold
+from domain_distil.classification.metrics import build_metrics, predictions, tune_threshold
 
 
 def _values(collection) -> dict[str, float]:

@@ -10,10 +10,10 @@ import torch
 from tiny_tasks import intent_rows, write_jsonl
 from transformers import AutoModel, AutoTokenizer
 
-from classification.taskfile import TaskSpec
 from datamodules.task import TaskDataModule
+from domain_distil.classification.taskfile import TaskSpec
+from domain_distil.modeling.heads import SelfAttentionHead
 from lightning_modules.classifier import ClassifierModule
-from modeling.heads import SelfAttentionHead
 
 SPEC = TaskSpec(name="cc_intent", type="binary", labels=("intentful", "not_intentful"), positive_label="intentful")
 

@@ -10,7 +10,7 @@ import pytest
 import torch
 from tiny_tasks import intent_rows, tag_rows, write_csv, write_jsonl
 
-from classification.taskfile import TaskFileError, TaskSpec, load_task
+from domain_distil.classification.taskfile import TaskFileError, TaskSpec, load_task
 
 INTENT = TaskSpec(name="cc_intent", type="binary", labels=("intentful", "not_intentful"),
                   positive_label="intentful", languages=("eng", "esp", "jap", "por"))
@@ -138,7 +138,7 @@ def test_content_hash_follows_the_kept_rows(tmp_path: Path) -> None:
 
 
 def test_csv_row_with_surplus_cells_names_its_line(tmp_path):
-    from classification.taskfile import TaskFileError, _read_rows
+    from domain_distil.classification.taskfile import TaskFileError, _read_rows
 
     path = tmp_path / "extra.csv"
     path.write_text("text,label,lang,split,source\nhi,intentful,eng,train,natural\nhi,intentful,eng,train,natural,oops\n")

@@ -13,11 +13,11 @@ import pytest
 from omegaconf import DictConfig, open_dict
 from tiny_tasks import classify_overrides, intent_rows, tag_rows, write_jsonl
 
-import tasks.classify as classify
-from classification.metrics import THRESHOLD_GRID
-from classification.results import validate_results
-from classification.taskfile import TaskFileError
-from common.hashing import hash_dir
+import domain_distil.tasks.classify as classify
+from domain_distil.classification.metrics import THRESHOLD_GRID
+from domain_distil.classification.results import validate_results
+from domain_distil.classification.taskfile import TaskFileError
+from domain_distil.common.hashing import hash_dir
 
 REPO = Path(__file__).resolve().parent.parent
 

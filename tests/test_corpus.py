@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from transformers import AutoTokenizer
 
-from corpus.dataset import TokenSequenceDataset
-from corpus.reader import CorpusError, discover_files, iter_documents
-from corpus.shards import ShardSettings, build_corpus, split_and_filter
+from domain_distil.corpus.dataset import TokenSequenceDataset
+from domain_distil.corpus.reader import CorpusError, discover_files, iter_documents
+from domain_distil.corpus.shards import ShardSettings, build_corpus, split_and_filter
 
 CLS, SEP, UNK = 2, 3, 1
 
@@ -109,7 +109,7 @@ def test_build_corpus_roundtrip_counts_and_cache(tmp_path, tokenizer, monkeypatc
     assert counts.sum() == sum(s["tokens"] for s in stats.values()) == data.lengths.sum()
     assert counts[CLS] == len(data)
     # Second build: a cache hit, no tokenisation at all.
-    monkeypatch.setattr("corpus.shards._build_language", lambda *a, **k: pytest.fail("re-tokenised"))
+    monkeypatch.setattr("domain_distil.corpus.shards._build_language", lambda *a, **k: pytest.fail("re-tokenised"))
     assert build_corpus(files, tokenizer, tmp_path / "cache", settings) == root
 
 

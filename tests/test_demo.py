@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from tasks.demo import DOMAIN, GENERAL, TEACHER
-from tasks.demo import run as run_demo
+from domain_distil.tasks.demo import DOMAIN, GENERAL, TEACHER
+from domain_distil.tasks.demo import run as run_demo
 
 TINY = [
     "demo.data.languages=[eng,esp]", "demo.data.corpus_mb_per_lang=0.012", "demo.data.general_mb_per_lang=0.012",
@@ -40,7 +40,7 @@ def test_reduced_demo_end_to_end_then_from_the_cache(make_cfg, monkeypatch):
         assert manifest["steps"] > 0 and manifest["student_layers"] == [0, 2, 4, 7, 9, 11]
 
     # Second run: nothing is distilled or trained again; every classification job is re-read.
-    monkeypatch.setattr("tasks.distill.distil", lambda *a, **k: pytest.fail("distilled again"))
+    monkeypatch.setattr("domain_distil.tasks.distill.distil", lambda *a, **k: pytest.fail("distilled again"))
     monkeypatch.setattr("lightning.Trainer.fit", lambda *a, **k: pytest.fail("trained again"))
     again = run_demo(make_cfg(*TINY))
     assert again["students"] == summary["students"] and again["jobs"] == 12

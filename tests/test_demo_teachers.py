@@ -11,9 +11,9 @@ import torch
 from hydra.utils import instantiate
 from transformers import AutoConfig, AutoModel, AutoTokenizer
 
-import demo.teachers.me5 as me5
-from demo.teachers.e5_format import E5FormatError, dequantize_q4_0, read_e5_model
-from demo.teachers.minilm import minilm_en_path
+import domain_distil.demo.teachers.me5 as me5
+from domain_distil.demo.teachers.e5_format import E5FormatError, dequantize_q4_0, read_e5_model
+from domain_distil.demo.teachers.minilm import minilm_en_path
 
 TEXTS = [
     "Where is my order? It was supposed to arrive yesterday.",
@@ -60,7 +60,7 @@ def test_teacher_configs_compose_and_build(make_cfg) -> None:
     assert Path(instantiate(cfg.teacher.builder)) == minilm_en_path()
     assert cfg.teacher.mlm_head.strategy == "fit"
     cfg = make_cfg("teacher=me5_small")
-    assert cfg.teacher.builder._target_ == "demo.teachers.me5.prepare_me5_small"
+    assert cfg.teacher.builder._target_ == "domain_distil.demo.teachers.me5.prepare_me5_small"
     assert cfg.teacher.builder.cache_dir == cfg.paths.cache_dir
     assert cfg.teacher.local_files_only is True
 

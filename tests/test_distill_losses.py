@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from modeling.distill_losses import (
+from domain_distil.modeling.distill_losses import (
     LossWeights,
     cosine_hidden_loss,
     logit_mse_loss,
@@ -13,7 +13,7 @@ from modeling.distill_losses import (
     select_rows,
     soft_target_loss,
 )
-from modeling.masking import IGNORE_INDEX
+from domain_distil.modeling.masking import IGNORE_INDEX
 
 # Two selected rows over a 3-word vocabulary.
 S = torch.tensor([[1.0, 0.0, -1.0], [0.5, 0.5, 0.0]])

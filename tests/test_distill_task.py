@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 from transformers import AutoModel, AutoModelForMaskedLM, BertConfig, BertModel
 
-from corpus.reader import CorpusError
-from tasks.distill import ensure_student, plan_distillation
+from domain_distil.corpus.reader import CorpusError
+from domain_distil.tasks.distill import ensure_student, plan_distillation
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,7 +119,7 @@ def test_ensure_student_exports_and_then_hits_the_cache(make_cfg, tiny_teacher_d
     assert set(manifest["losses"]) >= {"train/loss", "train/loss_ce", "train/loss_mlm", "train/loss_cos"}
     assert AutoModelForMaskedLM.from_pretrained(path).config.model_type == "distilbert"
     assert AutoModel.from_pretrained(path).config.n_layers == 2
-    monkeypatch.setattr("tasks.distill.distil", lambda *a, **k: pytest.fail("distilled again"))
+    monkeypatch.setattr("domain_distil.tasks.distill.distil", lambda *a, **k: pytest.fail("distilled again"))
     assert ensure_student(cfg) == path
 
 
@@ -144,7 +144,7 @@ def test_cli_distill_writes_the_student(tiny_teacher_dir, text_dir, tmp_path):
 
 
 def test_headless_teacher_gets_a_fitted_head_then_distils(make_cfg, text_dir, tmp_path):
-    from modeling.tiny import tiny_bert_config, tiny_tokenizer
+    from domain_distil.modeling.tiny import tiny_bert_config, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     BertModel(tiny_bert_config(len(tokenizer))).save_pretrained(tmp_path / "headless")
@@ -177,7 +177,7 @@ def test_cli_distill_under_ddp_on_two_cpu_processes(tiny_teacher_dir, text_dir, 
 
 def test_classifier_seed_does_not_change_the_student(make_cfg, tiny_teacher_dir, text_dir, monkeypatch):
     first = ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "seed=0")))
-    monkeypatch.setattr("tasks.distill.distil", lambda *a, **k: pytest.fail("a new seed distilled again"))
+    monkeypatch.setattr("domain_distil.tasks.distill.distil", lambda *a, **k: pytest.fail("a new seed distilled again"))
     assert ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "seed=7"))) == first
     monkeypatch.undo()
     assert ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "distill.seed=57"))) != first

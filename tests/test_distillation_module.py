@@ -8,17 +8,17 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
 
-from corpus.reader import discover_files
-from corpus.shards import ShardSettings, build_corpus
 from datamodules.distill import DistillDataModule
+from domain_distil.corpus.reader import discover_files
+from domain_distil.corpus.shards import ShardSettings, build_corpus
+from domain_distil.modeling.export import export_model
+from domain_distil.modeling.student import StudentSpec, build_student
 from lightning_modules.distillation import (
     DistillationModule,
     NonFiniteLossError,
     linear_warmup_decay,
     reference_total_steps,
 )
-from modeling.export import export_model
-from modeling.student import StudentSpec, build_student
 
 
 @pytest.fixture(scope="module")

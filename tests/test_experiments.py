@@ -5,11 +5,12 @@ from pathlib import Path
 import pytest
 from hydra import compose, initialize_config_dir
 
-from corpus.reader import discover_files
-from corpus.subset import budget_subset
-from tasks.data_sweep import budget_id
+from domain_distil.common.configs import config_dir
+from domain_distil.corpus.reader import discover_files
+from domain_distil.corpus.subset import budget_subset
+from domain_distil.tasks.data_sweep import budget_id
 
-CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
+CONF_DIR = str(config_dir())
 EXPERIMENTS = sorted(p.stem for p in Path(CONF_DIR, "experiment").glob("*.yaml"))
 
 

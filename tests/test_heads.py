@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from modeling.heads import SelfAttentionHead, attention_penalty, self_attention_param_count
+from domain_distil.modeling.heads import SelfAttentionHead, attention_penalty, self_attention_param_count
 
 
 def _head(**kwargs) -> SelfAttentionHead:
@@ -94,7 +94,7 @@ def test_gradients_reach_every_parameter() -> None:
 def test_input_standardisation_statistics_and_shift_invariance():
     import torch
 
-    from modeling.heads import SelfAttentionHead
+    from domain_distil.modeling.heads import SelfAttentionHead
 
     torch.manual_seed(0)
     hidden = torch.randn(3, 5, 8) * 0.3 + 4.0  # anisotropic: one large shared offset

@@ -10,9 +10,9 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from analysis.encoders import EncoderSpec, embed, load_encoder, mean_pool
-from analysis.homonyms import cosine_pairs, load_homonyms, table7_rows
-from tasks.homonyms import run
+from domain_distil.analysis.encoders import EncoderSpec, embed, load_encoder, mean_pool
+from domain_distil.analysis.homonyms import cosine_pairs, load_homonyms, table7_rows
+from domain_distil.tasks.homonyms import run
 
 PAPER_WORDS = {
     "Java": ("coffee", "C#"),

@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from modeling.masking import IGNORE_INDEX, MaskingConfig, mask_tokens, token_probabilities
+from domain_distil.modeling.masking import IGNORE_INDEX, MaskingConfig, mask_tokens, token_probabilities
 
 PAD, UNK, CLS, SEP, MASK = 0, 1, 2, 3, 4
 SPECIALS = [PAD, UNK, CLS, SEP, MASK]

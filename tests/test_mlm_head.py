@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertModel
 
-import modeling.mlm_head as mlm_head
-from modeling.mlm_head import MANIFEST, fit_mlm_head, mask_tokens
+import domain_distil.modeling.mlm_head as mlm_head
+from domain_distil.modeling.mlm_head import MANIFEST, fit_mlm_head, mask_tokens
 
 TEXTS = [
     "where is my order please help",

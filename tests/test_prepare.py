@@ -9,10 +9,10 @@ from pathlib import Path
 import py7zr
 import pytest
 
-import sources.stackexchange_builder as seb
-from common.io import read_json
-from sources.synthetic import synthetic_posts, write_file, write_posts_xml
-from tasks import prepare
+import domain_distil.sources.stackexchange_builder as seb
+from domain_distil.common.io import read_json
+from domain_distil.sources.synthetic import synthetic_posts, write_file, write_posts_xml
+from domain_distil.tasks import prepare
 
 SMALL_TASK = (
     "corpus.source.task.sizes={test:60,val:60,train:120}",
@@ -192,4 +192,4 @@ def test_corpus_configs_are_also_distillation_configs(make_cfg, tmp_path, name, 
     ):
         assert key in corpus  # inherited from corpus/text.yaml, which task=distill reads
     assert dict(corpus.source.budgets) == budgets  # the paper's Table 1
-    assert corpus.source._target_.startswith("sources.")
+    assert corpus.source._target_.startswith("domain_distil.sources.")

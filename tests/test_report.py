@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from analysis.render import log_wandb
-from analysis.results import ResultsError, collect
-from analysis.table8 import StatsSettings, build_table8
-from tasks.report import run
+from domain_distil.analysis.render import log_wandb
+from domain_distil.analysis.results import ResultsError, collect
+from domain_distil.analysis.table8 import StatsSettings, build_table8
+from domain_distil.tasks.report import run
 
 SEEDS = range(10)
 BASE = [0.700 + 0.002 * s for s in SEEDS]  # mean 0.709
@@ -233,7 +233,7 @@ def test_table6_orders_students_by_budget_and_draws_figure2(make_cfg: Callable[.
 
 
 def test_table6_needs_a_budget_for_every_student(tmp_path: Path) -> None:
-    from analysis.table6 import build_table6
+    from domain_distil.analysis.table6 import build_table6
 
     for encoder in ("teacher", "student"):
         write_result(tmp_path, encoder, "eng", True, 0, 0.7)

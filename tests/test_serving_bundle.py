@@ -13,14 +13,21 @@ from serving_helpers import assert_same_outputs, train_job, trained_heads, write
 from tiny_tasks import intent_rows
 from transformers import AutoModel, AutoTokenizer
 
-from classification.features import pad_batch, tokenize_texts
-from classification.metrics import probabilities
-from common.hashing import hash_dir
+from domain_distil.classification.features import pad_batch, tokenize_texts
+from domain_distil.classification.metrics import probabilities
+from domain_distil.common.hashing import hash_dir
+from domain_distil.modeling.heads import SelfAttentionHead
+from domain_distil.modeling.tiny import build_tiny_teacher
+from domain_distil.serving.bundle import (
+    BundleError,
+    build_bundle,
+    find_jobs,
+    load_bundle,
+    read_job,
+    select_heads,
+)
+from domain_distil.serving.predictor import Predictor, UnknownFilterError
 from lightning_modules.classifier import ClassifierModule
-from modeling.heads import SelfAttentionHead
-from modeling.tiny import build_tiny_teacher
-from serving.bundle import BundleError, build_bundle, find_jobs, load_bundle, read_job, select_heads
-from serving.predictor import Predictor, UnknownFilterError
 
 TEXTS = ["where is my order please", "hello thanks", "python code java code the", "refund cancel payment please"]
 

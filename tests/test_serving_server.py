@@ -18,9 +18,9 @@ import httpx
 import pytest
 from serving_helpers import assert_same_outputs, trained_heads
 
-from serving.bundle import build_bundle, load_bundle, read_job
-from serving.predictor import Predictor
-from serving.server import ServerSettings, create_app, make_server
+from domain_distil.serving.bundle import build_bundle, load_bundle, read_job
+from domain_distil.serving.predictor import Predictor
+from domain_distil.serving.server import ServerSettings, create_app, make_server
 
 REPO = Path(__file__).resolve().parent.parent
 TEXTS = ["where is my order please", "hello thanks", "python code java code the", "refund cancel payment please"]

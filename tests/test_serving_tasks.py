@@ -9,12 +9,12 @@ import pytest
 from serving_helpers import assert_same_outputs, train_job, trained_heads, write_task_files
 from tiny_tasks import write_csv, write_jsonl
 
-import tasks.bundle as bundle_task
-import tasks.predict as predict_task
-from common.hashing import hash_dir
-from modeling.tiny import build_tiny_teacher
-from serving.bundle import BundleError, load_bundle
-from serving.predictor import Predictor
+import domain_distil.tasks.bundle as bundle_task
+import domain_distil.tasks.predict as predict_task
+from domain_distil.common.hashing import hash_dir
+from domain_distil.modeling.tiny import build_tiny_teacher
+from domain_distil.serving.bundle import BundleError, load_bundle
+from domain_distil.serving.predictor import Predictor
 
 ROWS = [
     {"id": "a", "text": "where is my order please", "lang": "eng"},

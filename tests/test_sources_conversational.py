@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from sources.conversational import ConversationalBuilder, iter_records, read_task_rows
-from sources.pii import luhn_ok, mask_pii
-from sources.streams import MalformedInputError
-from sources.writers import PreparedDir, line_bytes
-from tasks import prepare
+from domain_distil.sources.conversational import ConversationalBuilder, iter_records, read_task_rows
+from domain_distil.sources.pii import luhn_ok, mask_pii
+from domain_distil.sources.streams import MalformedInputError
+from domain_distil.sources.writers import PreparedDir, line_bytes
+from domain_distil.tasks import prepare
 
 
 @pytest.mark.parametrize(

@@ -7,12 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from sources.sampling import smoothed_probabilities
-from sources.streams import MalformedInputError
-from sources.synthetic import synthetic_articles, write_file, write_wikipedia_xml
-from sources.wikipedia import WikipediaBuilder, iter_articles, iter_chunks, split_document, wikitext_to_text
-from sources.writers import PreparedDir, line_bytes
-from tasks import prepare
+from domain_distil.sources.sampling import smoothed_probabilities
+from domain_distil.sources.streams import MalformedInputError
+from domain_distil.sources.synthetic import synthetic_articles, write_file, write_wikipedia_xml
+from domain_distil.sources.wikipedia import (
+    WikipediaBuilder,
+    iter_articles,
+    iter_chunks,
+    split_document,
+    wikitext_to_text,
+)
+from domain_distil.sources.writers import PreparedDir, line_bytes
+from domain_distil.tasks import prepare
 
 
 def make_dump(path: Path, n: int = 60, seed: int = 0) -> Path:

@@ -13,8 +13,14 @@ import torch
 from omegaconf import DictConfig
 from transformers import AutoModel, AutoTokenizer
 
-from analysis.speed import median_ms, read_texts, realistic_lengths, realistic_messages, synthetic_message
-from tasks.speed import run
+from domain_distil.analysis.speed import (
+    median_ms,
+    read_texts,
+    realistic_lengths,
+    realistic_messages,
+    synthetic_message,
+)
+from domain_distil.tasks.speed import run
 
 HEADER = [
     "Model", "Params (M)", "Size (MB)", "ms @8", "ms @16", "ms realistic", "max |Δ| fp32", "Note",

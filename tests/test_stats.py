@@ -7,7 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from analysis.stats import (
+from domain_distil.analysis.stats import (
     bootstrap_mean_diff_ci,
     cliffs_delta,
     compare,

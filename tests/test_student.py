@@ -11,7 +11,7 @@ from transformers import (
     RobertaForMaskedLM,
 )
 
-from modeling.student import (
+from domain_distil.modeling.student import (
     StudentSpec,
     UnsupportedTeacherError,
     build_student,

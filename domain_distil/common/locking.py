@@ -1,0 +1,79 @@
+"""Cache entries that several processes (sweep jobs, DDP ranks, nodes on a shared disk) may build at once.
+
+The rule for every cache entry: take an exclusive file lock named after the entry, look again
+(another process may have finished it while we waited), build into a temporary folder whose name
+is unique to this process, and rename it into place in one step. Readers never see a half-built
+entry, and two builders produce one valid entry instead of two interleaved ones.
+
+``filelock`` locks with ``fcntl.flock``: the kernel drops the lock when its process dies, so a
+SIGKILLed builder never leaves a stale lock behind.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+
+def lock_path(target: str | Path) -> Path:
+    """The lock file that guards ``target``: a hidden sibling, so it never lands inside the entry."""
+    target = Path(target)
+    return target.parent / f".{target.name}.lock"
+
+
+@contextmanager
+def entry_lock(target: str | Path, timeout: float = -1) -> Iterator[None]:
+    """Hold the exclusive build lock of ``target`` (waits for another builder; ``timeout=-1``: forever)."""
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(lock_path(target)), timeout=timeout)
+    if not lock.is_locked:
+        log.debug("waiting for the build lock of %s", target)
+    with lock:
+        yield
+
+
+def private_temp_path(target: str | Path) -> Path:
+    """A temporary sibling of ``target`` that no other process uses (pid + random suffix)."""
+    target = Path(target)
+    return target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def build_entry(
+    target: str | Path,
+    build: Callable[[Path], None],
+    is_complete: Callable[[Path], bool] | None = None,
+) -> Path:
+    """Return ``target``, building it under its lock when it is not complete yet.
+
+    ``build(tmp)`` writes the entry into the empty folder ``tmp``; on success ``tmp`` is renamed to
+    ``target`` (an incomplete leftover at ``target`` is replaced); on failure ``tmp`` is removed and
+    ``target`` is left as it was.
+    """
+    target = Path(target)
+    complete = is_complete or (lambda path: path.exists())
+    if complete(target):
+        return target
+    with entry_lock(target):
+        if complete(target):  # another process built it while we waited for the lock
+            return target
+        tmp = private_temp_path(target)
+        tmp.mkdir(parents=True)
+        try:
+            build(tmp)
+            if target.exists():  # an incomplete entry from an older version or a crash
+                shutil.rmtree(target) if target.is_dir() else target.unlink()
+            os.replace(tmp, target)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+    return target

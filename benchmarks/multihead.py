@@ -1,7 +1,7 @@
 """Throughput of one shared encoder with many heads vs. one encoder per head (the paper's Figure 1).
 
 Three measurements in one run, on the same texts, through the real serving path (a bundle built
-with ``serving.bundle.build_bundle``, loaded with ``load_bundle``, run by ``serving.predictor``):
+with ``serving.bundle_build.build_bundle``, loaded with ``serving.bundle_load.load_bundle``, run by ``serving.predictor``):
 
 - 1 head on one encoder: the predictor filtered to one head;
 - 10 heads on one encoder: every text encoded once, the 10 heads run on the shared token outputs;
@@ -42,7 +42,9 @@ import torch
 from domain_distil.common.hashing import hash_dir
 from domain_distil.modeling.heads import SelfAttentionHead
 from domain_distil.modeling.tiny import build_wide_encoder
-from domain_distil.serving.bundle import HeadSpec, build_bundle, load_bundle
+from domain_distil.serving.bundle_build import build_bundle
+from domain_distil.serving.bundle_format import HeadSpec
+from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor
 
 WORDS = ("order refund cancel delivery password payment track package account change update help need "

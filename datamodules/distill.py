@@ -8,6 +8,7 @@ from typing import Any
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.utils.data import DataLoader
 
 from datamodules.samplers import LengthGroupedBatchSampler
@@ -62,9 +63,20 @@ class DistillDataModule(L.LightningDataModule):
         if self.dataset is None:
             self.dataset = TokenSequenceDataset(self.corpus_dir)
 
+    def _rank_and_world(self) -> tuple[int, int]:
+        return (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+
+    def batches_per_epoch(self) -> int:
+        """``len(train_dataloader())`` on every rank, computed without building the loader (see
+        ``DistillationModule.total_optimizer_steps`` for why that matters on resume)."""
+        assert self.dataset is not None, "call setup() first"
+        return LengthGroupedBatchSampler.batches_per_rank(
+            len(self.dataset.lengths), self.batch_size, self._rank_and_world()[1]
+        )
+
     def train_dataloader(self) -> DataLoader:
         assert self.dataset is not None, "call setup() first"
-        rank, world = (self.trainer.global_rank, self.trainer.world_size) if self.trainer else (0, 1)
+        rank, world = self._rank_and_world()
         self.batch_sampler = LengthGroupedBatchSampler(
             self.dataset.lengths,
             self.batch_size,
@@ -82,6 +94,10 @@ class DistillDataModule(L.LightningDataModule):
             num_workers=self.num_workers,
             pin_memory=torch.cuda.is_available(),
             persistent_workers=self.num_workers > 0,
+            # Its own generator: otherwise every new iterator (one per epoch) draws its worker base
+            # seed from the global torch RNG, the one dropout uses, and a run resumed at an epoch
+            # boundary would see a different dropout stream from an uninterrupted one.
+            generator=torch.Generator().manual_seed(self.seed),
         )
 
     # Called by the trainer for the batch about to be trained on (not for prefetched ones), so
@@ -91,10 +107,28 @@ class DistillDataModule(L.LightningDataModule):
             self._batches_seen += 1
         return batch
 
+    # Every rank's position is (epoch, batches_seen, world_size): a rank's batches are a pure function
+    # of (seed, epoch, rank, world_size) and all ranks have the same number of batches and step
+    # together, so rank 0's count, written by Lightning, is every rank's count.
     def state_dict(self) -> dict[str, Any]:
-        return {"epoch": self._epoch_seen, "batches_seen": self._batches_seen}
+        return {
+            "epoch": self._epoch_seen,
+            "batches_seen": self._batches_seen,
+            "world_size": self._rank_and_world()[1],
+            "batch_size": self.batch_size,
+        }
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        saved = {k: state_dict.get(k) for k in ("world_size", "batch_size")}
+        now = {"world_size": self._rank_and_world()[1], "batch_size": self.batch_size}
+        changed = {k: (saved[k], now[k]) for k in saved if saved[k] is not None and saved[k] != now[k]}
+        if changed:
+            rank_zero_warn(
+                "Resuming with a different data split than the checkpoint's ("
+                + ", ".join(f"{k}: {old} -> {new}" for k, (old, new) in changed.items())
+                + f"): the next {state_dict['batches_seen']} batches of epoch {state_dict['epoch']} are skipped, but "
+                "they are not the batches the interrupted run trained on, so the resume is not exact."
+            )
         self._pending_skip = (int(state_dict["epoch"]), int(state_dict["batches_seen"]))
 
 
@@ -103,7 +137,10 @@ class _ResumingBatchSampler:
 
     The epoch is read from the trainer when the loader's iterator is created: Lightning creates
     the first iterator (and prefetches from it) before it calls ``set_epoch``, so a sampler that
-    waited for ``set_epoch`` would replay epoch 0 after a mid-epoch resume.
+    waited for ``set_epoch`` would replay epoch 0 after a mid-epoch resume. On resume that first
+    iterator is built in ``FitLoop.setup_data``, after the loop state is restored (which is why
+    nothing may build it earlier, e.g. ``trainer.estimated_stepping_batches`` in
+    ``configure_optimizers``).
     """
 
     def __init__(self, datamodule: DistillDataModule) -> None:
@@ -115,9 +152,16 @@ class _ResumingBatchSampler:
     def __iter__(self):
         dm, sampler = self.dm, self.dm.batch_sampler
         epoch = dm.trainer.current_epoch if dm.trainer is not None else sampler.epoch
-        sampler.set_epoch(epoch)
-        dm._epoch_seen, dm._batches_seen = epoch, 0
+        skip = 0
         if dm._pending_skip is not None and dm._pending_skip[0] == epoch:
-            sampler.skip_batches = dm._batches_seen = dm._pending_skip[1]
+            skip = dm._pending_skip[1]
+            if skip >= len(sampler):
+                # Saved on the epoch's last batch. Lightning moves on to the next epoch only after
+                # building this iterator (FitLoop.reset) and then trains on it without building
+                # another, so it must already be the next epoch's, from its first batch.
+                epoch, skip = epoch + 1, 0
         dm._pending_skip = None
+        sampler.set_epoch(epoch)
+        sampler.skip_batches = skip
+        dm._epoch_seen, dm._batches_seen = epoch, skip
         return iter(sampler)

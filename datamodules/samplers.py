@@ -50,12 +50,18 @@ class LengthGroupedBatchSampler(Sampler[list[int]]):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    @staticmethod
+    def batches_per_rank(n_sequences: int, batch_size: int, world_size: int) -> int:
+        """``len()`` of every rank's sampler, known without building one: ranks are padded to the same size,
+        so all ranks have the same number of batches and step together."""
+        return math.ceil(math.ceil(n_sequences / world_size) / batch_size)
+
     @property
     def samples_per_rank(self) -> int:
         return math.ceil(len(self.lengths) / self.world_size)
 
     def __len__(self) -> int:
-        return math.ceil(self.samples_per_rank / self.batch_size)
+        return self.batches_per_rank(len(self.lengths), self.batch_size, self.world_size)
 
     def rank_indices(self) -> np.ndarray:
         rng = np.random.default_rng(self.seed + (self.epoch if self.reshuffle_each_epoch else 0))

@@ -19,8 +19,11 @@ import hydra
 from omegaconf import DictConfig
 
 from domain_distil.common.configs import config_dir
+from domain_distil.common.errors import UserInputError, exit_on_user_input_error
+from domain_distil.common.resolvers import register_resolvers
 
 log = logging.getLogger(__name__)
+register_resolvers()  # before Hydra resolves hydra.sweep.subdir (conf/hydra/default.yaml)
 
 # Tokenisers spawn threads; worker processes forked after that would deadlock or warn.
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -41,7 +44,10 @@ def run_task(cfg: DictConfig) -> Any:
 
 
 def _app(cfg: DictConfig) -> Any:
-    return run_task(cfg)
+    try:
+        return run_task(cfg)
+    except UserInputError as error:  # a wrong config value or data file: one line, exit status 2
+        exit_on_user_input_error(error)
 
 
 def main() -> Any:

@@ -24,10 +24,12 @@ from torch import Tensor, nn
 from torchmetrics import MaxMetric
 
 from domain_distil.classification.metrics import (
+    Threshold,
     build_metrics,
     predictions,
     probabilities,
     task_loss,
+    threshold_tensor,
     tune_threshold,
 )
 from domain_distil.modeling.heads import HeadOutput
@@ -50,7 +52,10 @@ class ClassifierModule(L.LightningModule):
     :param encoder_lr: learning rate of the encoder's parameter group when fine-tuning.
     :param penalty_coef: weight of the attention penalization in the loss.
     :param warmup_prop: share of the optimisation steps spent warming up.
-    :param threshold: decision threshold on probabilities (may be re-tuned after training).
+    :param threshold: decision threshold on probabilities (may be re-tuned after training): one
+        number, or one per label (multi-label, label order).
+    :param tune_threshold: score each validation epoch at its own best threshold(s).
+    :param threshold_mode: ``global`` (one threshold) or ``per_label`` when tuning (metrics.tune_threshold).
     """
 
     def __init__(
@@ -65,8 +70,9 @@ class ClassifierModule(L.LightningModule):
         encoder_lr: float = 2e-5,
         penalty_coef: float = 1.0,
         warmup_prop: float = 0.1,
-        threshold: float = 0.5,
+        threshold: Threshold = 0.5,
         tune_threshold: bool = False,
+        threshold_mode: str = "global",
     ) -> None:
         super().__init__()
         if not freeze and encoder is None:
@@ -85,6 +91,7 @@ class ClassifierModule(L.LightningModule):
         # With a tuned threshold, each epoch is scored at its own best validation threshold, so
         # model selection does not depend on a 0.5 cut that the final model will not use.
         self.tune_threshold = tune_threshold
+        self.threshold_mode = threshold_mode
         self._val_outputs: list[tuple[Tensor, Tensor]] = []
         if freeze and encoder is not None:
             encoder.eval().requires_grad_(False)
@@ -133,7 +140,7 @@ class ClassifierModule(L.LightningModule):
         self.val_metrics.reset()
         self.val_f1_best.reset()
         head = self.head
-        if getattr(head, "standardize", False) and int(head.input_count) == 0:
+        if getattr(head, "standardize_inputs", False) and int(head.input_count) == 0:
             self.fit_head_statistics(self.trainer.train_dataloader)
 
     @torch.no_grad()
@@ -184,9 +191,10 @@ class ClassifierModule(L.LightningModule):
             probs = torch.cat([p for p, _ in self._val_outputs])
             targets = torch.cat([t for _, t in self._val_outputs])
             self._val_outputs.clear()
-            threshold, _ = tune_threshold(probs.cpu(), targets.cpu(), self.task_type)
-            self.val_metrics.update((probs >= threshold).long(), targets.long())
-            self.log("val/threshold", threshold)
+            threshold, _ = tune_threshold(probs.cpu(), targets.cpu(), self.task_type, mode=self.threshold_mode)
+            self.val_metrics.update((probs >= threshold_tensor(threshold, probs)).long(), targets.long())
+            # A per-label threshold is a list; its mean is the loggable summary.
+            self.log("val/threshold", float(threshold_tensor(threshold, probs).mean()))
         values = self.val_metrics.compute()
         self.val_metrics.reset()
         self.log_dict(values, prog_bar=True)

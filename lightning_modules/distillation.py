@@ -14,6 +14,7 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch.optim import Optimizer
 from transformers import PreTrainedModel
 
@@ -27,6 +28,10 @@ from domain_distil.modeling.distill_losses import (
 )
 from domain_distil.modeling.masking import MaskingConfig, mask_tokens, token_probabilities
 from domain_distil.modeling.mlm import mlm_body, mlm_head
+
+# Where every rank's generator states live in a Lightning checkpoint:
+# {"world_size": W, "ranks": {rank: {"device_type", "mask_generator": {type: state}, "global": {type: state}}}}
+RNG_CHECKPOINT_KEY = "distill_rng"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -84,7 +89,8 @@ class DistillationModule(L.LightningModule):
         )
         self.mask_seed = seed
         self._mask_generator: torch.Generator | None = None
-        self._pending_rng: tuple[torch.Tensor | None, torch.Tensor | None] | None = None
+        self._pending_rng: dict[str, Any] | None = None  # a restored rank's RNG state, until the next step
+        self._resume_step = 0
         # Plain values only: the models are rebuilt from the export, not from hyperparameters.
         self.save_hyperparameters(
             {
@@ -116,9 +122,6 @@ class DistillationModule(L.LightningModule):
             generator = torch.Generator(device=self.device)
             # Distinct streams per rank, reproducible per seed.
             generator.manual_seed(self.mask_seed + 1_000_003 * self.global_rank)
-            # Carry a restored stream over when possible (CPU and CUDA generator states differ).
-            if self._mask_generator is not None and self._mask_generator.device.type == self.device.type:
-                generator.set_state(self._mask_generator.get_state())
             self._mask_generator = generator
         return self._mask_generator
 
@@ -212,34 +215,106 @@ class DistillationModule(L.LightningModule):
         trainer = self.trainer
         if trainer.max_steps and trainer.max_steps > 0:
             return trainer.max_steps
-        _ = trainer.estimated_stepping_batches  # makes Lightning size the train loader (per rank)
         return reference_total_steps(
-            int(trainer.num_training_batches), trainer.accumulate_grad_batches, trainer.max_epochs
+            self._train_batches_per_epoch(), trainer.accumulate_grad_batches, trainer.max_epochs
         )
 
-    # --- exact resume: the masking stream and the dropout RNG are part of the state ------------
+    def _train_batches_per_epoch(self) -> int:
+        """``len(train_dataloader)`` on this rank, without building the loader.
+
+        Not ``trainer.estimated_stepping_batches``: it creates the loader's iterator here, inside
+        ``configure_optimizers``, before Lightning restores the loop state from a checkpoint, so
+        a run resumed in epoch 3 would be fed epoch 0's batches.
+        """
+        trainer = self.trainer
+        datamodule = trainer.datamodule
+        if not hasattr(datamodule, "batches_per_epoch"):
+            raise TypeError(
+                "DistillationModule needs a datamodule with batches_per_epoch() (e.g. DistillDataModule) to size "
+                f"the learning-rate schedule without building the loader early; got {type(datamodule).__name__}. "
+                "Set trainer max_steps instead to train from plain dataloaders."
+            )
+        batches = int(datamodule.batches_per_epoch())
+        limit = trainer.limit_train_batches  # the same arithmetic as Lightning's num_training_batches
+        if isinstance(limit, int):
+            return min(batches, limit)
+        return int(batches * limit)
+
+    # --- exact resume: every rank's masking stream and dropout RNG are part of the state ------
+    def _local_rng_state(self) -> dict[str, Any]:
+        """This rank's generators, keyed by device type (CPU and CUDA states are not interchangeable)."""
+        device_type = self.device.type
+        state: dict[str, Any] = {
+            "device_type": device_type,
+            "mask_generator": {device_type: self.mask_generator().get_state()},
+            "global": {"cpu": torch.get_rng_state()},  # dropout on CPU; anything drawn on the host
+        }
+        if device_type == "cuda":
+            state["global"]["cuda"] = torch.cuda.get_rng_state(self.device)  # dropout on the GPU
+        return state
+
     def on_save_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        checkpoint["mask_generator_state"] = self.mask_generator().get_state()
-        checkpoint["torch_rng_state"] = torch.get_rng_state()
-        if torch.cuda.is_available():
-            checkpoint["cuda_rng_state"] = torch.cuda.get_rng_state()
+        # Lightning builds the checkpoint on every rank and writes rank 0's copy only, so each rank's
+        # state is gathered into it here (this hook runs on every rank, in step).
+        local = self._local_rng_state()
+        world_size = self.trainer.world_size
+        if world_size > 1 and torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * world_size
+            torch.distributed.all_gather_object(gathered, local)
+        else:
+            gathered = [local]
+        checkpoint[RNG_CHECKPOINT_KEY] = {"world_size": len(gathered), "ranks": dict(enumerate(gathered))}
 
     def on_load_checkpoint(self, checkpoint: dict[str, Any]) -> None:
-        if "mask_generator_state" in checkpoint:
-            generator = torch.Generator()
-            generator.set_state(checkpoint["mask_generator_state"])
-            self._mask_generator = generator
-        # Applied just before the next training step, not now: between restoring a checkpoint and
-        # that step Lightning creates the DataLoader iterator, which draws from the global RNG.
-        self._pending_rng = (checkpoint.get("torch_rng_state"), checkpoint.get("cuda_rng_state"))
+        saved = checkpoint.get(RNG_CHECKPOINT_KEY) or {}
+        rank = self.global_rank
+        rank_state = (saved.get("ranks") or {}).get(rank)
+        self._resume_step = int(checkpoint.get("global_step", 0))
+        if rank_state is None:
+            rank_zero_warn(
+                f"The checkpoint holds no RNG state for global rank {rank} (saved ranks: "
+                f"{sorted(saved.get('ranks') or {})}): masking and dropout are reseeded from distill.seed and "
+                "the resumed run will not match an uninterrupted one exactly."
+            )
+        # Applied just before the next training step, not now: the module is not on its device yet,
+        # and between here and that step nothing else may draw from these generators.
+        self._pending_rng = rank_state if rank_state is not None else {}
 
     def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
-        pending = getattr(self, "_pending_rng", None)
-        if pending is None:
-            return
-        cpu_state, cuda_state = pending
-        if cpu_state is not None:
-            torch.set_rng_state(cpu_state)
-        if cuda_state is not None and torch.cuda.is_available():
-            torch.cuda.set_rng_state(cuda_state)
-        self._pending_rng = None
+        pending, self._pending_rng = self._pending_rng, None
+        if pending is not None:
+            self._restore_rng(pending)
+
+    def _restore_rng(self, state: dict[str, Any]) -> None:
+        device_type = self.device.type
+        # Deterministic for a given seed, rank and resume step, yet not the stream a fresh run starts with.
+        reseed = self.mask_seed + 1_000_003 * self.global_rank + 7_919 * (self._resume_step + 1)
+        generator = self.mask_generator()
+        missing = []
+        mask_states = state.get("mask_generator") or {}
+        if device_type in mask_states:
+            generator.set_state(mask_states[device_type])
+        else:
+            generator.manual_seed(reseed)
+            missing.append("masking")
+        global_states = state.get("global") or {}
+        if "cpu" in global_states:
+            torch.set_rng_state(global_states["cpu"])
+        else:
+            torch.manual_seed(reseed)
+        if device_type == "cuda":
+            if "cuda" in global_states:
+                torch.cuda.set_rng_state(global_states["cuda"], self.device)
+            else:
+                torch.cuda.manual_seed(reseed)
+                missing.append("dropout")
+        elif state.get("device_type") not in (None, device_type):
+            missing.append("dropout")  # the saved run drew dropout masks on its device, not here
+        if state and missing:
+            rank_zero_warn(
+                f"Resuming on {device_type} from a checkpoint whose RNG state was saved on "
+                f"{state.get('device_type') or sorted(mask_states)} (rank {self.global_rank}): the {' and '.join(missing)} "
+                f"stream(s) cannot be carried over and were reseeded deterministically (seed {reseed}). Training "
+                "continues, but it will not match an uninterrupted run exactly.",
+                category=RuntimeWarning,
+            )

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from domain_distil.classification.encoders import encoder_hash, load_encoder, resolve_encoder
+from domain_distil.classification.encoders import load_encoder, resolve_encoder
 from domain_distil.common.hashing import hash_dir, hash_object
+from domain_distil.encoders import encoder_hash
 
 
 def test_teacher_uses_the_teacher_config(make_cfg, tiny_teacher_dir: Path) -> None:

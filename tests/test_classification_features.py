@@ -8,9 +8,9 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from domain_distil.classification.encoders import encoder_hash
 from domain_distil.classification.features import FeatureCache, encode_texts
 from domain_distil.common.hashing import hash_dir
+from domain_distil.encoders import encoder_hash
 
 TEXTS = ["cancel my order please", "hello", "where is my package and my refund", "thanks a lot"]
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Callable
@@ -13,6 +14,7 @@ import pytest
 from omegaconf import DictConfig, open_dict
 from tiny_tasks import classify_overrides, intent_rows, tag_rows, write_jsonl
 
+import domain_distil.stages.classify as classify_stage
 import domain_distil.tasks.classify as classify
 from domain_distil.classification.metrics import THRESHOLD_GRID
 from domain_distil.classification.results import validate_results
@@ -38,7 +40,7 @@ def _cfg(make_cfg: Callable[..., DictConfig], output_dir: Path, *overrides: str)
 def test_frozen_sweep_reuses_features_and_results_schema(make_cfg, tiny_teacher_dir, intent_dir, tmp_path,
                                                          monkeypatch) -> None:
     loads, forwards = [], []
-    real_load = classify.load_encoder
+    real_load = classify_stage.load_encoder
 
     def counting_load(ref):
         loads.append(ref.name_or_path)
@@ -46,7 +48,7 @@ def test_frozen_sweep_reuses_features_and_results_schema(make_cfg, tiny_teacher_
         model.register_forward_hook(lambda *args: forwards.append(1))
         return model, tokenizer
 
-    monkeypatch.setattr(classify, "load_encoder", counting_load)
+    monkeypatch.setattr(classify_stage, "load_encoder", counting_load)
     base = classify_overrides(tiny_teacher_dir, intent_dir)
 
     first = classify.run(_cfg(make_cfg, tmp_path / "s0", *base, "seed=0"))
@@ -136,7 +138,9 @@ def test_cli_multirun_two_seeds_two_languages(tiny_teacher_dir, intent_dir, tmp_
     assert {(r["lang"], r["seed"]) for r in records} == {("eng", 0), ("eng", 1), ("esp", 0), ("esp", 1)}
     for path, record in zip(results, records, strict=True):
         validate_results(record)
-        assert path.parent.name == f"seed={record['seed']}" and f"lang={record['lang']}" in path.parent.parent.name
+        # Short sweep folders: a hash of the overrides, then the seed; the overrides sit inside.
+        assert path.parent.name == f"seed{record['seed']}" and re.fullmatch(r"h[0-9a-f]{7}", path.parent.parent.name)
+        assert f"lang={record['lang']}" in (path.parent / ".hydra" / "overrides.yaml").read_text()
     # One encoding pass per language and split, shared by both seeds.
     assert len(list((tmp_path / "cache" / "features").iterdir())) == 6
 

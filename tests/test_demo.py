@@ -12,8 +12,7 @@ TINY = [
     "demo.data.languages=[eng,esp]", "demo.data.corpus_mb_per_lang=0.012", "demo.data.general_mb_per_lang=0.012",
     "demo.data.n_train=80", "demo.data.n_val=40", "demo.data.n_test=60",
     "demo.seeds=[0,1,2,3]", "demo.langs=[eng]", "demo.tasks=[cc_intent]",
-    "demo.speed_overrides=['speed.lengths=[16]','speed.repeats=3','speed.warmup=1','speed.variants.int8=false',"
-    "'speed.variants.onnx=false','speed.realistic.n_messages=3']",
+    "demo.speed.lengths=[16]", "demo.speed.repeats=3", "demo.speed.warmup=1", "demo.speed.realistic.n_messages=3",
     "logger=none", "trainer.enable_progress_bar=false",
 ]
 
@@ -40,7 +39,7 @@ def test_reduced_demo_end_to_end_then_from_the_cache(make_cfg, monkeypatch):
         assert manifest["steps"] > 0 and manifest["student_layers"] == [0, 2, 4, 7, 9, 11]
 
     # Second run: nothing is distilled or trained again; every classification job is re-read.
-    monkeypatch.setattr("domain_distil.tasks.distill.distil", lambda *a, **k: pytest.fail("distilled again"))
+    monkeypatch.setattr("domain_distil.stages.distil.load_teacher", lambda *a, **k: pytest.fail("distilled again"))
     monkeypatch.setattr("lightning.Trainer.fit", lambda *a, **k: pytest.fail("trained again"))
     again = run_demo(make_cfg(*TINY))
     assert again["students"] == summary["students"] and again["jobs"] == 12

@@ -112,15 +112,15 @@ def test_unsupported_teacher_architecture(make_cfg, text_dir, tmp_path):
 
 def test_ensure_student_exports_and_then_hits_the_cache(make_cfg, tiny_teacher_dir, text_dir, monkeypatch):
     cfg = make_cfg(*_overrides(tiny_teacher_dir, text_dir))
-    path = ensure_student(cfg)
+    path = ensure_student(cfg).path
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "student" and manifest["steps"] > 0 and manifest["corpus_hash"]
     assert manifest["teacher"] == str(tiny_teacher_dir) and "commit" in manifest["git"]
     assert set(manifest["losses"]) >= {"train/loss", "train/loss_ce", "train/loss_mlm", "train/loss_cos"}
     assert AutoModelForMaskedLM.from_pretrained(path).config.model_type == "distilbert"
     assert AutoModel.from_pretrained(path).config.n_layers == 2
-    monkeypatch.setattr("domain_distil.tasks.distill.distil", lambda *a, **k: pytest.fail("distilled again"))
-    assert ensure_student(cfg) == path
+    monkeypatch.setattr("domain_distil.stages.distil.load_teacher", lambda *a, **k: pytest.fail("distilled again"))
+    assert ensure_student(cfg).path == path
 
 
 @pytest.mark.slow
@@ -153,7 +153,7 @@ def test_headless_teacher_gets_a_fitted_head_then_distils(make_cfg, text_dir, tm
     cfg = make_cfg(*_overrides(tmp_path / "headless", text_dir, head))
     plan = plan_distillation(cfg)
     assert plan.fit_teacher_head and not plan.teacher_has_mlm_head
-    manifest = json.loads((ensure_student(cfg) / "manifest.json").read_text())
+    manifest = json.loads((ensure_student(cfg).path / "manifest.json").read_text())
     assert manifest["teacher"] != str(tmp_path / "headless")  # the fitted-head copy was distilled from
     assert manifest["losses"]["train/loss_ce"] >= 0
 
@@ -177,7 +177,7 @@ def test_cli_distill_under_ddp_on_two_cpu_processes(tiny_teacher_dir, text_dir, 
 
 def test_classifier_seed_does_not_change_the_student(make_cfg, tiny_teacher_dir, text_dir, monkeypatch):
     first = ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "seed=0")))
-    monkeypatch.setattr("domain_distil.tasks.distill.distil", lambda *a, **k: pytest.fail("a new seed distilled again"))
+    monkeypatch.setattr("domain_distil.stages.distil.load_teacher", lambda *a, **k: pytest.fail("a new seed distilled again"))
     assert ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "seed=7"))) == first
     monkeypatch.undo()
     assert ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "distill.seed=57"))) != first

@@ -180,7 +180,8 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tiny_teacher_dir, corpus_dir
     make_trainer(tmp_path / "b", max_steps=8, callbacks=[checkpoint, _StopAt(3)]).fit(
         module, datamodule=datamodule
     )
-    assert datamodule.state_dict() == {"epoch": 0, "batches_seen": 6}  # mid-epoch: 160 seqs / 4 = 40 batches
+    # mid-epoch: 160 seqs / 4 = 40 batches
+    assert datamodule.state_dict() == {"epoch": 0, "batches_seen": 6, "world_size": 1, "batch_size": 4}
 
     L.seed_everything(999)  # a different global state: the checkpoint must restore what matters
     module, datamodule = make_module(tiny_teacher_dir, corpus_dir, seed=0)

@@ -34,7 +34,8 @@ def test_demo_is_the_default_and_keeps_the_reference_defaults():
     with initialize_config_dir(config_dir=CONF_DIR, version_base="1.3"):
         cfg = compose(config_name="config")
         distill = compose(config_name="config", overrides=["task=distill"])
-    assert cfg.task == "demo" and cfg.demo.teacher == "me5_small"
+    assert cfg.task == "demo" and cfg.demo.teacher.builder._target_.endswith("prepare_me5_small")
+    assert cfg.demo.distill.alpha_ce == 0 and cfg.demo.distill.alpha_cos == 1  # distill=hidden, composed under demo
     # The demo's choices live in its own section: a plain task=distill keeps mBERT and 5/2/1.
     assert distill.teacher.name_or_path == "bert-base-multilingual-cased"
     assert (distill.distill.alpha_ce, distill.distill.alpha_mlm, distill.distill.alpha_cos) == (5.0, 2.0, 1.0)

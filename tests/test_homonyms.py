@@ -10,8 +10,8 @@ import pytest
 import torch
 from omegaconf import DictConfig
 
-from domain_distil.analysis.encoders import EncoderSpec, embed, load_encoder, mean_pool
 from domain_distil.analysis.homonyms import cosine_pairs, load_homonyms, table7_rows
+from domain_distil.encoders import embed, load_encoder, mean_pool
 from domain_distil.tasks.homonyms import run
 
 PAPER_WORDS = {
@@ -50,7 +50,7 @@ def test_mean_pool_ignores_padding() -> None:
 
 
 def test_embedding_does_not_depend_on_batch_padding(tiny_teacher_dir: Path) -> None:
-    model, tokenizer = load_encoder(EncoderSpec("tiny", str(tiny_teacher_dir)))
+    model, tokenizer = load_encoder(tiny_teacher_dir)
     short = "hello world"
     alone = embed(model, tokenizer, [short])
     padded = embed(model, tokenizer, [short, "the quick brown fox jumps over the lazy dog and the cat sat on the mat"])
@@ -58,7 +58,7 @@ def test_embedding_does_not_depend_on_batch_padding(tiny_teacher_dir: Path) -> N
 
 
 def test_cosine_of_a_sentence_with_itself_is_one(tiny_teacher_dir: Path) -> None:
-    model, tokenizer = load_encoder(EncoderSpec("tiny", str(tiny_teacher_dir)))
+    model, tokenizer = load_encoder(tiny_teacher_dir)
     same, different = cosine_pairs(model, tokenizer, [("I have Python code.", "I have Python code."),
                                                       ("I have Python code.", "the cat sat on the mat")])
     assert same == pytest.approx(1.0, abs=1e-6)

@@ -10,8 +10,8 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertModel
 
-import domain_distil.modeling.mlm_head as mlm_head
-from domain_distil.modeling.mlm_head import MANIFEST, fit_mlm_head, mask_tokens
+import domain_distil.stages.teacher_head as teacher_head
+from domain_distil.stages.teacher_head import MANIFEST, fit_mlm_head, mask_tokens
 
 TEXTS = [
     "where is my order please help",
@@ -69,7 +69,7 @@ def test_fit_trains_head_keeps_body_and_caches(bare_teacher: Path, tmp_path: Pat
     def boom(*args, **kwargs):
         raise AssertionError("cache miss: _fit ran again")
 
-    monkeypatch.setattr(mlm_head, "_fit", boom)
+    monkeypatch.setattr(teacher_head, "_fit", boom)
     assert fit_mlm_head(bare_teacher, TEXTS, tmp_path, **SETTINGS) == out
     # ... while other settings or texts are a different cache entry
     with pytest.raises(AssertionError, match="cache miss"):

@@ -10,9 +10,9 @@ from pathlib import Path
 import pytest
 from omegaconf import DictConfig
 
-from domain_distil.analysis.render import log_wandb
-from domain_distil.analysis.results import ResultsError, collect
-from domain_distil.analysis.table8 import StatsSettings, build_table8
+from domain_distil.analysis.render import log_wandb, plot_f1, render_latex, render_markdown
+from domain_distil.analysis.results import ResultsError, collect, find_results
+from domain_distil.analysis.table8 import METRIC_NAMES, StatsSettings, build_table8
 from domain_distil.tasks.report import run
 
 SEEDS = range(10)
@@ -91,9 +91,14 @@ def test_better_encoder_is_marked_and_equal_one_is_not(make_cfg: Callable[..., D
 
     out = Path(make_cfg().paths.output_dir)
     markdown = (out / "table8.md").read_text(encoding="utf-8")
-    assert "| F1-Score | Frozen | student | 75.9⋆† | 70.9 |" in markdown
-    assert "| F1-Score | Frozen | teacher | 71.9 | 71.9 |" in markdown
-    assert r"75.9$^{\star}$$^{\dagger}$" in (out / "table8.tex").read_text(encoding="utf-8")
+    # mean ± sd (sd of 0, 2, ..., 18 thousandths = 0.6 points) with the marks after it
+    assert "| F1-Score | Frozen | student | 75.9 ± 0.6⋆† | 70.9 ± 0.6 |" in markdown
+    assert "| F1-Score | Frozen | teacher | 71.9 ± 0.6 | 71.9 ± 0.6 |" in markdown
+    assert "one-sided two-sample KS test" in markdown and "α = 0.05" in markdown
+    # The p-value table: every ordered pair, both ways, one-sided KS p / MWU p.
+    assert "| F1-Score | Frozen | student > teacher | 5.4e-06 / 5.4e-06 | 1 / 1 |" in markdown
+    assert "| F1-Score | Frozen | teacher > student | 1 / 1 | 0.084 / 0.0025 |" in markdown
+    assert r"75.9 $\pm$ 0.6$^{\star}$$^{\dagger}$" in (out / "table8.tex").read_text(encoding="utf-8")
     assert (out / "table8_cc_intent_f1.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
     rows = list(csv.DictReader((out / "table8.csv").open(encoding="utf-8")))
@@ -105,6 +110,9 @@ def test_better_encoder_is_marked_and_equal_one_is_not(make_cfg: Callable[..., D
     assert float(row["vs_distilmbert_mwu_pvalue"]) < 1e-4
     assert float(row["vs_distilmbert_ci_low"]) < 0.05 < float(row["vs_distilmbert_ci_high"])
     assert float(row["vs_distilmbert_cliffs_delta"]) == 1.0
+    assert row["vs_distilmbert_significant"] == "better" and row["sd_x100"] == "0.6"
+    pairs = list(csv.DictReader((out / "table8_pvalues.csv").open(encoding="utf-8")))
+    assert len(pairs) == 3 * 2 * 6 * 2  # metrics x modes x ordered pairs of 3 encoders x langs
 
 
 def test_swapping_the_roles_removes_the_mark(make_cfg: Callable[..., DictConfig], sweep: Path) -> None:
@@ -206,8 +214,9 @@ def test_wandb_tables(sweep: Path) -> None:
     table = logged["table8/cc_intent"]
     assert isinstance(table, wandb.Table)
     assert table.columns == ["metric", "weights", "model", "eng", "esp"]
-    assert ["f1", "Frozen", "student", "75.9⋆†", "70.9"] in table.data
+    assert ["f1", "Frozen", "student", "75.9 ± 0.6⋆†", "70.9 ± 0.6"] in table.data
     assert len(logged["table8/stats"].data) == 36
+    assert len(logged["table8/pvalues"].data) == 72
 
 
 def test_table6_orders_students_by_budget_and_draws_figure2(make_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
@@ -264,9 +273,129 @@ def test_report_logs_to_wandb_when_the_logger_has_it(
     )
     run(cfg)  # the default logger config has a wandb entry (offline)
     assert calls["init"]["mode"] == "offline" and calls["init"]["job_type"] == "report"
-    assert calls["logged"] == ["table8/cc_intent", "table8/stats"]
+    assert calls["logged"] == ["table8/cc_intent", "table8/stats", "table8/pvalues"]
     assert calls["finished"] == 1
     calls["logged"].clear()
     run(make_cfg("~experiment", "task=report", "logger=none", f"report.sweep_dirs=[{sweep}]", "report.baselines.distilmbert=distil",
                  "report.baselines.mbert=teacher", "report.stats.n_resamples=100", "report.formats=[csv]"))
     assert calls["logged"] == []  # no wandb logger, no W&B
+
+
+# The issue's case: 5 seeds, every teacher seed above every student seed (two-sided KS p = 2 / C(10, 5)).
+STUDENT_F1 = [0.489, 0.490, 0.491, 0.492, 0.493]  # mean 49.1
+TEACHER_F1 = [0.536, 0.537, 0.538, 0.539, 0.540]  # mean 53.8
+DISTIL_F1 = [0.470, 0.471, 0.472, 0.473, 0.474]  # mean 47.2: the student beats this one
+
+
+def five_seed_sweep(root: Path, student: list[float]) -> Path:
+    for encoder, scores in (("student", student), ("teacher", TEACHER_F1), ("distil", DISTIL_F1)):
+        for seed, f1 in enumerate(scores):
+            write_result(root, encoder, "eng", True, seed, f1)
+    return root
+
+
+def table_for(root: Path, alternative: str):
+    settings = StatsSettings(alternative=alternative, n_resamples=100)
+    return build_table8(collect([root]), {"distilmbert": "distil", "mbert": "teacher"}, settings=settings)
+
+
+def test_two_sided_marks_a_worse_student_worse_and_never_beats(tmp_path: Path) -> None:
+    result = table_for(five_seed_sweep(tmp_path, STUDENT_F1), "two-sided")
+    cell = result.tables[0].cell("f1", True, "student", "eng")
+    assert cell.comparisons["mbert"].ks_pvalue == pytest.approx(2 / 252)  # 0.008, as in the issue
+    assert cell.significant == {"distilmbert": "better", "mbert": "worse"}
+    assert cell.marks == "⋆▼" and "†" not in cell.marks
+    markdown = render_markdown(result)
+    assert "| F1-Score | Frozen | student | 49.1 ± 0.2⋆▼ |" in markdown
+    legend = markdown.split("\n\n")[2]
+    assert "two-sided" in legend and "α = 0.05" in legend and "beats" not in legend
+    assert "▼ significantly worse than it" in legend and "† significantly better than teacher (mbert role)" in legend
+    # Both ways in the p-value table, with the direction of the mean difference.
+    assert "| F1-Score | Frozen | student vs teacher | ↓ 0.0079 / 0.0079 |" in markdown
+    assert "| F1-Score | Frozen | teacher vs student | ↑ 0.0079 / 0.0079 |" in markdown
+    assert r"49.1 $\pm$ 0.2$^{\star}$$^{\blacktriangledown}$" in render_latex(result)
+
+    # The one-sided default cannot call a worse model anything: no mark against the teacher.
+    one_sided = table_for(tmp_path, "greater").tables[0].cell("f1", True, "student", "eng")
+    assert one_sided.marks == "⋆" and one_sided.significant == {"distilmbert": "better"}
+
+
+def test_two_sided_marks_a_better_student_better(tmp_path: Path) -> None:
+    better = [t + 0.05 for t in TEACHER_F1]  # every student seed above every teacher seed
+    result = table_for(five_seed_sweep(tmp_path, better), "two-sided")
+    cell = result.tables[0].cell("f1", True, "student", "eng")
+    assert cell.marks == "⋆†" and not {"▽", "▼"} & set(cell.marks)
+    assert "| F1-Score | Frozen | student vs teacher | ↑ 0.0079 / 0.0079 |" in render_markdown(result)
+    # One-sided: the same marks, now with the one-sided p-value 1 / C(10, 5).
+    one_sided = table_for(tmp_path, "greater").tables[0].cell("f1", True, "student", "eng")
+    assert one_sided.marks == "⋆†" and one_sided.comparisons["mbert"].ks_pvalue == pytest.approx(1 / 252)
+
+
+def test_marks_must_be_distinct_and_show_sd_can_be_off(tmp_path: Path) -> None:
+    collection = collect([five_seed_sweep(tmp_path, STUDENT_F1)])
+    with pytest.raises(ValueError, match="two distinct non-empty marks"):
+        build_table8(collection, {"distilmbert": "distil", "mbert": "teacher"},
+                     worse_symbols={"distilmbert": "⋆", "mbert": "▼"})
+    result = table_for(tmp_path, "greater")
+    assert "| F1-Score | Frozen | student | 49.1⋆ |" in render_markdown(result, show_sd=False)  # the paper's look
+
+
+def test_sweep_dirs_take_unquoted_globs_over_folders_with_equals(make_cfg: Callable[..., DictConfig], sweep: Path) -> None:
+    # write_result's folders are named "encoder=student,freeze=True,lang=eng/seed=3": Hydra rejects
+    # `=` in an unquoted value, a pattern reaches them.
+    cfg = make_cfg("~experiment", "task=report", f"report.sweep_dirs=[{sweep}/encoder*/seed?1,{sweep}/encoder*/seed?2]")
+    found = find_results(list(cfg.report.sweep_dirs))
+    assert len(found) == 2 * 3 * 2 * 2  # seeds x encoders x langs x modes
+    assert {json.loads(p.read_text())["seed"] for p in found} == {1, 2}
+    with pytest.raises(ResultsError, match=r"report.sweep_dirs: the pattern .*nothing\*' matches no file"):
+        find_results([f"{sweep}/nothing*"])
+
+
+@pytest.mark.slow
+def test_offline_wandb_run_holds_the_markdown_numbers(make_cfg: Callable[..., DictConfig], sweep: Path) -> None:
+    """A real offline W&B run: the table files it writes carry exactly the cells of table8.md."""
+    cfg = make_cfg(
+        "~experiment", "task=report", f"report.sweep_dirs=[{sweep}]", "report.baselines.distilmbert=distil",
+        "report.baselines.mbert=teacher", "report.stats.n_resamples=100", "report.formats=[md]",
+        "logger.wandb.group=sweep-abc123",
+    )
+    run(cfg)
+    out = Path(cfg.paths.output_dir)
+    markdown = (out / "table8.md").read_text(encoding="utf-8")
+    md_rows = [[c.strip() for c in line.strip("|").split("|")] for line in markdown.split("\n\n")[1].splitlines()[2:]]
+    (offline,) = (out / "wandb").glob("offline-run-*")
+    tables = offline / "files" / "media" / "table" / "table8"
+
+    def table_json(name: str) -> dict:
+        (path,) = tables.glob(f"{name}_*.table.json")
+        return json.loads(path.read_text(encoding="utf-8"))
+
+    display = table_json("cc_intent")
+    assert display["columns"] == ["metric", "weights", "model", "eng", "esp"]
+    # Same rows, same cell text (metric id instead of its display name).
+    assert [row[1:] for row in display["data"]] == [row[1:] for row in md_rows]
+    assert len(md_rows) == 18
+    # The numeric table: mean and sd x100 are the numbers printed in each cell.
+    stats = table_json("stats")
+    column = {name: i for i, name in enumerate(stats["columns"])}
+    printed = {(r[0], r[1], r[2], lang): text for r in md_rows for lang, text in zip(("eng", "esp"), r[3:])}
+    assert len(stats["data"]) == len(printed) == 36
+    for row in stats["data"]:
+        key = (METRIC_NAMES[row[column["metric"]]], row[column["weights"]].capitalize(), row[column["encoder"]],
+               row[column["lang"]])
+        expected = f"{row[column['mean_x100']]:.1f} ± {row[column['sd_x100']]:.1f}{row[column['marks']] or ''}"
+        assert printed[key] == expected
+    assert len(table_json("pvalues")["data"]) == 72
+    logged = next(offline.glob("run-*.wandb")).read_bytes()
+    assert b"sweep-abc123" in logged and b"report-sweep-abc123" in logged  # the sweep's group, a readable name
+
+
+def test_png_points_carry_their_marks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from matplotlib.axes import Axes
+
+    annotated: list[str] = []
+    original = Axes.annotate
+    monkeypatch.setattr(Axes, "annotate", lambda self, text, *a, **k: annotated.append(text) or original(self, text, *a, **k))
+    result = table_for(five_seed_sweep(tmp_path / "sweep", STUDENT_F1), "two-sided")
+    (path,) = plot_f1(result, tmp_path)
+    assert annotated == ["⋆▼"] and path.read_bytes()[:4] == b"\x89PNG"

@@ -18,14 +18,9 @@ from domain_distil.classification.metrics import probabilities
 from domain_distil.common.hashing import hash_dir
 from domain_distil.modeling.heads import SelfAttentionHead
 from domain_distil.modeling.tiny import build_tiny_teacher
-from domain_distil.serving.bundle import (
-    BundleError,
-    build_bundle,
-    find_jobs,
-    load_bundle,
-    read_job,
-    select_heads,
-)
+from domain_distil.serving.bundle_build import build_bundle, find_jobs, read_job, select_heads
+from domain_distil.serving.bundle_format import BundleError
+from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor, UnknownFilterError
 from lightning_modules.classifier import ClassifierModule
 

@@ -18,7 +18,8 @@ import httpx
 import pytest
 from serving_helpers import assert_same_outputs, trained_heads
 
-from domain_distil.serving.bundle import build_bundle, load_bundle, read_job
+from domain_distil.serving.bundle_build import build_bundle, read_job
+from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor
 from domain_distil.serving.server import ServerSettings, create_app, make_server
 

@@ -13,7 +13,8 @@ import domain_distil.tasks.bundle as bundle_task
 import domain_distil.tasks.predict as predict_task
 from domain_distil.common.hashing import hash_dir
 from domain_distil.modeling.tiny import build_tiny_teacher
-from domain_distil.serving.bundle import BundleError, load_bundle
+from domain_distil.serving.bundle_format import BundleError
+from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor
 
 ROWS = [

@@ -13,13 +13,13 @@ import torch
 from omegaconf import DictConfig
 from transformers import AutoModel, AutoTokenizer
 
-from domain_distil.analysis.speed import (
-    median_ms,
+from domain_distil.analysis.messages import (
     read_texts,
     realistic_lengths,
     realistic_messages,
     synthetic_message,
 )
+from domain_distil.analysis.speed import median_ms
 from domain_distil.tasks.speed import run
 
 HEADER = [

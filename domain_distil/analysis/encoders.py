@@ -1,18 +1,14 @@
-"""Encoder lists for the analyses (homonyms, speed) and mean-pooled sentence embeddings.
+"""Encoder lists for the analyses (homonyms, speed): which encoders a config names, by id.
 
 An entry is ``{id: <display name>, name_or_path: <hub name or local folder>}``: anything
-``AutoModel.from_pretrained`` loads, including a distilled student's export folder.
+``domain_distil.encoders.load_encoder`` loads, including a distilled student's export folder.
 """
 
 from __future__ import annotations
 
-import inspect
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
-
-import torch
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 
 @dataclass(frozen=True)
@@ -57,50 +53,3 @@ def teacher_resolver(cfg: Any) -> Callable[[], str]:
         return resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
 
     return resolve
-
-
-def load_encoder(spec: EncoderSpec) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The bare encoder (no MLM head) in eval mode, and its tokenizer."""
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(spec.name_or_path)
-        model = AutoModel.from_pretrained(spec.name_or_path)
-    except OSError as error:
-        raise OSError(f"encoder {spec.id!r}: cannot load {spec.name_or_path!r} as a transformers model: {error}") from error
-    return model.eval(), tokenizer
-
-
-def model_inputs(model: PreTrainedModel, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    """Keep only the tokenizer outputs the model accepts (a DistilBERT-style student that dropped
-    token-type embeddings has no ``token_type_ids`` argument, while a BERT tokenizer still emits it)."""
-    accepted = inspect.signature(model.forward).parameters
-    return {k: v for k, v in batch.items() if k in accepted}
-
-
-def mean_pool(hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-    """Mean of token vectors over real tokens only: (B, T, H), (B, T) -> (B, H)."""
-    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * mask).sum(dim=1) / mask.sum(dim=1).clamp(min=1.0)
-
-
-@torch.inference_mode()
-def embed(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
-    max_length: int = 128,
-    batch_size: int = 16,
-) -> torch.Tensor:
-    """Mean-pooled last-layer embeddings (float32) of ``texts``, shape (N, H).
-
-    The paper (§6) uses the mean of token embeddings rather than [CLS], since its students are
-    distilled without next-sentence prediction. Special tokens count as tokens, as in any mean
-    over the encoder's output sequence.
-    """
-    chunks = []
-    for start in range(0, len(texts), batch_size):
-        batch = tokenizer(
-            list(texts[start : start + batch_size]), padding=True, truncation=True, max_length=max_length, return_tensors="pt"
-        )
-        hidden = model(**model_inputs(model, batch)).last_hidden_state
-        chunks.append(mean_pool(hidden.float(), batch["attention_mask"]))
-    return torch.cat(chunks)

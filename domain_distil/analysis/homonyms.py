@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from domain_distil.analysis.encoders import EncoderSpec, embed, load_encoder
+from domain_distil.analysis.encoders import EncoderSpec
+from domain_distil.encoders import embed, load_encoder
 
 DEFAULT_DATA = Path(__file__).resolve().parent / "data" / "homonyms.json"
 SENSES = ("general", "technical")
@@ -86,7 +87,7 @@ def homonym_cosines(
     pairs = [h.sentences(sense) for h in homonyms for sense in SENSES]
     table: dict[str, dict[str, dict[str, float]]] = {}
     for spec in encoders:
-        model, tokenizer = load_encoder(spec)
+        model, tokenizer = load_encoder(spec.name_or_path)
         values = iter(cosine_pairs(model, tokenizer, pairs, max_length))
         table[spec.id] = {h.word: {sense: next(values) for sense in SENSES} for h in homonyms}
         del model

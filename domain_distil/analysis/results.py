@@ -18,13 +18,16 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+from domain_distil.common.errors import UserInputError
+from domain_distil.common.globs import expand_paths
+
 RESULTS_FILENAME = "results.json"
 REQUIRED_KEYS = ("task", "lang", "encoder", "freeze", "seed", "test", "best_val", "timings", "git", "config", "status", "error")
 ENCODER_KEYS = ("id", "name_or_path", "hash")
 STATUSES = ("ok", "failed")
 
 
-class ResultsError(ValueError):
+class ResultsError(UserInputError):
     """Malformed results files; the message names every file and field at fault."""
 
 
@@ -68,10 +71,19 @@ class Collection:
 
 
 def find_results(dirs: Sequence[str | Path], filename: str = RESULTS_FILENAME) -> list[Path]:
-    """Every ``filename`` under the given folders, recursively, sorted; a missing folder is an error."""
+    """Every ``filename`` under the given folders, recursively, sorted; a missing folder is an error.
+
+    Entries may be glob patterns (``multiruns/*/h3f9a1c2``, ``.../seed*``): see common/globs.py.
+    """
     found: set[Path] = set()
-    for folder in dirs:
-        root = Path(folder)
+    try:
+        roots = expand_paths(dirs, "report.sweep_dirs")
+    except FileNotFoundError as error:
+        raise ResultsError(str(error)) from None
+    for root in roots:
+        if root.is_file() and root.name == filename:  # e.g. a pattern ending in /results.json
+            found.add(root.resolve())
+            continue
         if not root.is_dir():
             raise ResultsError(f"sweep folder {str(root)!r} does not exist or is not a folder")
         found.update(p.resolve() for p in root.rglob(filename) if p.is_file())

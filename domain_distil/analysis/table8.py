@@ -1,9 +1,18 @@
 """Table 8: metric x frozen/fine-tuned x encoder rows, language columns, means over seeds with marks.
 
 A candidate encoder's cell gets a baseline role's symbol (⋆ for the DistilmBERT role, † for the
-mBERT role) when its per-seed scores beat that baseline's by a one-sided KS test at ``alpha``
-(Holm-adjusted over the family of one metric's comparisons when ``holm`` is on). Which encoder ids
-play the roles is configuration, so the demo's small encoders can stand in for the paper's.
+mBERT role) when its per-seed scores differ from that baseline's by a KS test at ``alpha``
+(Holm-adjusted over the family of one metric's comparisons when ``holm`` is on):
+
+- ``alternative="greater"`` (one-sided, the default) tests "the candidate is better", so a mark
+  always means better and a worse cell is never marked;
+- ``alternative="two-sided"`` tests "the two differ", so the direction comes from the sign of the
+  mean difference: better gets the role's symbol, worse gets the role's *worse* symbol (▽ / ▼).
+  A two-sided p-value alone must never print "beats" on a worse model.
+
+Which encoder ids play the roles is configuration, so the demo's small encoders can stand in for
+the paper's. Every ordered pair of the table's encoders is also tested both ways
+(:mod:`domain_distil.analysis.pairwise`) for the report's p-value table.
 """
 
 from __future__ import annotations
@@ -13,10 +22,14 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from domain_distil.analysis.pairwise import PairTest, pairwise_tests
 from domain_distil.analysis.results import Collection
-from domain_distil.analysis.stats import Comparison, compare, holm, min_ks_pvalue
+from domain_distil.analysis.stats import ALTERNATIVES, Comparison, compare, holm, min_ks_pvalue
 
 DEFAULT_SYMBOLS = {"distilmbert": "⋆", "mbert": "†"}
+# Significantly worse than the role's baseline (two-sided test only).
+DEFAULT_WORSE_SYMBOLS = {"distilmbert": "▽", "mbert": "▼"}
+BETTER, WORSE = "better", "worse"
 # Paper order of the five languages; other codes follow alphabetically.
 LANG_ORDER = ("eng", "esp", "jap", "por", "rus")
 METRIC_NAMES = {"f1": "F1-Score", "precision": "Precision", "recall": "Recall"}
@@ -39,6 +52,8 @@ class Cell:
     comparisons: dict[str, Comparison] = field(default_factory=dict)
     # role -> KS p-value after Holm (equal to the raw p-value when Holm is off)
     adjusted: dict[str, float] = field(default_factory=dict)
+    # role -> "better" / "worse" for the significant comparisons only
+    significant: dict[str, str] = field(default_factory=dict)
     marks: str = ""
 
     @property
@@ -73,10 +88,13 @@ class TaskTable:
 class Table8:
     tables: list[TaskTable]
     baselines: dict[str, str]  # role -> encoder id
-    symbols: dict[str, str]  # role -> mark
+    symbols: dict[str, str]  # role -> mark for "significantly better"
     candidates: list[str]
     settings: StatsSettings
     warnings: list[str] = field(default_factory=list)
+    worse_symbols: dict[str, str] = field(default_factory=lambda: dict(DEFAULT_WORSE_SYMBOLS))
+    # Every ordered pair of every task table's encoders, both ways (raw p-values, no Holm).
+    pairs: list[PairTest] = field(default_factory=list)
 
 
 def order_langs(langs: Sequence[str]) -> list[str]:
@@ -84,10 +102,21 @@ def order_langs(langs: Sequence[str]) -> list[str]:
     return known + sorted(set(langs) - set(known))
 
 
-def _check_roles(collection: Collection, baselines: Mapping[str, str], symbols: Mapping[str, str]) -> None:
+def _check_roles(
+    collection: Collection, baselines: Mapping[str, str], symbols: Mapping[str, str], worse_symbols: Mapping[str, str]
+) -> None:
     missing_symbols = sorted(set(baselines) - set(symbols))
     if missing_symbols:
         raise ValueError(f"report.symbols: no mark defined for baseline role(s) {missing_symbols}")
+    missing_worse = sorted(set(baselines) - set(worse_symbols))
+    if missing_worse:
+        raise ValueError(f"report.worse_symbols: no mark defined for baseline role(s) {missing_worse}")
+    marks = [symbols[r] for r in baselines] + [worse_symbols[r] for r in baselines]
+    if len(set(marks)) != len(marks) or not all(marks):
+        raise ValueError(
+            f"report.symbols {dict(symbols)} and report.worse_symbols {dict(worse_symbols)}: every role needs two "
+            "distinct non-empty marks, distinct from every other role's, or a cell could not be read unambiguously"
+        )
     seen = {r.key.encoder for r in collection.ok}
     absent = {role: enc for role, enc in baselines.items() if enc not in seen}
     if absent:
@@ -104,12 +133,16 @@ def build_table8(
     metrics: Sequence[str] = ("f1", "precision", "recall"),
     settings: StatsSettings | None = None,
     symbols: Mapping[str, str] | None = None,
+    worse_symbols: Mapping[str, str] | None = None,
 ) -> Table8:
-    """Compute every cell and every candidate-vs-baseline comparison, per task in the grid."""
+    """Compute every cell, every candidate-vs-baseline comparison and every pairwise test, per task."""
     settings = settings or StatsSettings()
+    if settings.alternative not in ALTERNATIVES:
+        raise ValueError(f"report.stats.alternative: expected one of {list(ALTERNATIVES)}, got {settings.alternative!r}")
     symbols = dict(symbols or DEFAULT_SYMBOLS)
+    worse_symbols = dict(worse_symbols or DEFAULT_WORSE_SYMBOLS)
     baselines = dict(baselines)
-    _check_roles(collection, baselines, symbols)
+    _check_roles(collection, baselines, symbols, worse_symbols)
     baseline_ids = list(dict.fromkeys(baselines.values()))
     tables, notes = [], []
     everywhere = {e for axes in collection.grid.values() for e in axes["encoders"]}
@@ -141,25 +174,54 @@ def build_table8(
                             cell.values, reference, settings.alternative, settings.confidence,
                             settings.n_resamples, settings.seed,
                         )
-            _mark(cells, metric, settings, symbols)
+            _mark(cells, metric, settings, symbols, worse_symbols)
         table = TaskTable(task, langs, rows, freeze, list(metrics), cells, len(axes["seeds"]))
         tables.append(table)
         notes += _resolution_warnings(table, settings)
-    return Table8(tables, baselines, symbols, [e for t in tables for e in t.encoders if e not in baseline_ids], settings, notes)
+    pairs = [pair for table in tables for pair in pairwise_tests(table, settings.alternative)]
+    return Table8(
+        tables, baselines, symbols, [e for t in tables for e in t.encoders if e not in baseline_ids], settings, notes,
+        worse_symbols, pairs,
+    )
 
 
-def _mark(cells: dict[tuple[str, bool, str, str], Cell], metric: str, settings: StatsSettings, symbols: Mapping[str, str]) -> None:
+def direction(comparison: Comparison, alternative: str) -> str:
+    """Which way a significant comparison goes: a one-sided "greater" test can only say better; a
+    two-sided one says "different", and the sign of the mean difference (what the cells show) says
+    which way. Equal means with a significant two-sided KS (a difference in spread only) get ""."""
+    if alternative == "greater":
+        return BETTER
+    if comparison.mean_diff > 0:
+        return BETTER
+    if comparison.mean_diff < 0:
+        return WORSE
+    return ""
+
+
+def _mark(
+    cells: dict[tuple[str, bool, str, str], Cell],
+    metric: str,
+    settings: StatsSettings,
+    symbols: Mapping[str, str],
+    worse_symbols: Mapping[str, str],
+) -> None:
     """Adjust (optionally) the KS p-values of one metric's family and set the marks."""
     family = [(cell, role) for (m, *_), cell in cells.items() if m == metric for role in cell.comparisons]
     raw = np.array([cell.comparisons[role].ks_pvalue for cell, role in family], dtype=float)
     adjusted = holm(raw) if settings.holm else raw
     for (cell, role), p in zip(family, adjusted):
         cell.adjusted[role] = float(p)
+        if p < settings.alpha:
+            way = direction(cell.comparisons[role], settings.alternative)
+            if way:
+                cell.significant[role] = way
     for (m, *_), cell in cells.items():
         if m == metric:
-            # Marks in the order of the roles' symbols (⋆ before †, as in the paper).
+            # Marks in the order of the roles' symbols (⋆ before †, as in the paper), each role's
+            # better or worse mark.
             cell.marks = "".join(
-                sym for role, sym in symbols.items() if role in cell.adjusted and cell.adjusted[role] < settings.alpha
+                (symbols if cell.significant[role] == BETTER else worse_symbols)[role]
+                for role in symbols if role in cell.significant
             )
 
 

@@ -7,12 +7,11 @@ gets in results and reports, e.g. ``TD-DistilmBERT``):
   produces a local folder), via ``modeling.teachers.resolve_teacher_path``;
 - ``distilmbert``: ``distilbert-base-multilingual-cased`` from the hub (domain-general baseline);
 - ``path``: any exported student folder (``encoder.name_or_path``);
-- ``distilled``: the student of the current distill config, from ``tasks.distill.ensure_student``
-  (distils first when it is not cached).
+- ``distilled``: the student that ``task=distill`` exported for the current teacher, corpus and
+  distill config, found through the students' manifests (``domain_distil/artifacts/students.py``).
 
-The hash keys the feature cache and is written to ``results.json``: a local folder hashes its
-files' contents (memoised by size and mtime, so ten seeds hash a 700 MB folder once); a hub model
-hashes its name and revision.
+The hash (``domain_distil.encoders.encoder_hash``) keys the feature cache and is written to
+``results.json``; loading goes through the one loader, ``domain_distil.encoders.load_encoder``.
 """
 
 from __future__ import annotations
@@ -23,9 +22,17 @@ from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from domain_distil.common.hashing import hash_object, memoised_model_hash
+from domain_distil import encoders
+from domain_distil.artifacts.students import (
+    StudentArtifact,
+    StudentQuery,
+    corpus_reference,
+    recipe_hash,
+    resolve_student,
+    teacher_identity,
+)
 
 log = logging.getLogger(__name__)
 
@@ -48,16 +55,8 @@ class EncoderRef:
         return asdict(self)
 
 
-def encoder_hash(name_or_path: str, revision: str | None = None, cache_dir: str | Path | None = None) -> str:
-    """Content hash of a local model folder, or hash of (hub name, revision)."""
-    root = Path(name_or_path)
-    if not root.is_dir():
-        return hash_object({"hub": name_or_path, "revision": revision})
-    return memoised_model_hash(root, cache_dir)
-
-
 def resolve_encoder(cfg: DictConfig) -> EncoderRef:
-    """Turn ``cfg.encoder`` into a concrete model location (may distil for ``encoder=distilled``)."""
+    """Turn ``cfg.encoder`` into a concrete model location (``encoder=distilled`` reads manifests only)."""
     enc = cfg.encoder
     encoder_id = str(enc.id)
     kind = str(enc.get("kind") or encoder_id)
@@ -71,10 +70,7 @@ def resolve_encoder(cfg: DictConfig) -> EncoderRef:
         revision = cfg.teacher.get("revision") or None
         local_files_only = bool(cfg.teacher.get("local_files_only", False))
     elif kind == "distilled":
-        # Imported here: the distillation stage is heavy and only this option needs it.
-        from domain_distil.tasks.distill import ensure_student
-
-        name_or_path = str(ensure_student(cfg))
+        name_or_path = str(find_distilled_student(cfg).path)
     elif kind in ("distilmbert", "path"):
         name_or_path = enc.get("name_or_path")
         if not name_or_path:
@@ -92,13 +88,44 @@ def resolve_encoder(cfg: DictConfig) -> EncoderRef:
         name_or_path=name_or_path,
         revision=revision,
         local_files_only=local_files_only,
-        hash=encoder_hash(name_or_path, revision, cache_dir),
+        hash=encoders.encoder_hash(name_or_path, revision, cache_dir),
     )
 
 
+def local_encoder(encoder_id: str, folder: str | Path, cache_dir: str | Path | None) -> EncoderRef:
+    """A reference to an exported model folder (a student artifact, a converted teacher)."""
+    folder = str(folder)
+    if not (Path(folder) / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: not a transformers model folder")
+    return EncoderRef(encoder_id, folder, None, True, encoders.encoder_hash(folder, None, cache_dir))
+
+
 def load_encoder(ref: EncoderRef) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The encoder body (``AutoModel``: an MLM checkpoint loads without its head) and its tokenizer."""
-    kwargs: dict[str, Any] = {"revision": ref.revision, "local_files_only": ref.local_files_only}
-    model = AutoModel.from_pretrained(ref.name_or_path, **kwargs)
-    tokenizer = AutoTokenizer.from_pretrained(ref.name_or_path, **kwargs)
-    return model, tokenizer
+    """The resolved encoder's body (eval mode) and tokenizer, via ``domain_distil.encoders.load_encoder``."""
+    return encoders.load_encoder(ref.name_or_path, revision=ref.revision, local_files_only=ref.local_files_only)
+
+
+def student_query(cfg: DictConfig) -> StudentQuery:
+    """What identifies the student of this config's teacher, corpus and distill groups.
+
+    Computed from the configuration alone: the corpus is referenced, not read, and the teacher is
+    identified by name (hub) or memoised content hash (folder).
+    """
+    from omegaconf import OmegaConf
+
+    from domain_distil.modeling.teachers import resolve_teacher_path
+
+    teacher_path = resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
+    plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+    match = cfg.encoder.get("match")
+    return StudentQuery(
+        teacher_identity=teacher_identity(teacher_path, cfg.teacher.get("revision"), cfg.paths.cache_dir),
+        corpus_reference=corpus_reference(plain(cfg.corpus)),
+        recipe_hash=recipe_hash(plain(cfg.distill), plain(cfg.student), plain(cfg.teacher).get("mlm_head")),
+        effective=plain(match) if match else None,
+    )
+
+
+def find_distilled_student(cfg: DictConfig) -> StudentArtifact:
+    """``encoder=distilled``: the student whose manifest matches this config (``task=distill`` made it)."""
+    return resolve_student(cfg.paths.cache_dir, student_query(cfg))

@@ -11,17 +11,16 @@ split are computed once and stored under
 Only real (non-padding) tokens are stored, concatenated; ``offsets`` delimit the rows, which stay
 in the split's order. Storage is float16 by default (half the disk; the head computes in float32,
 and the rounding, ~1e-3 relative, is far below what the head can resolve); ``float32`` is one
-override away. A folder appears by one rename once complete, so a killed job never leaves half a
-cache behind, and a re-run resumes at the first split that is missing.
+override away. A folder is built under a file lock in a temp folder private to its process and
+appears by one rename once complete (``common.locking.build_entry``): a killed job never leaves
+half a cache behind, two jobs never encode the same split twice, and a re-run resumes at the
+first split that is missing.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -34,6 +33,7 @@ from tqdm.auto import tqdm
 from transformers import PreTrainedTokenizerBase
 
 from domain_distil.common.hashing import hash_object, short
+from domain_distil.common.locking import build_entry
 
 log = logging.getLogger(__name__)
 
@@ -109,7 +109,7 @@ class FeatureCache:
     """Content-addressed store of :class:`FeatureStore` s for one encoder.
 
     :param root: ``${paths.cache_dir}/features``.
-    :param encoder_hash: the encoder's content hash (``classification.encoders.encoder_hash``).
+    :param encoder_hash: the encoder's content hash (``domain_distil.encoders.encoder_hash``).
     :param load_encoder: called at most once, on the first miss, returning (encoder, tokenizer);
         a fully cached sweep therefore never loads the encoder weights at all.
     """
@@ -151,13 +151,28 @@ class FeatureCache:
         return (self.path(texts) / "features.safetensors").is_file()
 
     def get(self, texts: Sequence[str], name: str = "split") -> FeatureStore:
-        """Load the split's features, computing and storing them on a miss."""
+        """Load the split's features, computing and storing them on a miss.
+
+        Sweep jobs of one encoder often miss on the same split at once: the first takes the
+        entry's lock and encodes, the others wait for it and load its result instead of encoding
+        the same texts again.
+        """
         folder = self.path(texts)
-        if (folder / "features.safetensors").is_file():
-            self.hits += 1
-            tensors = load_file(str(folder / "features.safetensors"))
-            return FeatureStore(hidden=tensors["hidden"], offsets=tensors["offsets"])
-        self.misses += 1
+        computed: list[FeatureStore] = []
+
+        def build(tmp: Path) -> None:
+            computed.append(self._encode(texts, name))
+            self._save(tmp, computed[0], texts)
+
+        build_entry(folder, build, is_complete=lambda path: (path / "features.safetensors").is_file())
+        if computed:
+            self.misses += 1
+            return computed[0]
+        self.hits += 1
+        tensors = load_file(str(folder / "features.safetensors"))
+        return FeatureStore(hidden=tensors["hidden"], offsets=tensors["offsets"])
+
+    def _encode(self, texts: Sequence[str], name: str) -> FeatureStore:
         if self._encoder is None:
             self._encoder = self._load_encoder()
         encoder, tokenizer = self._encoder
@@ -166,24 +181,12 @@ class FeatureCache:
         store = encode_texts(encoder, tokenizer, texts, self.max_length, self.batch_size,
                              DTYPES[self.dtype], self.device, desc=f"encoding {name}")
         self.encode_seconds += time.perf_counter() - started
-        self._write(folder, store, texts)
         return store
 
-    def _write(self, folder: Path, store: FeatureStore, texts: Sequence[str]) -> None:
-        # Build the folder beside its final name, then rename: readers never see a partial one.
-        self.root.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=self.root))
-        try:
-            save_file({"hidden": store.hidden.contiguous(), "offsets": store.offsets}, str(tmp / "features.safetensors"))
-            meta = {"encoder_hash": self.encoder_hash, "dataset_hash": hash_object(list(texts)),
-                    "max_length": self.max_length, "dtype": self.dtype, "examples": len(store),
-                    "tokens": store.hidden.size(0), "dim": store.dim, "version": FORMAT_VERSION}
-            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
-            try:
-                os.replace(tmp, folder)
-            except OSError:
-                # Another job of the sweep finished the same features first: keep theirs.
-                if not (folder / "features.safetensors").is_file():
-                    raise
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+    def _save(self, folder: Path, store: FeatureStore, texts: Sequence[str]) -> None:
+        """Write the tensors and ``meta.json`` into ``folder`` (the entry's private temp folder)."""
+        save_file({"hidden": store.hidden.contiguous(), "offsets": store.offsets}, str(folder / "features.safetensors"))
+        meta = {"encoder_hash": self.encoder_hash, "dataset_hash": hash_object(list(texts)),
+                "max_length": self.max_length, "dtype": self.dtype, "examples": len(store),
+                "tokens": store.hidden.size(0), "dim": store.dim, "version": FORMAT_VERSION}
+        (folder / "meta.json").write_text(json.dumps(meta, indent=2))

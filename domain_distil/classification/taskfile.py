@@ -1,7 +1,13 @@
 """Labeled task files (docs/formats.md): reading, validation and the per-language splits.
 
 Every row is checked before any model is loaded; an error names the file, the line and what was
-expected. The split rule follows the paper's Table 2: a language trains on its natural *and*
+expected: bad JSON/CSV, invalid UTF-8 (with the byte), unknown labels, and ids used twice within a
+language (the same id in ``train`` and ``test`` would score a model on a row it trained on).
+
+The label set comes from ``cls_task.labels``, or, when that is null (``cls_task=multilabel`` /
+``cls_task=binary``), from the task files themselves: every label that occurs, sorted (a binary
+task lists its positive label first). Labels are free text (``net::http``, ``c++ + stl``,
+``two words``); only a CSV cell cannot hold ``|``, its multi-label separator. The split rule follows the paper's Table 2: a language trains on its natural *and*
 translated ``train`` rows and is evaluated on natural rows only (translated ``val``/``test`` rows
 are dropped), so translated data never inflates a reported score.
 """
@@ -10,12 +16,14 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from domain_distil.classification.metrics import THRESHOLD_MODES
+from domain_distil.common.errors import ConfigError, UserInputError
 from domain_distil.common.hashing import hash_object
 from domain_distil.common.records import iter_records
 
@@ -28,7 +36,7 @@ REQUIRED_FIELDS = ("text", "lang", "split", "source")
 SUFFIXES = (".jsonl", ".csv")
 
 
-class TaskFileError(ValueError):
+class TaskFileError(UserInputError):
     """A task file (or the set of them) does not follow docs/formats.md."""
 
 
@@ -36,8 +44,11 @@ class TaskFileError(ValueError):
 class TaskSpec:
     """What a task file must contain; built from the ``cls_task`` config group.
 
+    :param labels: the label set; empty = every label found in the task files (:func:`read_task`).
     :param threshold: decision threshold on the positive-class / per-label probability, or
         ``"tune"`` to pick it on validation data (see ``classification.metrics.tune_threshold``).
+    :param threshold_mode: with ``tune``: ``global`` (one threshold for every label) or
+        ``per_label`` (each label its own; multi-label tasks).
     :param train_sources: which ``source`` values of the ``train`` split are trained on.
     """
 
@@ -49,22 +60,26 @@ class TaskSpec:
     max_length: int = 128
     threshold: float | str = 0.5
     train_sources: tuple[str, ...] = SOURCES
+    threshold_mode: str = "global"
 
     def __post_init__(self) -> None:
         if self.type not in TASK_TYPES:
-            raise ValueError(f"cls_task.type must be one of {TASK_TYPES}, got {self.type!r}")
-        if len(set(self.labels)) != len(self.labels) or not self.labels:
-            raise ValueError(f"cls_task.labels must be a non-empty list of distinct labels, got {list(self.labels)}")
+            raise ConfigError(f"cls_task.type must be one of {TASK_TYPES}, got {self.type!r}")
+        if len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"cls_task.labels must be distinct, got {list(self.labels)}")
         if self.type == "binary":
-            if len(self.labels) != 2:
-                raise ValueError(f"a binary task needs exactly 2 labels, got {list(self.labels)}")
-            if self.positive_label not in self.labels:
-                raise ValueError(f"cls_task.positive_label {self.positive_label!r} is not one of {list(self.labels)}")
+            if self.labels and len(self.labels) != 2:
+                raise ConfigError(f"a binary task needs exactly 2 labels, got {list(self.labels)}")
+            if self.positive_label is None or self.labels and self.positive_label not in self.labels:
+                raise ConfigError(f"cls_task.positive_label {self.positive_label!r} is not one of "
+                                  f"{list(self.labels) or 'the labels'}: set it to the label that counts as positive")
         if not (self.threshold == "tune" or isinstance(self.threshold, float | int) and 0 < self.threshold < 1):
-            raise ValueError(f"cls_task.threshold must be a number in (0, 1) or 'tune', got {self.threshold!r}")
+            raise ConfigError(f"cls_task.threshold must be a number in (0, 1) or 'tune', got {self.threshold!r}")
+        if self.threshold_mode not in THRESHOLD_MODES:
+            raise ConfigError(f"cls_task.threshold_mode must be one of {THRESHOLD_MODES}, got {self.threshold_mode!r}")
         bad_sources = set(self.train_sources) - set(SOURCES)
         if bad_sources or not self.train_sources:
-            raise ValueError(f"cls_task.train_sources must be a non-empty subset of {SOURCES}")
+            raise ConfigError(f"cls_task.train_sources must be a non-empty subset of {SOURCES}")
 
     @classmethod
     def from_config(cls, cfg: Mapping[str, Any]) -> TaskSpec:
@@ -73,12 +88,13 @@ class TaskSpec:
         return cls(
             name=str(cfg["name"]),
             type=str(cfg["type"]),
-            labels=tuple(str(label) for label in cfg["labels"]),
+            labels=tuple(str(label) for label in cfg.get("labels") or ()),
             positive_label=cfg.get("positive_label"),
             languages=tuple(languages) if languages else None,
             max_length=int(cfg.get("max_length", 128)),
             threshold=threshold if threshold == "tune" else float(threshold),
             train_sources=tuple(cfg.get("train_sources") or SOURCES),
+            threshold_mode=str(cfg.get("threshold_mode") or "global"),
         )
 
     @property
@@ -153,19 +169,38 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
     """Yield (line number, raw row). CSV ``labels`` cells stay strings until parsing."""
     if path.suffix not in SUFFIXES:
         raise TaskFileError(f"{path}: unsupported task file type {path.suffix!r} (expected {SUFFIXES})")
-    yield from iter_records(path, TaskFileError, required_columns=REQUIRED_FIELDS if path.suffix == ".csv" else ())
+    try:
+        yield from iter_records(path, TaskFileError, required_columns=REQUIRED_FIELDS if path.suffix == ".csv" else ())
+    except UnicodeDecodeError:
+        line, column, byte = first_invalid_utf8(path)
+        raise TaskFileError(
+            f"{path}:{line}: invalid UTF-8 (byte 0x{byte:02x} at byte {column} of the line); "
+            "task files must be UTF-8: re-save the file with that encoding"
+        ) from None
 
 
-def _parse_labels(raw: dict[str, Any], where: str, spec: TaskSpec, csv_file: bool) -> tuple[str, ...]:
-    allowed = set(spec.labels)
+def first_invalid_utf8(path: Path) -> tuple[int, int, int]:
+    """(line, 1-based byte offset in that line, byte value) of the first byte that is not UTF-8.
+
+    Only called after a decode failed, so the happy path never reads a file twice.
+    """
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return number, error.start + 1, raw[error.start]
+    raise TaskFileError(f"{path}: not valid UTF-8")  # a sequence cut at the very end of the file
+
+
+def _raw_labels(raw: dict[str, Any], where: str, spec: TaskSpec, csv_file: bool) -> tuple[str, ...]:
+    """The row's labels as written (type-checked, de-duplicated), not yet checked against the label set."""
     if spec.type == "binary":
         label = raw.get("label")
         if label is None or label == "":
             raise TaskFileError(f"{where}: missing field 'label' (binary task {spec.name!r})")
         if not isinstance(label, str):
             raise TaskFileError(f"{where}: 'label' must be a string, got {label!r}")
-        if label not in allowed:
-            raise TaskFileError(f"{where}: label {label!r} is not in the label set {list(spec.labels)}")
         return (label,)
     if "labels" not in raw or raw["labels"] is None:
         raise TaskFileError(f"{where}: missing field 'labels' (multi-label task {spec.name!r})")
@@ -176,10 +211,18 @@ def _parse_labels(raw: dict[str, Any], where: str, spec: TaskSpec, csv_file: boo
         labels = value
     else:
         raise TaskFileError(f"{where}: 'labels' must be a list of strings, got {value!r}")
-    unknown = [label for label in labels if label not in allowed]
-    if unknown:
-        raise TaskFileError(f"{where}: label(s) {unknown} not in the label set {list(spec.labels)}")
     return tuple(dict.fromkeys(labels))  # de-duplicated, order kept
+
+
+def _parse_labels(raw: dict[str, Any], where: str, spec: TaskSpec, csv_file: bool) -> tuple[str, ...]:
+    labels = _raw_labels(raw, where, spec, csv_file)
+    unknown = [label for label in labels if label not in spec.labels]
+    if unknown and spec.type == "binary":
+        raise TaskFileError(f"{where}: label {unknown[0]!r} is not in the label set {list(spec.labels)}")
+    if unknown:
+        raise TaskFileError(f"{where}: label(s) {unknown} not in the label set {list(spec.labels)} "
+                            "(cls_task.labels; null takes the labels from the task files)")
+    return labels
 
 
 def parse_row(raw: dict[str, Any], path: Path, line: int, spec: TaskSpec) -> Example:
@@ -211,13 +254,64 @@ def parse_row(raw: dict[str, Any], path: Path, line: int, spec: TaskSpec) -> Exa
     )
 
 
+def labels_from_files(rows: Sequence[tuple[Path, int, dict[str, Any]]], spec: TaskSpec) -> TaskSpec:
+    """``spec`` with the label set the task files use: sorted; a binary task's positive label first."""
+    found: set[str] = set()
+    for path, line, raw in rows:
+        found.update(_raw_labels(raw, f"{path}:{line}", spec, csv_file=path.suffix == ".csv"))
+    names = ", ".join(sorted({str(path) for path, _, _ in rows}))
+    if spec.type == "binary":
+        if spec.positive_label not in found or len(found) != 2:
+            raise TaskFileError(
+                f"{names}: a binary task needs exactly 2 labels, one of them cls_task.positive_label="
+                f"{spec.positive_label!r}; the files use {sorted(found)}"
+            )
+        labels = (spec.positive_label, *sorted(found - {spec.positive_label}))
+    else:
+        if not found:
+            raise TaskFileError(f"{names}: no labels in any row")
+        labels = tuple(sorted(found))
+    log.info("%s: %d labels from the task files: %s", spec.name, len(labels), list(labels))
+    return replace(spec, labels=labels)
+
+
+def check_unique_ids(examples: Sequence[Example]) -> None:
+    """An id may occur once per language, across every split and file (docs/formats.md).
+
+    A repeated id is a duplicated row at best; in ``train`` and ``test`` it is a leak that scores
+    the model on a row it was trained on.
+    """
+    seen: dict[tuple[str, str], Example] = {}
+    for example in examples:
+        if example.id is None:
+            continue
+        first = seen.setdefault((example.lang, example.id), example)
+        if first is not example:
+            leak = " (a train/test leak)" if {first.split, example.split} >= {"train", "test"} else ""
+            raise TaskFileError(
+                f"{example.origin}: duplicate id {example.id!r} (lang {example.lang!r}, split {example.split!r}), "
+                f"first used at {first.origin} (split {first.split!r}){leak}; give every row of a language "
+                "its own id, or remove the repeated row"
+            )
+
+
+def read_task(paths: Sequence[Path], spec: TaskSpec) -> tuple[TaskSpec, list[Example]]:
+    """Read and validate every row of every file (all languages: a bad row fails every job).
+
+    Returns the spec with its label set resolved (from the files when ``spec.labels`` is empty)
+    and the examples.
+    """
+    rows = [(Path(path), line, raw) for path in paths for line, raw in _read_rows(Path(path))]
+    if not spec.labels:
+        spec = labels_from_files(rows, spec)
+    examples = [parse_row(raw, path, line, spec) for path, line, raw in rows]
+    check_unique_ids(examples)
+    return spec, examples
+
+
 def load_examples(paths: Sequence[Path], spec: TaskSpec) -> list[Example]:
-    """Read and validate every row of every file (all languages: a bad row fails every job)."""
-    examples: list[Example] = []
-    for path in paths:
-        for line, raw in _read_rows(Path(path)):
-            examples.append(parse_row(raw, Path(path), line, spec))
-    return examples
+    """The validated examples of every file (see :func:`read_task`)."""
+    return read_task(paths, spec)[1]
 
 
 def split_language(examples: Sequence[Example], lang: str, spec: TaskSpec, paths: Sequence[Path]) -> TaskSplits:
@@ -249,6 +343,10 @@ def split_language(examples: Sequence[Example], lang: str, spec: TaskSpec, paths
 
 def load_task(spec: TaskSpec, lang: str, files: Sequence[str | Path] | None = None,
               directory: str | Path | None = None) -> TaskSplits:
-    """Resolve, read, validate and split the task files for one language."""
+    """Resolve, read, validate and split the task files for one language.
+
+    ``TaskSplits.spec`` holds the resolved label set: use it, not ``spec``, to size the head.
+    """
     paths = resolve_task_files(files, directory)
-    return split_language(load_examples(paths, spec), lang, spec, paths)
+    spec, examples = read_task(paths, spec)
+    return split_language(examples, lang, spec, paths)

@@ -6,7 +6,8 @@ is unique to this process, and rename it into place in one step. Readers never s
 entry, and two builders produce one valid entry instead of two interleaved ones.
 
 ``filelock`` locks with ``fcntl.flock``: the kernel drops the lock when its process dies, so a
-SIGKILLed builder never leaves a stale lock behind.
+SIGKILLed builder never leaves a stale lock behind. ``build_entry`` removes its lock file before
+releasing it, so a finished cache holds only its entries.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from __future__ import annotations
 import logging
 import os
 import shutil
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -30,16 +32,39 @@ def lock_path(target: str | Path) -> Path:
     return target.parent / f".{target.name}.lock"
 
 
+# Lock files this thread holds now. ``flock`` locks belong to an open file, so a second FileLock on
+# a path the same thread already holds would wait for itself forever; a nested ``entry_lock`` (a
+# caller locks an entry, then calls a writer such as ``export_model`` that locks it again) passes.
+_held = threading.local()
+
+
+def _held_paths() -> set[Path]:
+    if not hasattr(_held, "paths"):
+        _held.paths = set()
+    return _held.paths
+
+
 @contextmanager
 def entry_lock(target: str | Path, timeout: float = -1) -> Iterator[None]:
-    """Hold the exclusive build lock of ``target`` (waits for another builder; ``timeout=-1``: forever)."""
+    """Hold the exclusive build lock of ``target`` (waits for another builder; ``timeout=-1``: forever).
+
+    Re-entrant within one thread: a nested ``entry_lock`` on the same target returns at once.
+    """
     target = Path(target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(lock_path(target)), timeout=timeout)
-    if not lock.is_locked:
-        log.debug("waiting for the build lock of %s", target)
-    with lock:
+    path = lock_path(target).absolute()
+    held = _held_paths()
+    if path in held:
         yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=timeout)
+    log.debug("taking the build lock of %s", target)
+    with lock:
+        held.add(path)
+        try:
+            yield
+        finally:
+            held.discard(path)
 
 
 def private_temp_path(target: str | Path) -> Path:
@@ -64,16 +89,25 @@ def build_entry(
     if complete(target):
         return target
     with entry_lock(target):
-        if complete(target):  # another process built it while we waited for the lock
-            return target
-        tmp = private_temp_path(target)
-        tmp.mkdir(parents=True)
         try:
-            build(tmp)
-            if target.exists():  # an incomplete entry from an older version or a crash
-                shutil.rmtree(target) if target.is_dir() else target.unlink()
-            os.replace(tmp, target)
+            if complete(target):  # another process built it while we waited for the lock
+                return target
+            tmp = private_temp_path(target)
+            tmp.mkdir(parents=True)
+            try:
+                build(tmp)
+                if not complete(target):  # see below: a racing builder may have won; keep its entry
+                    if target.exists():  # an incomplete entry from an older version or a crash
+                        shutil.rmtree(target) if target.is_dir() else target.unlink()
+                    os.replace(tmp, target)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            # The lock file goes while we still hold it, so a finished cache holds only entries.
+            # filelock (>= 4) re-opens the path when the inode it finally locked has been unlinked,
+            # so every waiter ends up on one lock file again; with an older filelock two waiters
+            # could build at once after a failed build, and the check before the rename above
+            # keeps the first complete entry instead of replacing it.
+            lock_path(target).unlink(missing_ok=True)
     return target

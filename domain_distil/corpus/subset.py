@@ -9,11 +9,11 @@ smaller one instead of drawing a different sample: data quantity is the only thi
 from __future__ import annotations
 
 import logging
-import shutil
 from pathlib import Path
 
 from domain_distil.common.hashing import hash_files, hash_object, short
 from domain_distil.common.io import atomic_open, write_json
+from domain_distil.common.locking import build_entry
 from domain_distil.corpus.reader import iter_documents
 from domain_distil.sources.sampling import BudgetFilter, KeyHistogram, budget_bytes, uniform_key
 
@@ -43,11 +43,19 @@ def budget_subset(
         }
     )
     out = Path(cache_dir) / "corpus_subsets" / short(key, 16)
-    if (out / "manifest.json").exists():
-        return out
-    tmp = out.with_name(f".{out.name}.partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    # Sweep jobs and DDP ranks may ask for the same subset at once: one builds it under the entry
+    # lock, in a folder private to its process; the others wait and then reuse it.
+    return build_entry(
+        out,
+        lambda tmp: _write_subset(tmp, files_by_lang, budgets_gb, seed, text_field),
+        is_complete=lambda path: (path / "manifest.json").is_file(),
+    )
+
+
+def _write_subset(
+    tmp: Path, files_by_lang: dict[str, list[Path]], budgets_gb: dict[str, float | None], seed: int, text_field: str
+) -> None:
+    """Write every language's sample and ``manifest.json`` (last: it marks the entry complete)."""
     manifest: dict[str, dict] = {}
     for lang, budget in sorted(budgets_gb.items()):
         paths = files_by_lang[lang]
@@ -78,6 +86,3 @@ def budget_subset(
         log.info("subset %s: %d documents, %.4f GB of %.4f GB", lang, gate.written_items,
                  gate.written_bytes / 1e9, histogram.total_bytes / 1e9)
     write_json(tmp / "manifest.json", {"seed": seed, "languages": manifest})
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out

@@ -7,11 +7,14 @@ The cosine term takes full (B, L, H) hidden states and the (B, L) attention mask
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from domain_distil.common.errors import ConfigError
 from domain_distil.modeling.masking import IGNORE_INDEX
 
 
@@ -55,6 +58,13 @@ class LossWeights:
     temperature: float = 2.0
     restrict_ce_to_mask: bool = False
 
+    @classmethod
+    def from_config(cls, distill: Mapping[str, Any]) -> LossWeights:
+        """The weights of a ``distill`` config (a recipe of ``conf/distill/``), as floats."""
+        return cls(**{name: float(distill[name]) for name in ("alpha_ce", "alpha_mlm", "alpha_cos", "alpha_mse",
+                                                               "temperature")},
+                   restrict_ce_to_mask=bool(distill["restrict_ce_to_mask"]))
+
     @property
     def needs_student_logits(self) -> bool:
         return self.alpha_ce > 0 or self.alpha_mlm > 0 or self.alpha_mse > 0
@@ -72,15 +82,75 @@ class LossWeights:
         }
         negative = {k: v for k, v in weights.items() if v < 0}
         if negative:
-            raise ValueError(f"distill loss weights must be >= 0, got {negative}")
+            raise ConfigError(f"distill loss weights must be >= 0, got {negative}")
         if not any(weights.values()):
-            raise ValueError(
-                "distill: every loss weight is 0; set at least one of alpha_ce/alpha_mlm/alpha_cos/alpha_mse"
+            raise ConfigError(
+                "distill: every loss weight is 0; set at least one of alpha_ce/alpha_mlm/alpha_cos/alpha_mse "
+                "(or pick a recipe: distill=sanh, distill=hidden)"
             )
         if self.temperature <= 0:
-            raise ValueError(f"distill.temperature must be > 0, got {self.temperature}")
+            raise ConfigError(f"distill.temperature must be > 0, got {self.temperature}")
 
 
 def select_rows(attention_mask: torch.Tensor, labels: torch.Tensor, restrict_to_mask: bool) -> torch.Tensor:
     """(B, L) bool: the rows the logit losses use."""
     return labels != IGNORE_INDEX if restrict_to_mask else attention_mask
+
+
+# -- which losses run, and why (logged at the start of a run and stored in the student manifest) --
+
+TEACHER_HEAD_KINDS = ("trained", "fitted", "none")
+
+
+def loss_terms(weights: LossWeights, teacher_head: str) -> dict[str, dict[str, object]]:
+    """Each loss term: its weight, whether it runs, and the reason, as plain data for a manifest.
+
+    :param teacher_head: ``trained`` (the checkpoint has MLM-head weights), ``fitted`` (a head was
+        fitted on the corpus with the body frozen, ``teacher.mlm_head.strategy=fit``) or ``none``.
+    """
+    if teacher_head not in TEACHER_HEAD_KINDS:
+        raise ValueError(f"teacher_head must be one of {TEACHER_HEAD_KINDS}, got {teacher_head!r}")
+    head_words = {
+        "trained": "the teacher's trained MLM head",
+        "fitted": "an MLM head fitted on the corpus, teacher.mlm_head.strategy=fit",
+        "none": "no teacher MLM head",
+    }[teacher_head]
+    rows = "MLM targets only" if weights.restrict_ce_to_mask else "every attended token"
+
+    def term(weight: float, name: str, what: str, needs_teacher_logits: bool) -> dict[str, object]:
+        if weight <= 0:
+            why = f"off: distill.{name}=0"
+        elif needs_teacher_logits and teacher_head == "none":
+            # plan_distillation refuses this combination; describe it honestly all the same.
+            why = "would run on a random head's logits (refused before distilling)"
+        else:
+            why = what + (f", teacher logits from {head_words}" if needs_teacher_logits else "")
+        return {"weight": float(weight), "runs": weight > 0, "why": why}
+
+    return {
+        "ce": term(weights.alpha_ce, "alpha_ce",
+                   f"soft-target KL at T={weights.temperature:g} over {rows}", needs_teacher_logits=True),
+        "mlm": term(weights.alpha_mlm, "alpha_mlm",
+                    "student MLM cross-entropy on the masked tokens, student head only", needs_teacher_logits=False),
+        "cos": term(weights.alpha_cos, "alpha_cos",
+                    "1 - cos of the last hidden states over attended tokens, needs no MLM head",
+                    needs_teacher_logits=False),
+        "mse": term(weights.alpha_mse, "alpha_mse", f"MSE of raw logits over {rows}", needs_teacher_logits=True),
+    }
+
+
+def describe_recipe(weights: LossWeights, teacher_has_mlm_head: bool, head_fitted: bool = False) -> str:
+    """One line naming the losses that run (with weights) and why the others do not.
+
+    ``teacher_has_mlm_head`` is the checkpoint's own head; ``head_fitted`` says one was fitted
+    for a headless teacher. E.g. ``losses: cos x1 [1 - cos of the last hidden states ...] | off:
+    ce (distill.alpha_ce=0), ... | teacher has no MLM head``.
+    """
+    kind = "trained" if teacher_has_mlm_head else "fitted" if head_fitted else "none"
+    terms = loss_terms(weights, kind)
+    running = [f"{name} x{t['weight']:g} [{t['why']}]" for name, t in terms.items() if t["runs"]]
+    off = [f"{name} ({t['why'].removeprefix('off: ')})" for name, t in terms.items() if not t["runs"]]
+    teacher = {"trained": "teacher has a trained MLM head",
+               "fitted": "teacher MLM head fitted on the corpus",
+               "none": "teacher has no MLM head"}[kind]
+    return f"losses: {'; '.join(running) or 'none'} | off: {', '.join(off) or 'none'} | {teacher}"

@@ -60,12 +60,16 @@ class SelfAttentionHead(nn.Module):
     :param num_hops: r, number of attention distributions (rows of A).
     :param hidden_dim: width of the classifier MLP on the flattened r·d embedding.
     :param dropout: applied to the flattened embedding and to the MLP's hidden layer.
-    :param standardize: subtract the per-dimension mean of the training tokens and divide by
-        their standard deviation before attending. Contextual embeddings are anisotropic: for
-        multilingual-e5 the mean token vector has norm 5.0 against 5.5 for a token, so almost all
-        of every token is one shared direction and the attention/MLP barely see the differences
-        (macro F1 0.2 vs 0.6 after 10 epochs on the demo's tag task). The statistics are buffers
-        set once by :meth:`fit_input_statistics` and travel with the weights.
+    :param standardize_inputs: subtract the per-dimension mean of the training tokens and divide
+        by their standard deviation before attending, and pool the standardised vectors. A
+        deliberate departure from Lin et al. and the paper, whose head pools the raw token vectors
+        (``conf/experiment/paper_*.yaml`` turn it off). Contextual embeddings are anisotropic: most
+        of every token is one shared direction, which the attention and the MLP must learn to look
+        past; ``benchmarks/head_standardisation.py`` measures both settings on the demo tasks. The
+        statistics are buffers set once by :meth:`fit_input_statistics` (the classifier module
+        does it at the start of training) and travel with the weights. The default is True
+        because heads saved before this key existed were trained that way; ``conf/head`` sets it
+        explicitly.
     """
 
     def __init__(
@@ -76,7 +80,7 @@ class SelfAttentionHead(nn.Module):
         num_hops: int = 4,
         hidden_dim: int = 100,
         dropout: float = 0.5,
-        standardize: bool = True,
+        standardize_inputs: bool = True,
     ) -> None:
         super().__init__()
         if min(input_dim, num_classes, attention_dim, num_hops, hidden_dim) < 1:
@@ -88,7 +92,7 @@ class SelfAttentionHead(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(num_hops * input_dim, hidden_dim)
         self.classifier = nn.Linear(hidden_dim, num_classes)
-        self.standardize = standardize
+        self.standardize_inputs = standardize_inputs
         self.register_buffer("input_mean", torch.zeros(input_dim))
         self.register_buffer("input_std", torch.ones(input_dim))
         self.register_buffer("input_count", torch.zeros((), dtype=torch.long))  # 0 = not fitted yet
@@ -109,7 +113,7 @@ class SelfAttentionHead(nn.Module):
         mask = attention_mask.bool()
         if not bool(mask.any(dim=1).all()):
             raise ValueError("every sequence needs at least one unmasked token")
-        if self.standardize:
+        if self.standardize_inputs:
             hidden = (hidden.float() - self.input_mean) / self.input_std
         scores = self.ws2(torch.tanh(self.ws1(hidden)))  # (B, n, r)
         scores = scores.transpose(1, 2)  # (B, r, n)

@@ -15,6 +15,8 @@ import torch
 from torch import nn
 from transformers import DistilBertConfig, DistilBertForMaskedLM, PreTrainedModel
 
+from domain_distil.common.errors import UserInputError
+
 log = logging.getLogger(__name__)
 
 # model_type -> how the student is built. Anything else gets a clear error up front.
@@ -23,7 +25,7 @@ SAME_ARCHITECTURE_TEACHERS = {"roberta", "xlm-roberta", "camembert"}
 SUPPORTED_TEACHERS = DISTILBERT_TEACHERS | SAME_ARCHITECTURE_TEACHERS
 
 
-class UnsupportedTeacherError(ValueError):
+class UnsupportedTeacherError(UserInputError):
     pass
 
 

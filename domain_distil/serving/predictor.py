@@ -27,13 +27,15 @@ from torch import Tensor, nn
 
 from domain_distil.classification.features import pad_batch
 from domain_distil.classification.metrics import probabilities
-from domain_distil.serving.bundle import Bundle, HeadSpec
+from domain_distil.common.errors import UserInputError
+from domain_distil.serving.bundle_format import HeadSpec
+from domain_distil.serving.bundle_load import Bundle
 
 # (input_ids (B, n), attention_mask (B, n)) -> last hidden state (B, n, d), float32
 EncoderFn = Callable[[Tensor, Tensor], Tensor]
 
 
-class UnknownFilterError(ValueError):
+class UnknownFilterError(UserInputError):
     """A language or task filter names something the bundle has no head for."""
 
 
@@ -70,7 +72,7 @@ def head_output(spec: HeadSpec, probs: Tensor) -> dict[str, Any]:
 class Predictor:
     """Every head of a bundle on one shared encoder.
 
-    :param bundle: a loaded bundle (``serving.bundle.load_bundle``).
+    :param bundle: a loaded bundle (``serving.bundle_load.load_bundle``).
     :param encoder_fn: replaces the bundle's fp32 PyTorch encoder (e.g. int8 or ONNX Runtime,
         ``serving.quantize``); same contract as :func:`torch_encoder`.
     :param batch_size: texts per encoder forward pass.

@@ -1,7 +1,7 @@
 """CPU encoder variants for serving (int8 dynamic quantization, ONNX Runtime) and their check
 against fp32 on held-out texts.
 
-The conversions themselves are ``analysis.speed``'s (``int8_model``, ``onnx_runner``); this module
+The conversions themselves are ``domain_distil.conversion``'s (``int8_model``, ``onnx_runner``); this module
 wraps them in the predictor's encoder contract, ``(input_ids, attention_mask) -> (B, n, d)``.
 The ONNX graph is exported with a dynamic sequence length but a batch of one, so the ONNX encoder
 runs each row of a batch separately on its real tokens (no padding) and pads the outputs back.
@@ -23,8 +23,9 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from domain_distil.analysis.speed import int8_model, onnx_runner
-from domain_distil.serving.bundle import Bundle
+from domain_distil.conversion.int8 import int8_model
+from domain_distil.conversion.onnx_export import onnx_runner
+from domain_distil.serving.bundle_load import Bundle
 from domain_distil.serving.predictor import EncoderFn, Predictor, torch_encoder
 
 log = logging.getLogger(__name__)
@@ -33,7 +34,7 @@ BACKENDS = ("fp32", "int8", "onnx")
 
 
 def onnx_encoder(model: torch.nn.Module, path: Path, threads: int = 1) -> EncoderFn:
-    """ONNX Runtime encoder (export via ``analysis.speed.onnx_runner``); rows run one by one."""
+    """ONNX Runtime encoder (export via ``conversion.onnx_export.onnx_runner``); rows run one by one."""
     sample_ids = torch.tensor([[0, 1, 2, 3]], dtype=torch.long)
     runner, _ = onnx_runner(model, {"input_ids": sample_ids, "attention_mask": torch.ones_like(sample_ids)}, path, threads)
 

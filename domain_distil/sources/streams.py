@@ -14,8 +14,10 @@ from typing import BinaryIO
 import py7zr
 from py7zr.io import Py7zIO, WriterFactory
 
+from domain_distil.common.errors import UserInputError
 
-class MalformedInputError(ValueError):
+
+class MalformedInputError(UserInputError):
     """Input that cannot be read to the end; the message names the file and the position."""
 
 

@@ -34,6 +34,8 @@ import heapq
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from domain_distil.common.errors import UserInputError
+
 TOP10_TAGS: tuple[str, ...] = (
     "c#",
     "java",
@@ -49,7 +51,7 @@ TOP10_TAGS: tuple[str, ...] = (
 SPLIT_ORDER: tuple[str, ...] = ("test", "val", "train")
 
 
-class TaskSamplingError(ValueError):
+class TaskSamplingError(UserInputError):
     """The candidates cannot satisfy the split sizes or the per-tag minimum."""
 
 

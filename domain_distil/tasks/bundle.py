@@ -17,16 +17,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from domain_distil.analysis.speed import cpu_threads, read_texts
+from domain_distil.analysis.messages import read_texts
+from domain_distil.analysis.speed import cpu_threads
+from domain_distil.common.globs import expand_paths
 from domain_distil.common.io import write_json
-from domain_distil.serving.bundle import (
-    BundleError,
-    build_bundle,
-    find_jobs,
-    load_bundle,
-    read_job,
-    select_heads,
-)
+from domain_distil.serving.bundle_build import build_bundle, find_jobs, read_job, select_heads
+from domain_distil.serving.bundle_format import BundleError
+from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.quantize import compare_backends
 
 log = logging.getLogger(__name__)
@@ -46,7 +43,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     bc = cfg.bundle
     if not bc.jobs:
         raise BundleError("bundle.jobs is empty: give task=classify job or sweep folders, e.g. 'bundle.jobs=[outputs/sweep]'")
-    jobs = find_jobs(OmegaConf.to_container(bc.jobs, resolve=True))
+    # Entries may be glob patterns, so folders with `=` in their names (Hydra rejects it unquoted) are reachable.
+    jobs = find_jobs(expand_paths(OmegaConf.to_container(bc.jobs, resolve=True), "bundle.jobs"))
     heads = select_heads([read_job(job) for job in jobs], str(bc.select))
     log.info("%d jobs -> %d heads: %s", len(jobs), len(heads), ", ".join(h.key for h in heads))
     encoder = _encoder_of(heads, bc.encoder)

@@ -27,17 +27,18 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
+from domain_distil.common.errors import UserInputError
 from domain_distil.common.hashing import hash_object
 from domain_distil.common.io import read_json, write_json
 from domain_distil.common.records import iter_records
-from domain_distil.serving.bundle import load_bundle, read_manifest
+from domain_distil.serving.bundle_load import load_bundle, read_manifest
 from domain_distil.serving.predictor import Predictor
 from domain_distil.serving.quantize import encoder_backend
 
 log = logging.getLogger(__name__)
 
 
-class InputFileError(ValueError):
+class InputFileError(UserInputError):
     """A predict input row does not have what is expected; the message names file and line."""
 
 

@@ -4,9 +4,11 @@
     python run.py task=report report.baselines.distilmbert=demo-distil report.baselines.mbert=demo-teacher
     python run.py task=report report.stats.holm=true report.expected.seeds=[0,1,2,3,4,5,6,7,8,9]
 
-Writes table8.{md,csv,tex}, table8_<task>_f1.png and runs.json (failed, missing and duplicate
+Writes table8.{md,csv,tex} (Markdown and LaTeX: Table 8, then the p-value table of every pair of
+encoders), table8_pvalues.csv, table8_<task>_f1.png and runs.json (failed, missing and duplicate
 runs) to ``paths.output_dir`` and prints the table; with ``report.table6.enabled=true`` also
-table6.{md,csv} and figure2.png (the data-quantity sweep). See docs/statistics.md.
+table6.{md,csv} and figure2.png (the data-quantity sweep). With a ``logger.wandb`` entry the tables
+go to W&B as well, in ``logger.wandb.group`` (docs/wandb.md). See docs/statistics.md.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from domain_distil.analysis.render import (
     render_markdown,
     rich_tables,
     write_csv,
+    write_pvalues_csv,
 )
 from domain_distil.analysis.results import Collection, collect
 from domain_distil.analysis.table8 import StatsSettings, Table8, build_table8
@@ -68,20 +71,25 @@ def _wandb_enabled(cfg: DictConfig) -> bool:
     return bool(cfg.report.get("wandb", False)) and "wandb" in (cfg.get("logger") or {})
 
 
-def _log_to_wandb(cfg: DictConfig, result: Table8, output_dir: Path) -> None:
+def _log_to_wandb(cfg: DictConfig, result: Table8, output_dir: Path, show_sd: bool) -> None:
+    """One W&B run (job_type ``report``) in ``logger.wandb.group``: set it to the sweep's group
+    (docs/wandb.md) and the report sits next to the runs it summarises on the dashboard."""
     import wandb
 
     settings = cfg.logger.wandb
+    group = settings.get("group")
     run = wandb.init(
         project=settings.get("project"),
+        entity=settings.get("entity"),
         dir=str(output_dir),
         mode="offline" if settings.get("offline", True) else "online",
-        group=settings.get("group"),
+        group=group,
         job_type="report",
+        name=f"report-{group}" if group else None,
         config=OmegaConf.to_container(cfg.report, resolve=True),
     )
     try:
-        log_wandb(result, run)
+        log_wandb(result, run, show_sd)
     finally:
         wandb.finish()  # always, so a multirun never logs into a stale run
 
@@ -117,11 +125,13 @@ def run(cfg: DictConfig) -> Table8:
         metrics=metrics,
         settings=settings,
         symbols=OmegaConf.to_container(rc.symbols, resolve=True),
+        worse_symbols=OmegaConf.to_container(rc.worse_symbols, resolve=True) if rc.get("worse_symbols") else None,
     )
+    show_sd = bool(rc.get("show_sd", True))
 
     console = Console()
     _print_accounting(console, collection)
-    for table in rich_tables(result):
+    for table in rich_tables(result, show_sd):
         console.print(table)
     for note in result.warnings:
         console.print(f"[yellow]warning:[/] {note}")
@@ -129,18 +139,19 @@ def run(cfg: DictConfig) -> Table8:
     write_json(output_dir / "runs.json", {**accounting(collection), "warnings": result.warnings, "git": git_commit()})
     if "md" in formats:
         with atomic_open(output_dir / "table8.md") as handle:
-            handle.write(render_markdown(result))
+            handle.write(render_markdown(result, show_sd))
     if "csv" in formats:
         write_csv(result, output_dir / "table8.csv")
+        write_pvalues_csv(result, output_dir / "table8_pvalues.csv")
     if "tex" in formats:
         with atomic_open(output_dir / "table8.tex") as handle:
-            handle.write(render_latex(result))
+            handle.write(render_latex(result, show_sd))
     if "png" in formats:
         plot_f1(result, output_dir)
     t6 = rc.get("table6")
     if t6 is not None and t6.enabled:
         _write_table6(collection, t6, output_dir, console)
     if _wandb_enabled(cfg):
-        _log_to_wandb(cfg, result, output_dir)
+        _log_to_wandb(cfg, result, output_dir, show_sd)
     log.info("Table 8 written to %s", output_dir)
     return result

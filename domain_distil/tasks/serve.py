@@ -13,7 +13,7 @@ from pathlib import Path
 import torch
 from omegaconf import DictConfig
 
-from domain_distil.serving.bundle import load_bundle
+from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor
 from domain_distil.serving.quantize import encoder_backend
 from domain_distil.serving.server import ServerSettings, create_app, make_server

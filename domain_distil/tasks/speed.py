@@ -24,14 +24,9 @@ from rich.table import Table
 
 from domain_distil.analysis.encoders import parse_encoders, teacher_resolver
 from domain_distil.analysis.homonyms import all_sentences, load_homonyms
-from domain_distil.analysis.speed import (
-    SpeedSettings,
-    benchmark_encoder,
-    cpu_threads,
-    read_texts,
-    realistic_messages,
-    table5,
-)
+from domain_distil.analysis.messages import read_texts, realistic_messages
+from domain_distil.analysis.speed import SpeedSettings, benchmark_encoder, cpu_threads
+from domain_distil.analysis.table5 import table5
 from domain_distil.common.io import atomic_open, write_json
 from domain_distil.common.provenance import git_commit
 

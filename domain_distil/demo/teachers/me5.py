@@ -9,8 +9,9 @@
   engine's tokenisation (same pieces, scores, normalisation map, metaspace handling);
 - ``teacher.json``: provenance (source file hash, package version, what was done);
 
-cached under ``<cache_dir>/teachers/me5_small-<hash of the .bin>/`` and built in a temp folder that
-is renamed into place, so a crash never leaves a half-written teacher behind.
+cached under ``<cache_dir>/teachers/me5_small-<hash of the .bin>/``, built under a file lock in a
+temp folder private to the process and renamed into place (``common.locking.build_entry``), so a
+crash never leaves a half-written teacher behind and concurrent ranks convert it once.
 
 XLM-R specifics handled here: the pad id is 1 (``<pad>``), ``<s>``/``</s>`` play BERT's
 [CLS]/[SEP], the file's position table is already shifted past XLM-R's ``padding_idx + 1`` offset
@@ -24,9 +25,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
-import shutil
-import tempfile
 import unicodedata
 from pathlib import Path
 
@@ -38,6 +36,7 @@ from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
 from domain_distil.common.hashing import hash_file, short
 from domain_distil.common.io import write_json
+from domain_distil.common.locking import build_entry
 from domain_distil.demo.teachers.e5_format import E5Model, E5Tokenizer, read_e5_model
 
 log = logging.getLogger(__name__)
@@ -227,12 +226,8 @@ def prepare_me5_small(cache_dir: str | Path, variant: str = "original") -> Path:
     digest = hash_file(bin_path)
     root = Path(cache_dir) / "teachers"
     target = root / f"me5_small-{short(digest)}"
-    if (target / "teacher.json").is_file():
-        return target
-    root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=".me5_small-", dir=root))
-    os.chmod(tmp, 0o755)  # mkdtemp makes it private; the cache may be shared
-    try:
+
+    def convert(tmp: Path) -> None:
         log.info("converting %s into a transformers BERT at %s", bin_path, target)
         convert_e5_file(bin_path, tmp)
         write_json(
@@ -247,13 +242,6 @@ def prepare_me5_small(cache_dir: str | Path, variant: str = "original") -> Path:
                 f"embed documents as {PASSAGE_PREFIX!r} + text, mean-pool, L2-normalise",
             },
         )
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            # another process finished first: its result is identical, keep it
-            if not (target / "teacher.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+
+    # DDP ranks and sweep jobs start together: one converts under the lock, the others wait for it.
+    return build_entry(target, convert, is_complete=lambda path: (path / "teacher.json").is_file())

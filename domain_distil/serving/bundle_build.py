@@ -1,110 +1,45 @@
-"""A serving bundle: one frozen encoder, N classifier heads trained on it, one manifest.
+"""Building a serving bundle from ``task=classify`` job folders (``task=bundle``).
 
-Layout (docs/formats.md "Serving bundle")::
-
-    <bundle>/manifest.json                 what is inside, hashes, provenance
-    <bundle>/encoder/                      transformers folder + tokenizer (when copied)
-    <bundle>/tokenizer/                    the tokenizer alone (when the encoder is referenced)
-    <bundle>/heads/<task>__<lang>/head.safetensors + head.json
-
-Heads come from ``task=classify`` job folders. ``results.json`` says which encoder a head was
-trained on (``encoder.hash``), the task type, the label set and the decision threshold; the head's
-weights come from the job's ``head.safetensors`` (or its best checkpoint, ``checkpoints/best-*.ckpt``, kept with
-``classify.keep_checkpoint=true``). A head is refused when its encoder hash differs from the
-bundle's encoder or when its encoder was fine-tuned (``freeze: false``): such a head was trained on
-features this encoder does not produce, and would silently give wrong answers.
+``results.json`` says which encoder a head was trained on (``encoder.hash``), the task type, the
+label set and the decision threshold; the head's weights come from the job's ``head.safetensors``
+(or its best checkpoint, ``checkpoints/best-*.ckpt``, kept with ``classify.keep_checkpoint=true``).
+A head is refused when its encoder hash differs from the bundle's encoder or when its encoder was
+fine-tuned (``freeze: false``): such a head was trained on features this encoder does not produce,
+and would silently give wrong answers. The bundle is written to a temporary folder and renamed
+into place.
 """
 
 from __future__ import annotations
 
-import importlib
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
-from torch import nn
-from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoTokenizer
 
-from domain_distil.classification.encoders import encoder_hash
 from domain_distil.classification.results import RESULTS_FILE
 from domain_distil.common.hashing import hash_file
 from domain_distil.common.io import read_json, write_json
 from domain_distil.common.provenance import git_commit
+from domain_distil.encoders import encoder_hash
+from domain_distil.serving.bundle_format import (
+    FORMAT_VERSION,
+    HEAD_META,
+    HEAD_WEIGHTS,
+    MANIFEST,
+    BundleError,
+    HeadSpec,
+)
 
 log = logging.getLogger(__name__)
 
-FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
-HEAD_WEIGHTS = "head.safetensors"
-HEAD_META = "head.json"
-# A manifest names the head class it instantiates; only heads from this package may be built from a
-# bundle, so a tampered manifest cannot make the loader import arbitrary code.
-ALLOWED_HEAD_MODULES = ("domain_distil.modeling.heads",)
-# Bundles written before the package move name the head by its old top-level module.
-_RENAMED_HEAD_MODULES = {"modeling.heads": "domain_distil.modeling.heads"}
 
-
-class BundleError(ValueError):
-    """A bundle (or a head going into one) is inconsistent; the message says what and where."""
-
-
-@dataclass
-class HeadSpec:
-    """One trained head: where it came from, what it predicts and its weights."""
-
-    task: str
-    lang: str
-    task_type: str  # binary | multilabel
-    labels: list[str]
-    positive_label: str | None
-    threshold: float
-    max_length: int
-    head_config: dict[str, Any]  # the job's `head` group: _target_ and sizes
-    input_dim: int
-    num_classes: int
-    encoder_hash: str
-    state_dict: dict[str, torch.Tensor] = field(repr=False)
-    source: dict[str, Any] = field(default_factory=dict)  # job folder, seed, scores
-
-    @property
-    def key(self) -> str:
-        return f"{self.task}/{self.lang}"
-
-    def meta(self) -> dict[str, Any]:
-        return {
-            "task": self.task, "lang": self.lang, "task_type": self.task_type, "labels": self.labels,
-            "positive_label": self.positive_label, "threshold": self.threshold, "max_length": self.max_length,
-            "head_config": self.head_config, "input_dim": self.input_dim, "num_classes": self.num_classes,
-            "encoder_hash": self.encoder_hash, "source": self.source,
-        }
-
-    def build(self) -> nn.Module:
-        """The head module with its trained weights, in eval mode (dropout off)."""
-        head = build_head(self.head_config, self.input_dim, self.num_classes)
-        head.load_state_dict(self.state_dict, strict=True)
-        return head.eval().requires_grad_(False)
-
-
-def build_head(head_config: Mapping[str, Any], input_dim: int, num_classes: int) -> nn.Module:
-    target = str(head_config.get("_target_", ""))
-    module_name, _, class_name = target.rpartition(".")
-    module_name = _RENAMED_HEAD_MODULES.get(module_name, module_name)
-    if module_name not in ALLOWED_HEAD_MODULES:
-        raise BundleError(f"head _target_ {target!r} is not allowed; heads must come from {ALLOWED_HEAD_MODULES}")
-    cls = getattr(importlib.import_module(module_name), class_name)
-    kwargs = {k: v for k, v in head_config.items() if not k.startswith("_")}
-    return cls(input_dim=input_dim, num_classes=num_classes, **kwargs)
-
-
-# -- reading classify jobs --------------------------------------------------------------------------
 def find_jobs(paths: Iterable[str | Path]) -> list[Path]:
     """Job folders: each path is a job folder (holds results.json) or a sweep searched recursively."""
     jobs: list[Path] = []
@@ -127,8 +62,6 @@ def _head_weights(job: Path) -> tuple[dict[str, torch.Tensor], Path]:
     ``head.*`` entries of a kept best checkpoint for jobs that predate it."""
     exported = job / "head.safetensors"
     if exported.is_file():
-        from safetensors.torch import load_file
-
         return load_file(str(exported)), exported
     ckpt = _best_checkpoint(job)
     # Our own job output (a Lightning checkpoint with plain hyper-parameters); weights_only=False
@@ -215,7 +148,6 @@ def check_head(head: HeadSpec, bundle_hash: str, hidden_size: int) -> None:
         raise BundleError(f"head {head.key} expects {head.input_dim}-dim features, the encoder gives {hidden_size}")
 
 
-# -- writing ----------------------------------------------------------------------------------------
 def _head_dir(head: HeadSpec) -> str:
     return f"heads/{head.task}__{head.lang}"
 
@@ -291,78 +223,3 @@ def build_bundle(
         raise
     log.info("bundle %s: encoder %s (%s), %d heads: %s", output, encoder, digest[:12], len(heads), ", ".join(keys))
     return output
-
-
-# -- reading ----------------------------------------------------------------------------------------
-@dataclass
-class Bundle:
-    root: Path
-    manifest: dict[str, Any]
-    encoder: PreTrainedModel
-    tokenizer: PreTrainedTokenizerBase
-    heads: dict[str, HeadSpec]  # key "task/lang" -> spec (weights included)
-
-    @property
-    def encoder_hash(self) -> str:
-        return str(self.manifest["encoder"]["hash"])
-
-    @property
-    def tasks(self) -> list[str]:
-        return sorted({h.task for h in self.heads.values()})
-
-    @property
-    def langs(self) -> list[str]:
-        return sorted({h.lang for h in self.heads.values()})
-
-
-def read_manifest(root: str | Path) -> dict[str, Any]:
-    path = Path(root) / MANIFEST
-    if not path.is_file():
-        raise BundleError(f"{root}: no {MANIFEST}; not a serving bundle (build one with task=bundle)")
-    manifest = read_json(path)
-    if manifest.get("kind") != "serving_bundle" or manifest.get("format_version") != FORMAT_VERSION:
-        raise BundleError(f"{path}: kind/format_version {manifest.get('kind')}/{manifest.get('format_version')} "
-                          f"is not serving_bundle/{FORMAT_VERSION}")
-    for key in ("encoder", "tokenizer", "heads"):
-        if key not in manifest:
-            raise BundleError(f"{path}: missing field {key!r}")
-    return manifest
-
-
-def encoder_location(root: Path, manifest: Mapping[str, Any]) -> str:
-    entry = manifest["encoder"]
-    return str(root / entry["path"]) if entry["copied"] else str(entry["path"])
-
-
-def load_bundle(root: str | Path, *, verify: bool = True, cache_dir: str | Path | None = None) -> Bundle:
-    """Load encoder, tokenizer and heads. ``verify`` re-hashes the encoder folder and every head file,
-    so a bundle whose encoder was swapped or fine-tuned since it was built is refused."""
-    root = Path(root)
-    manifest = read_manifest(root)
-    location = encoder_location(root, manifest)
-    expected = str(manifest["encoder"]["hash"])
-    revision = manifest["encoder"].get("revision")
-    if verify:
-        actual = encoder_hash(location, revision, cache_dir)
-        if actual != expected:
-            raise BundleError(f"{root}: encoder {location} has hash {actual[:12]}, the manifest says {expected[:12]}: "
-                              "the encoder changed after the bundle was built; rebuild the bundle")
-    heads: dict[str, HeadSpec] = {}
-    for entry in manifest["heads"]:
-        folder = root / entry["dir"]
-        weights = folder / HEAD_WEIGHTS
-        if not weights.is_file():
-            raise BundleError(f"{root}: head {entry.get('key')} has no {weights}")
-        if verify and hash_file(weights) != entry["sha256"]:
-            raise BundleError(f"{weights}: content hash differs from the manifest's; the head file changed")
-        meta = read_json(folder / HEAD_META)
-        spec = HeadSpec(state_dict=load_file(str(weights)),
-                        **{k: meta[k] for k in ("task", "lang", "task_type", "labels", "positive_label", "threshold",
-                                                "max_length", "head_config", "input_dim", "num_classes",
-                                                "encoder_hash", "source")})
-        if spec.encoder_hash != expected:
-            raise BundleError(f"{folder}: head trained on encoder {spec.encoder_hash[:12]}, bundle encoder is {expected[:12]}")
-        heads[spec.key] = spec
-    encoder = AutoModel.from_pretrained(location, revision=revision).eval().requires_grad_(False)
-    tokenizer = AutoTokenizer.from_pretrained(str(root / manifest["tokenizer"]))
-    return Bundle(root=root, manifest=manifest, encoder=encoder, tokenizer=tokenizer, heads=heads)

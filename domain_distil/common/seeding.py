@@ -1,4 +1,4 @@
-"""Wiring shared by the task entry points (loggers live in common/loggers.py)."""
+"""Seeding that treats 0 as a seed."""
 
 from __future__ import annotations
 

@@ -32,13 +32,3 @@ def test_path_must_be_a_model_folder(make_cfg, tmp_path: Path) -> None:
     (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no config.json"):
         resolve_encoder(make_cfg("encoder=path", f"encoder.name_or_path={tmp_path / 'empty'}"))
-
-
-def test_distilled_asks_the_distillation_stage(make_cfg, tiny_teacher_dir: Path, monkeypatch) -> None:
-
-    calls = []
-    monkeypatch.setattr(tasks.distill, "ensure_student", lambda cfg: calls.append(cfg) or Path(tiny_teacher_dir))
-    cfg = make_cfg("encoder=distilled")
-    ref = resolve_encoder(cfg)
-    assert calls == [cfg] and ref.id == "distilled" and ref.name_or_path == str(tiny_teacher_dir)
-    assert ref.hash == hash_dir(tiny_teacher_dir)

@@ -17,6 +17,7 @@ from hydra.core.global_hydra import GlobalHydra
 from tiny_tasks import tag_rows, write_jsonl
 
 from domain_distil import cli
+from domain_distil.classification.taskfile import TaskFileError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -99,14 +100,30 @@ def test_multirun_runs_every_job_and_ends_with_one_line(monkeypatch, capsys, tmp
     code, err = run_cli(monkeypatch, capsys, tmp_path, "-m", f"hydra.sweep.dir={tmp_path / 'sweep'}",
                         *_classify(bad[0], tiny_teacher_dir)[:2], f"cls_task.files=[{bad[0]}],[{bad[1]}]",
                         *_classify(bad[0], tiny_teacher_dir)[3:])
-    assert code == 1  # Hydra's status for a failed sweep
-    _assert_one_line(err, "duplicate id 'r0'")
+    # Hydra's status and compact report for a failed sweep: the first failed job's overrides, then
+    # its one-line error; no traceback.
+    assert code == 1 and "Traceback" not in err
+    assert err.startswith("Error executing job with overrides: ['task=classify'")
+    assert [line for line in err.splitlines() if line.startswith("error: ")] == [
+        line for line in err.splitlines() if "duplicate id 'r0'" in line]
     logged = [log.read_text() for log in (tmp_path / "sweep").rglob("*.log")]
     assert len(logged) == 2 and all("error: " in text and "duplicate id 'r0'" in text for text in logged)
 
 
+def test_full_error_opt_in_raises_the_exception(monkeypatch, tmp_path, tiny_teacher_dir):
+    path = write_jsonl(tmp_path / "tags.jsonl", _rows_with_duplicate_id())
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("HYDRA_FULL_ERROR", "1")
+    monkeypatch.setattr(sys, "argv", ["domain-distil", *_classify(path, tiny_teacher_dir)])
+    try:
+        with pytest.raises(TaskFileError, match="duplicate id 'r0'"):  # Hydra then prints the full traceback
+            cli.main()
+    finally:
+        GlobalHydra.instance().clear()
+
+
 @pytest.mark.slow
-def test_real_process_exit_status_and_full_error_opt_in(tmp_path, tiny_teacher_dir):
+def test_real_process_exit_status_is_2_without_traceback(tmp_path, tiny_teacher_dir):
     path = write_jsonl(tmp_path / "tags.jsonl", _rows_with_duplicate_id())
     env = {**os.environ, "DOMAIN_DISTIL_CACHE": str(tmp_path / "cache"), "HF_HUB_OFFLINE": "1"}
     env.pop("HYDRA_FULL_ERROR", None)
@@ -114,6 +131,3 @@ def test_real_process_exit_status_and_full_error_opt_in(tmp_path, tiny_teacher_d
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     _assert_one_line(done.stderr, "duplicate id 'r0'")
-    full = subprocess.run(command, cwd=tmp_path, env={**env, "HYDRA_FULL_ERROR": "1"}, capture_output=True,
-                          text=True, timeout=120)
-    assert full.returncode == 1 and "Traceback" in full.stderr and "TaskFileError" in full.stderr

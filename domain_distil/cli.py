@@ -54,3 +54,7 @@ def main() -> Any:
     """Console-script entry point (``domain-distil``); the configs come from :func:`config_dir`."""
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_app)
     return app()
+
+
+if __name__ == "__main__":
+    main()

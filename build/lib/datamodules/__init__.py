@@ -1,0 +1,1 @@
+"""LightningDataModules: token shards for distillation, labeled task files for classification."""

@@ -1,0 +1,107 @@
+"""Everything in a cache (and bundles under given folders), one row per artifact with its key facts.
+
+Reads only the small records artifacts carry (``manifest.json``, ``meta.json``), never weights.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from domain_distil.artifacts.manifest import read_manifest
+from domain_distil.artifacts.students import iter_students
+from domain_distil.common.io import read_json
+
+
+@dataclass(frozen=True)
+class ArtifactRow:
+    kind: str  # student | corpus | features | teacher | mlm_head | bundle
+    path: Path
+    facts: dict[str, Any]
+
+    def describe(self) -> str:
+        return "  ".join(f"{k}={v}" for k, v in self.facts.items() if v not in (None, "", [], {}))
+
+
+def _meta(folder: Path) -> dict[str, Any] | None:
+    try:
+        return read_json(folder / "meta.json")
+    except (OSError, ValueError):
+        return None
+
+
+def _size_mb(folder: Path) -> float:
+    return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6, 1)
+
+
+def _students(cache_dir: Path) -> list[ArtifactRow]:
+    rows = []
+    for student in iter_students(cache_dir):
+        m, eff = student.manifest, student.effective
+        ref = (m.get("lookup") or {}).get("corpus_reference") or {}
+        rows.append(ArtifactRow("student", student.path, {
+            "teacher": m.get("teacher"), "corpus": ref.get("dir") or ref.get("name"),
+            "corpus_hash": str(m.get("corpus_hash", ""))[:12], "layers": m.get("student_layers"),
+            "steps": m.get("steps"), "precision": eff.get("precision"), "world_size": eff.get("world_size"),
+            "global_batch": eff.get("global_batch"), "created": m.get("created"),
+        }))
+    return rows
+
+
+def _corpora(cache_dir: Path) -> list[ArtifactRow]:
+    rows = []
+    for folder in sorted((cache_dir / "corpus").glob("[!.]*")):
+        meta = _meta(folder)
+        if meta is None:
+            continue
+        languages = meta.get("languages") or {}
+        rows.append(ArtifactRow("corpus", folder, {
+            "languages": ",".join(sorted(languages)),
+            "tokens": sum(int(s.get("tokens", 0)) for s in languages.values()),
+            "sequences": sum(int(s.get("sequences", 0)) for s in languages.values()),
+        }))
+    return rows
+
+
+def _features(cache_dir: Path) -> list[ArtifactRow]:
+    rows = []
+    for folder in sorted((cache_dir / "features").glob("[!.]*")):
+        meta = _meta(folder)
+        if meta is None:
+            continue
+        rows.append(ArtifactRow("features", folder, {
+            "encoder_hash": str(meta.get("encoder_hash", ""))[:12], "examples": meta.get("examples"),
+            "max_length": meta.get("max_length"), "dtype": meta.get("dtype"), "size_mb": _size_mb(folder),
+        }))
+    return rows
+
+
+def _manifested(root: Path, pattern: str, kinds: set[str]) -> list[ArtifactRow]:
+    rows = []
+    for path in sorted(root.glob(pattern)):
+        folder = path.parent
+        if any(part.startswith(".") for part in folder.relative_to(root).parts):
+            continue  # temp folders of a build in progress
+        manifest = read_manifest(folder)
+        if manifest is None or manifest.get("kind") not in kinds:
+            continue
+        facts = {k: manifest.get(k) for k in ("name", "base", "encoder", "created") if manifest.get(k)}
+        if manifest.get("kind") == "serving_bundle":
+            facts["heads"] = len(manifest.get("heads") or [])
+        rows.append(ArtifactRow({"serving_bundle": "bundle"}.get(manifest["kind"], manifest["kind"]), folder, facts))
+    return rows
+
+
+def list_artifacts(cache_dir: str | Path, bundle_roots: Iterable[str | Path] = ()) -> list[ArtifactRow]:
+    """Students, corpora, feature caches, converted teachers and fitted MLM heads in ``cache_dir``,
+    plus serving bundles found (recursively) under ``bundle_roots``."""
+    cache_dir = Path(cache_dir)
+    rows = [*_students(cache_dir), *_corpora(cache_dir), *_features(cache_dir)]
+    rows += _manifested(cache_dir / "teachers", "*/manifest.json", {"teacher"})
+    rows += _manifested(cache_dir / "mlm_heads", "*/manifest.json", {"mlm_head"})
+    for root in bundle_roots:
+        if Path(root).is_dir():
+            rows += _manifested(Path(root), "**/manifest.json", {"serving_bundle"})
+    return rows

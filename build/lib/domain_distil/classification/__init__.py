@@ -1,0 +1,1 @@
+"""Classification stage: task files, metrics, frozen-feature cache, encoder resolution, results."""

@@ -1,0 +1,131 @@
+"""Which encoder a classification job uses, its content hash, and loading it.
+
+``encoder.kind`` says where the weights come from (``encoder.id`` is only the name the encoder
+gets in results and reports, e.g. ``TD-DistilmBERT``):
+
+- ``teacher``: the teacher of ``cfg.teacher`` (hub name, local folder, or a ``builder`` that
+  produces a local folder), via ``modeling.teachers.resolve_teacher_path``;
+- ``distilmbert``: ``distilbert-base-multilingual-cased`` from the hub (domain-general baseline);
+- ``path``: any exported student folder (``encoder.name_or_path``);
+- ``distilled``: the student that ``task=distill`` exported for the current teacher, corpus and
+  distill config, found through the students' manifests (``domain_distil/artifacts/students.py``).
+
+The hash (``domain_distil.encoders.encoder_hash``) keys the feature cache and is written to
+``results.json``; loading goes through the one loader, ``domain_distil.encoders.load_encoder``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+from domain_distil import encoders
+from domain_distil.artifacts.students import (
+    StudentArtifact,
+    StudentQuery,
+    corpus_reference,
+    recipe_hash,
+    resolve_student,
+    teacher_identity,
+)
+
+log = logging.getLogger(__name__)
+
+ENCODER_IDS = ("teacher", "distilmbert", "path", "distilled")
+
+
+@dataclass(frozen=True)
+class EncoderRef:
+    id: str
+    name_or_path: str
+    revision: str | None
+    local_files_only: bool
+    hash: str
+
+    @property
+    def is_local(self) -> bool:
+        return Path(self.name_or_path).is_dir()
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def resolve_encoder(cfg: DictConfig) -> EncoderRef:
+    """Turn ``cfg.encoder`` into a concrete model location (``encoder=distilled`` reads manifests only)."""
+    enc = cfg.encoder
+    encoder_id = str(enc.id)
+    kind = str(enc.get("kind") or encoder_id)
+    cache_dir = cfg.paths.cache_dir
+    revision = enc.get("revision") or None
+    local_files_only = bool(enc.get("local_files_only", False))
+    if kind == "teacher":
+        from domain_distil.modeling.teachers import resolve_teacher_path
+
+        name_or_path = resolve_teacher_path(cfg.teacher, cache_dir)
+        revision = cfg.teacher.get("revision") or None
+        local_files_only = bool(cfg.teacher.get("local_files_only", False))
+    elif kind == "distilled":
+        name_or_path = str(find_distilled_student(cfg).path)
+    elif kind in ("distilmbert", "path"):
+        name_or_path = enc.get("name_or_path")
+        if not name_or_path:
+            raise ValueError(f"encoder={kind} needs encoder.name_or_path")
+        name_or_path = str(name_or_path)
+        if kind == "path" and not Path(name_or_path).is_dir():
+            raise FileNotFoundError(f"encoder.name_or_path={name_or_path} is not a folder (encoder=path "
+                                    "expects an exported model folder with config.json)")
+    else:
+        raise ValueError(f"unknown encoder.kind {kind!r}; expected one of {ENCODER_IDS}")
+    if Path(name_or_path).is_dir() and not (Path(name_or_path) / "config.json").is_file():
+        raise FileNotFoundError(f"{name_or_path} has no config.json: not a transformers model folder")
+    return EncoderRef(
+        id=encoder_id,
+        name_or_path=name_or_path,
+        revision=revision,
+        local_files_only=local_files_only,
+        hash=encoders.encoder_hash(name_or_path, revision, cache_dir),
+    )
+
+
+def local_encoder(encoder_id: str, folder: str | Path, cache_dir: str | Path | None) -> EncoderRef:
+    """A reference to an exported model folder (a student artifact, a converted teacher)."""
+    folder = str(folder)
+    if not (Path(folder) / "config.json").is_file():
+        raise FileNotFoundError(f"{folder} has no config.json: not a transformers model folder")
+    return EncoderRef(encoder_id, folder, None, True, encoders.encoder_hash(folder, None, cache_dir))
+
+
+def load_encoder(ref: EncoderRef) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """The resolved encoder's body (eval mode) and tokenizer, via ``domain_distil.encoders.load_encoder``."""
+    return encoders.load_encoder(ref.name_or_path, revision=ref.revision, local_files_only=ref.local_files_only)
+
+
+def student_query(cfg: DictConfig) -> StudentQuery:
+    """What identifies the student of this config's teacher, corpus and distill groups.
+
+    Computed from the configuration alone: the corpus is referenced, not read, and the teacher is
+    identified by name (hub) or memoised content hash (folder).
+    """
+    from omegaconf import OmegaConf
+
+    from domain_distil.modeling.teachers import resolve_teacher_path
+
+    teacher_path = resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
+    plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
+    match = cfg.encoder.get("match")
+    return StudentQuery(
+        teacher_identity=teacher_identity(teacher_path, cfg.teacher.get("revision"), cfg.paths.cache_dir),
+        corpus_reference=corpus_reference(plain(cfg.corpus)),
+        recipe_hash=recipe_hash(plain(cfg.distill), plain(cfg.student), plain(cfg.teacher).get("mlm_head")),
+        effective=plain(match) if match else None,
+    )
+
+
+def find_distilled_student(cfg: DictConfig) -> StudentArtifact:
+    """``encoder=distilled``: the student whose manifest matches this config (``task=distill`` made it)."""
+    return resolve_student(cfg.paths.cache_dir, student_query(cfg))

@@ -1,0 +1,352 @@
+"""Labeled task files (docs/formats.md): reading, validation and the per-language splits.
+
+Every row is checked before any model is loaded; an error names the file, the line and what was
+expected: bad JSON/CSV, invalid UTF-8 (with the byte), unknown labels, and ids used twice within a
+language (the same id in ``train`` and ``test`` would score a model on a row it trained on).
+
+The label set comes from ``cls_task.labels``, or, when that is null (``cls_task=multilabel`` /
+``cls_task=binary``), from the task files themselves: every label that occurs, sorted (a binary
+task lists its positive label first). Labels are free text (``net::http``, ``c++ + stl``,
+``two words``); only a CSV cell cannot hold ``|``, its multi-label separator. The split rule follows the paper's Table 2: a language trains on its natural *and*
+translated ``train`` rows and is evaluated on natural rows only (translated ``val``/``test`` rows
+are dropped), so translated data never inflates a reported score.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from domain_distil.classification.metrics import THRESHOLD_MODES
+from domain_distil.common.errors import ConfigError, UserInputError
+from domain_distil.common.hashing import hash_object
+from domain_distil.common.records import iter_records
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "val", "test")
+SOURCES = ("natural", "translated")
+TASK_TYPES = ("binary", "multilabel")
+REQUIRED_FIELDS = ("text", "lang", "split", "source")
+SUFFIXES = (".jsonl", ".csv")
+
+
+class TaskFileError(UserInputError):
+    """A task file (or the set of them) does not follow docs/formats.md."""
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What a task file must contain; built from the ``cls_task`` config group.
+
+    :param labels: the label set; empty = every label found in the task files (:func:`read_task`).
+    :param threshold: decision threshold on the positive-class / per-label probability, or
+        ``"tune"`` to pick it on validation data (see ``classification.metrics.tune_threshold``).
+    :param threshold_mode: with ``tune``: ``global`` (one threshold for every label) or
+        ``per_label`` (each label its own; multi-label tasks).
+    :param train_sources: which ``source`` values of the ``train`` split are trained on.
+    """
+
+    name: str
+    type: str
+    labels: tuple[str, ...]
+    positive_label: str | None = None
+    languages: tuple[str, ...] | None = None
+    max_length: int = 128
+    threshold: float | str = 0.5
+    train_sources: tuple[str, ...] = SOURCES
+    threshold_mode: str = "global"
+
+    def __post_init__(self) -> None:
+        if self.type not in TASK_TYPES:
+            raise ConfigError(f"cls_task.type must be one of {TASK_TYPES}, got {self.type!r}")
+        if len(set(self.labels)) != len(self.labels):
+            raise ConfigError(f"cls_task.labels must be distinct, got {list(self.labels)}")
+        if self.type == "binary":
+            if self.labels and len(self.labels) != 2:
+                raise ConfigError(f"a binary task needs exactly 2 labels, got {list(self.labels)}")
+            if self.positive_label is None or self.labels and self.positive_label not in self.labels:
+                raise ConfigError(f"cls_task.positive_label {self.positive_label!r} is not one of "
+                                  f"{list(self.labels) or 'the labels'}: set it to the label that counts as positive")
+        if not (self.threshold == "tune" or isinstance(self.threshold, float | int) and 0 < self.threshold < 1):
+            raise ConfigError(f"cls_task.threshold must be a number in (0, 1) or 'tune', got {self.threshold!r}")
+        if self.threshold_mode not in THRESHOLD_MODES:
+            raise ConfigError(f"cls_task.threshold_mode must be one of {THRESHOLD_MODES}, got {self.threshold_mode!r}")
+        bad_sources = set(self.train_sources) - set(SOURCES)
+        if bad_sources or not self.train_sources:
+            raise ConfigError(f"cls_task.train_sources must be a non-empty subset of {SOURCES}")
+
+    @classmethod
+    def from_config(cls, cfg: Mapping[str, Any]) -> TaskSpec:
+        languages = cfg.get("languages")
+        threshold = cfg.get("threshold", 0.5)
+        return cls(
+            name=str(cfg["name"]),
+            type=str(cfg["type"]),
+            labels=tuple(str(label) for label in cfg.get("labels") or ()),
+            positive_label=cfg.get("positive_label"),
+            languages=tuple(languages) if languages else None,
+            max_length=int(cfg.get("max_length", 128)),
+            threshold=threshold if threshold == "tune" else float(threshold),
+            train_sources=tuple(cfg.get("train_sources") or SOURCES),
+            threshold_mode=str(cfg.get("threshold_mode") or "global"),
+        )
+
+    @property
+    def num_outputs(self) -> int:
+        """Logits the head produces: 2 for binary (softmax), one per label for multi-label."""
+        return 2 if self.type == "binary" else len(self.labels)
+
+
+@dataclass(frozen=True)
+class Example:
+    text: str
+    labels: tuple[str, ...]  # exactly one for a binary task
+    lang: str
+    split: str
+    source: str
+    id: str | None
+    origin: str  # "file:line", for messages
+
+
+@dataclass
+class TaskSplits:
+    """Examples of one language, split as the paper does (train: natural + translated)."""
+
+    spec: TaskSpec
+    lang: str
+    splits: dict[str, list[Example]] = field(default_factory=dict)
+
+    def texts(self, split: str) -> list[str]:
+        return [example.text for example in self.splits[split]]
+
+    def targets(self, split: str) -> torch.Tensor:
+        """Binary: class indices (1 = positive label). Multi-label: multi-hot float rows."""
+        examples = self.splits[split]
+        if self.spec.type == "binary":
+            return torch.tensor([int(ex.labels[0] == self.spec.positive_label) for ex in examples], dtype=torch.long)
+        index = {label: i for i, label in enumerate(self.spec.labels)}
+        target = torch.zeros(len(examples), len(self.spec.labels))
+        for row, example in enumerate(examples):
+            for label in example.labels:
+                target[row, index[label]] = 1.0
+        return target
+
+    def content_hash(self) -> str:
+        """Hash of every kept row (text, labels, split, source), in order: the job's data identity."""
+        return hash_object({split: [(ex.text, ex.labels, ex.source) for ex in rows]
+                            for split, rows in self.splits.items()})
+
+    def counts(self) -> dict[str, int]:
+        return {split: len(rows) for split, rows in self.splits.items()}
+
+
+def resolve_task_files(files: Sequence[str | Path] | None, directory: str | Path | None) -> list[Path]:
+    """Explicit ``files`` win; otherwise every ``*.jsonl``/``*.csv`` directly under ``directory``."""
+    if files:
+        paths = [Path(f) for f in files]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            raise TaskFileError(f"task file(s) not found: {', '.join(missing)}")
+        return paths
+    if not directory:
+        raise TaskFileError("no task files: set cls_task.files (a list) or cls_task.dir (a folder)")
+    root = Path(directory)
+    if not root.is_dir():
+        raise TaskFileError(f"task folder {root} does not exist (cls_task.dir)")
+    paths = sorted(p for p in root.iterdir() if p.is_file() and p.suffix in SUFFIXES)
+    if not paths:
+        raise TaskFileError(f"task folder {root} holds no .jsonl or .csv files")
+    return paths
+
+
+def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """Yield (line number, raw row). CSV ``labels`` cells stay strings until parsing."""
+    if path.suffix not in SUFFIXES:
+        raise TaskFileError(f"{path}: unsupported task file type {path.suffix!r} (expected {SUFFIXES})")
+    try:
+        yield from iter_records(path, TaskFileError, required_columns=REQUIRED_FIELDS if path.suffix == ".csv" else ())
+    except UnicodeDecodeError:
+        line, column, byte = first_invalid_utf8(path)
+        raise TaskFileError(
+            f"{path}:{line}: invalid UTF-8 (byte 0x{byte:02x} at byte {column} of the line); "
+            "task files must be UTF-8: re-save the file with that encoding"
+        ) from None
+
+
+def first_invalid_utf8(path: Path) -> tuple[int, int, int]:
+    """(line, 1-based byte offset in that line, byte value) of the first byte that is not UTF-8.
+
+    Only called after a decode failed, so the happy path never reads a file twice.
+    """
+    with open(path, "rb") as handle:
+        for number, raw in enumerate(handle, start=1):
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as error:
+                return number, error.start + 1, raw[error.start]
+    raise TaskFileError(f"{path}: not valid UTF-8")  # a sequence cut at the very end of the file
+
+
+def _raw_labels(raw: dict[str, Any], where: str, spec: TaskSpec, csv_file: bool) -> tuple[str, ...]:
+    """The row's labels as written (type-checked, de-duplicated), not yet checked against the label set."""
+    if spec.type == "binary":
+        label = raw.get("label")
+        if label is None or label == "":
+            raise TaskFileError(f"{where}: missing field 'label' (binary task {spec.name!r})")
+        if not isinstance(label, str):
+            raise TaskFileError(f"{where}: 'label' must be a string, got {label!r}")
+        return (label,)
+    if "labels" not in raw or raw["labels"] is None:
+        raise TaskFileError(f"{where}: missing field 'labels' (multi-label task {spec.name!r})")
+    value = raw["labels"]
+    if csv_file:
+        labels = [part.strip() for part in str(value).split("|") if part.strip()]
+    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
+        labels = value
+    else:
+        raise TaskFileError(f"{where}: 'labels' must be a list of strings, got {value!r}")
+    return tuple(dict.fromkeys(labels))  # de-duplicated, order kept
+
+
+def _parse_labels(raw: dict[str, Any], where: str, spec: TaskSpec, csv_file: bool) -> tuple[str, ...]:
+    labels = _raw_labels(raw, where, spec, csv_file)
+    unknown = [label for label in labels if label not in spec.labels]
+    if unknown and spec.type == "binary":
+        raise TaskFileError(f"{where}: label {unknown[0]!r} is not in the label set {list(spec.labels)}")
+    if unknown:
+        raise TaskFileError(f"{where}: label(s) {unknown} not in the label set {list(spec.labels)} "
+                            "(cls_task.labels; null takes the labels from the task files)")
+    return labels
+
+
+def parse_row(raw: dict[str, Any], path: Path, line: int, spec: TaskSpec) -> Example:
+    """Validate one raw row; every problem names ``path:line``."""
+    where = f"{path}:{line}"
+    for name in REQUIRED_FIELDS:
+        value = raw.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise TaskFileError(f"{where}: missing field {name!r}")
+        if not isinstance(value, str):
+            raise TaskFileError(f"{where}: field {name!r} must be a string, got {value!r}")
+    lang, split, source = raw["lang"], raw["split"], raw["source"]
+    if spec.languages is not None and lang not in spec.languages:
+        raise TaskFileError(f"{where}: unknown language {lang!r} (task {spec.name!r} has {list(spec.languages)})")
+    if split not in SPLITS:
+        raise TaskFileError(f"{where}: split {split!r} is not one of {SPLITS}")
+    if source not in SOURCES:
+        raise TaskFileError(f"{where}: source {source!r} is not one of {SOURCES}")
+    labels = _parse_labels(raw, where, spec, csv_file=path.suffix == ".csv")
+    row_id = raw.get("id")
+    return Example(
+        text=raw["text"],
+        labels=labels,
+        lang=lang,
+        split=split,
+        source=source,
+        id=None if row_id in (None, "") else str(row_id),
+        origin=where,
+    )
+
+
+def labels_from_files(rows: Sequence[tuple[Path, int, dict[str, Any]]], spec: TaskSpec) -> TaskSpec:
+    """``spec`` with the label set the task files use: sorted; a binary task's positive label first."""
+    found: set[str] = set()
+    for path, line, raw in rows:
+        found.update(_raw_labels(raw, f"{path}:{line}", spec, csv_file=path.suffix == ".csv"))
+    names = ", ".join(sorted({str(path) for path, _, _ in rows}))
+    if spec.type == "binary":
+        if spec.positive_label not in found or len(found) != 2:
+            raise TaskFileError(
+                f"{names}: a binary task needs exactly 2 labels, one of them cls_task.positive_label="
+                f"{spec.positive_label!r}; the files use {sorted(found)}"
+            )
+        labels = (spec.positive_label, *sorted(found - {spec.positive_label}))
+    else:
+        if not found:
+            raise TaskFileError(f"{names}: no labels in any row")
+        labels = tuple(sorted(found))
+    log.info("%s: %d labels from the task files: %s", spec.name, len(labels), list(labels))
+    return replace(spec, labels=labels)
+
+
+def check_unique_ids(examples: Sequence[Example]) -> None:
+    """An id may occur once per language, across every split and file (docs/formats.md).
+
+    A repeated id is a duplicated row at best; in ``train`` and ``test`` it is a leak that scores
+    the model on a row it was trained on.
+    """
+    seen: dict[tuple[str, str], Example] = {}
+    for example in examples:
+        if example.id is None:
+            continue
+        first = seen.setdefault((example.lang, example.id), example)
+        if first is not example:
+            leak = " (a train/test leak)" if {first.split, example.split} >= {"train", "test"} else ""
+            raise TaskFileError(
+                f"{example.origin}: duplicate id {example.id!r} (lang {example.lang!r}, split {example.split!r}), "
+                f"first used at {first.origin} (split {first.split!r}){leak}; give every row of a language "
+                "its own id, or remove the repeated row"
+            )
+
+
+def read_task(paths: Sequence[Path], spec: TaskSpec) -> tuple[TaskSpec, list[Example]]:
+    """Read and validate every row of every file (all languages: a bad row fails every job).
+
+    Returns the spec with its label set resolved (from the files when ``spec.labels`` is empty)
+    and the examples.
+    """
+    rows = [(Path(path), line, raw) for path in paths for line, raw in _read_rows(Path(path))]
+    if not spec.labels:
+        spec = labels_from_files(rows, spec)
+    examples = [parse_row(raw, path, line, spec) for path, line, raw in rows]
+    check_unique_ids(examples)
+    return spec, examples
+
+
+def load_examples(paths: Sequence[Path], spec: TaskSpec) -> list[Example]:
+    """The validated examples of every file (see :func:`read_task`)."""
+    return read_task(paths, spec)[1]
+
+
+def split_language(examples: Sequence[Example], lang: str, spec: TaskSpec, paths: Sequence[Path]) -> TaskSplits:
+    """The rows of ``lang``: train on ``spec.train_sources``, evaluate on natural rows only."""
+    if spec.languages is not None and lang not in spec.languages:
+        raise TaskFileError(f"unknown language {lang!r} for task {spec.name!r} (has {list(spec.languages)})")
+    splits: dict[str, list[Example]] = {split: [] for split in SPLITS}
+    dropped = 0
+    for example in examples:
+        if example.lang != lang:
+            continue
+        allowed = spec.train_sources if example.split == "train" else ("natural",)
+        if example.source in allowed:
+            splits[example.split].append(example)
+        else:
+            dropped += 1
+    if dropped:
+        log.info("%s/%s: %d translated val/test rows left out (evaluation uses natural data only)",
+                 spec.name, lang, dropped)
+    names = ", ".join(str(p) for p in paths)
+    for split, rows in splits.items():
+        if not rows:
+            sources = "/".join(spec.train_sources) if split == "train" else "natural"
+            raise TaskFileError(f"empty split: no {split!r} rows with lang={lang!r} and source={sources} in {names}")
+    if spec.type == "binary" and len({ex.labels[0] for ex in splits["train"]}) < 2:
+        raise TaskFileError(f"the 'train' split of lang={lang!r} has a single class in {names}")
+    return TaskSplits(spec=spec, lang=lang, splits=splits)
+
+
+def load_task(spec: TaskSpec, lang: str, files: Sequence[str | Path] | None = None,
+              directory: str | Path | None = None) -> TaskSplits:
+    """Resolve, read, validate and split the task files for one language.
+
+    ``TaskSplits.spec`` holds the resolved label set: use it, not ``spec``, to size the head.
+    """
+    paths = resolve_task_files(files, directory)
+    spec, examples = read_task(paths, spec)
+    return split_language(examples, lang, spec, paths)

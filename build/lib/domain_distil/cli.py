@@ -1,0 +1,60 @@
+"""The command line: compose the config, pick the task, run it.
+
+    domain-distil                                   # the embedded demo (same as `python run.py`)
+    domain-distil task=distill teacher=mbert corpus=text corpus.dir=data/my_corpus
+    domain-distil -m seed='range(10)' lang=eng,esp,jap,por,rus
+
+Each task lives in ``domain_distil/tasks/<task>.py`` and exposes ``run(cfg)``; this module only
+dispatches. ``run.py`` in a checkout calls :func:`main` too.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import os
+from typing import Any
+
+import hydra
+from omegaconf import DictConfig
+
+from domain_distil.common.configs import config_dir
+from domain_distil.common.errors import UserInputError, exit_on_user_input_error
+from domain_distil.common.resolvers import register_resolvers
+
+log = logging.getLogger(__name__)
+register_resolvers()  # before Hydra resolves hydra.sweep.subdir (conf/hydra/default.yaml)
+
+# Tokenisers spawn threads; worker processes forked after that would deadlock or warn.
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+def run_task(cfg: DictConfig) -> Any:
+    """Import ``domain_distil.tasks.<cfg.task>`` and call its ``run``; an unknown task names the valid ones."""
+    name = f"domain_distil.tasks.{cfg.task}"
+    try:
+        module = importlib.import_module(name)
+    except ModuleNotFoundError as error:
+        if error.name != name:
+            raise
+        from domain_distil.tasks import available_tasks
+
+        raise SystemExit(f"Unknown task={cfg.task!r}. Available tasks: {', '.join(available_tasks())}.") from None
+    return module.run(cfg)
+
+
+def _app(cfg: DictConfig) -> Any:
+    try:
+        return run_task(cfg)
+    except UserInputError as error:  # a wrong config value or data file: one line, exit status 2
+        exit_on_user_input_error(error)
+
+
+def main() -> Any:
+    """Console-script entry point (``domain-distil``); the configs come from :func:`config_dir`."""
+    app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_app)
+    return app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Small utilities shared by every stage: content hashing, atomic writes, run records."""

@@ -1,0 +1,113 @@
+"""Cache entries that several processes (sweep jobs, DDP ranks, nodes on a shared disk) may build at once.
+
+The rule for every cache entry: take an exclusive file lock named after the entry, look again
+(another process may have finished it while we waited), build into a temporary folder whose name
+is unique to this process, and rename it into place in one step. Readers never see a half-built
+entry, and two builders produce one valid entry instead of two interleaved ones.
+
+``filelock`` locks with ``fcntl.flock``: the kernel drops the lock when its process dies, so a
+SIGKILLed builder never leaves a stale lock behind. ``build_entry`` removes its lock file before
+releasing it, so a finished cache holds only its entries.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import threading
+import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+from filelock import FileLock
+
+log = logging.getLogger(__name__)
+
+
+def lock_path(target: str | Path) -> Path:
+    """The lock file that guards ``target``: a hidden sibling, so it never lands inside the entry."""
+    target = Path(target)
+    return target.parent / f".{target.name}.lock"
+
+
+# Lock files this thread holds now. ``flock`` locks belong to an open file, so a second FileLock on
+# a path the same thread already holds would wait for itself forever; a nested ``entry_lock`` (a
+# caller locks an entry, then calls a writer such as ``export_model`` that locks it again) passes.
+_held = threading.local()
+
+
+def _held_paths() -> set[Path]:
+    if not hasattr(_held, "paths"):
+        _held.paths = set()
+    return _held.paths
+
+
+@contextmanager
+def entry_lock(target: str | Path, timeout: float = -1) -> Iterator[None]:
+    """Hold the exclusive build lock of ``target`` (waits for another builder; ``timeout=-1``: forever).
+
+    Re-entrant within one thread: a nested ``entry_lock`` on the same target returns at once.
+    """
+    target = Path(target)
+    path = lock_path(target).absolute()
+    held = _held_paths()
+    if path in held:
+        yield
+        return
+    target.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path), timeout=timeout)
+    log.debug("taking the build lock of %s", target)
+    with lock:
+        held.add(path)
+        try:
+            yield
+        finally:
+            held.discard(path)
+
+
+def private_temp_path(target: str | Path) -> Path:
+    """A temporary sibling of ``target`` that no other process uses (pid + random suffix)."""
+    target = Path(target)
+    return target.parent / f".{target.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+
+
+def build_entry(
+    target: str | Path,
+    build: Callable[[Path], None],
+    is_complete: Callable[[Path], bool] | None = None,
+) -> Path:
+    """Return ``target``, building it under its lock when it is not complete yet.
+
+    ``build(tmp)`` writes the entry into the empty folder ``tmp``; on success ``tmp`` is renamed to
+    ``target`` (an incomplete leftover at ``target`` is replaced); on failure ``tmp`` is removed and
+    ``target`` is left as it was.
+    """
+    target = Path(target)
+    complete = is_complete or (lambda path: path.exists())
+    if complete(target):
+        return target
+    with entry_lock(target):
+        try:
+            if complete(target):  # another process built it while we waited for the lock
+                return target
+            tmp = private_temp_path(target)
+            tmp.mkdir(parents=True)
+            try:
+                build(tmp)
+                if not complete(target):  # see below: a racing builder may have won; keep its entry
+                    if target.exists():  # an incomplete entry from an older version or a crash
+                        shutil.rmtree(target) if target.is_dir() else target.unlink()
+                    os.replace(tmp, target)
+            finally:
+                if tmp.exists():
+                    shutil.rmtree(tmp, ignore_errors=True)
+        finally:
+            # The lock file goes while we still hold it, so a finished cache holds only entries.
+            # filelock (>= 4) re-opens the path when the inode it finally locked has been unlinked,
+            # so every waiter ends up on one lock file again; with an older filelock two waiters
+            # could build at once after a failed build, and the check before the rename above
+            # keeps the first complete entry instead of replacing it.
+            lock_path(target).unlink(missing_ok=True)
+    return target

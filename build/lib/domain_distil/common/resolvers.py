@@ -1,0 +1,46 @@
+"""OmegaConf resolvers the configs use; :func:`register_resolvers` is called once by ``domain_distil.cli``.
+
+``${overrides_hash:}`` names a sweep point by a short stable hash of its overrides
+(``hydra.job.override_dirname``, seed excluded) instead of spelling them out: a spelled-out name
+overflows the 255-byte file-name limit as soon as an override holds file lists or labels, and its
+``=`` and ``,`` make the folder impossible to pass back to Hydra unquoted. The full overrides are in
+``<job folder>/.hydra/overrides.yaml``, written by Hydra for every job.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from omegaconf import OmegaConf
+
+HASH_PREFIX = "h"  # a letter first: a name of hex digits only could read as a number to Hydra
+HASH_HEX_DIGITS = 7
+
+
+def short_hash(text: str) -> str:
+    """``h`` + the first 7 hex digits of SHA-1: stable across processes and machines (unlike ``hash()``)."""
+    return HASH_PREFIX + hashlib.sha1(text.encode("utf-8")).hexdigest()[:HASH_HEX_DIGITS]
+
+
+def overrides_hash(*, _root_: Any) -> str:
+    """Short hash of ``hydra.job.override_dirname``, read from the root config.
+
+    Takes no argument on purpose: Hydra's command-line grammar rejects a nested interpolation such as
+    ``${f:${hydra.job.override_dirname}}``, so ``hydra.sweep.subdir=${overrides_hash:}/seed${seed}``
+    stays writable on the command line (single-quoted for the shell, which would expand ``${...}``).
+    """
+    dirname = OmegaConf.select(_root_, "hydra.job.override_dirname", default=None)
+    if dirname is None:
+        raise ValueError("${overrides_hash:} needs hydra.job.override_dirname: use it inside hydra.run/sweep settings")
+    return short_hash(str(dirname))
+
+
+_RESOLVERS = {"overrides_hash": overrides_hash}
+
+
+def register_resolvers() -> None:
+    """Register every resolver above; calling it again is a no-op (tests and the CLI both call it)."""
+    for name, resolver in _RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, resolver)

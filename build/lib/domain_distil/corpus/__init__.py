@@ -1,0 +1,1 @@
+"""Plain-text corpora to memory-mapped token shards (tokenised once, cached by content hash)."""

@@ -1,0 +1,213 @@
+"""Write the demo data set: unlabeled in-domain and general corpora plus two labeled tasks.
+
+``generate_demo_data(out_dir, seed, ...)`` writes (formats: docs/formats.md, overview: docs/demo-data.md)
+
+    out_dir/in_domain/<lang>.txt     CC conversations and TD threads, one document per line
+    out_dir/general/<lang>.txt       encyclopedia-like paragraphs, one per line
+    out_dir/tasks/cc_intent.jsonl    text, label (intentful | not_intentful), lang, split, source, id
+    out_dir/tasks/td_tags.jsonl      text, labels (subset of the top-10 tags), lang, split, source, id
+    out_dir/manifest.json            settings, per-file sha256 / bytes / lines, row counts
+
+Everything is a pure function of the seed and the settings: the same call writes byte-identical
+files. The folder is built beside ``out_dir`` and renamed into place, and a folder whose manifest
+already records the same settings is returned as is.
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import random
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+from rich.progress import Progress
+
+from domain_distil.common.hashing import hash_file
+from domain_distil.common.io import atomic_open, read_json, write_json
+from domain_distil.demo.data import cc, general, td
+from domain_distil.demo.data.render import stream
+
+LANGUAGES = ("eng", "esp", "jap", "por", "rus")
+VERSION = 1
+MANIFEST = "manifest.json"
+
+
+def load_language(lang: str) -> ModuleType:
+    try:
+        return importlib.import_module(f"domain_distil.demo.data.lang.{lang}")
+    except ModuleNotFoundError:
+        raise ValueError(f"demo data: no resources for language {lang!r}; available: {list(LANGUAGES)}") from None
+
+
+def _unique(make: Callable[[], tuple[str, Any]], seen: set[str], tries: int = 50) -> tuple[str, Any]:
+    """Draw until the text is new (templates repeat; an exact train/test overlap would leak)."""
+    for _ in range(tries):
+        text, label = make()
+        if text not in seen:
+            seen.add(text)
+            return text, label
+    return text, label  # the template space is exhausted for tiny languages: allow a repeat
+
+
+def _cc_rows(res: ModuleType, lang: str, seed: int, sizes: dict[str, int], n_translated: int,
+             noise: float, seen: set[str]) -> list[dict]:
+    rng, flip = stream(seed, lang, "cc"), stream(seed, lang, "cc-noise")
+    rows = []
+    for split, n in sizes.items():
+        for i in range(n):
+            text, label = _unique(lambda: cc.customer_message(res.CC, rng, lang), seen)
+            if flip.random() < noise:
+                label = cc.NOT_INTENTFUL if label == cc.INTENTFUL else cc.INTENTFUL
+            rows.append({"text": text, "label": label, "lang": lang, "split": split, "source": "natural",
+                         "id": f"cc-{lang}-{split}-{i:05d}"})
+    if res.CC["translated_intent"]:
+        for i in range(n_translated):
+            text, label = _unique(lambda: cc.translated_message(res.CC, rng, lang), seen)
+            if flip.random() < noise:
+                label = cc.NOT_INTENTFUL if label == cc.INTENTFUL else cc.INTENTFUL
+            rows.append({"text": text, "label": label, "lang": lang, "split": "train", "source": "translated",
+                         "id": f"cc-{lang}-translated-{i:05d}"})
+    return rows
+
+
+def _noisy_tags(tags: list[str], rng: random.Random, noise: float) -> list[str]:
+    """Annotation noise on a tag set: a tag forgotten or a wrong one added."""
+    if rng.random() >= noise:
+        return tags
+    if tags and rng.random() < 0.5:
+        return sorted(set(tags) - {rng.choice(tags)})
+    return sorted({*tags, rng.choice([t for t in td.TAGS if t not in tags])})
+
+
+def _td_rows(res: ModuleType, lang: str, seed: int, sizes: dict[str, int], noise: float,
+             seen: set[str]) -> list[dict]:
+    rng, flip = stream(seed, lang, "td"), stream(seed, lang, "td-noise")
+    rows = []
+    for split, n in sizes.items():
+        for i in range(n):
+            text, tags = _unique(lambda: td.post(res.TD, rng, lang), seen)
+            rows.append({"text": text, "labels": _noisy_tags(tags, flip, noise), "lang": lang, "split": split,
+                         "source": "natural", "id": f"td-{lang}-{split}-{i:05d}"})
+    return rows
+
+
+def _write_corpus(path: Path, make: Callable[[], str], target_bytes: int) -> None:
+    written = 0
+    with atomic_open(path) as handle:
+        while written < target_bytes:
+            line = " ".join(make().split())  # one document per line, no stray whitespace
+            if line:
+                handle.write(line + "\n")
+                written += len(line.encode("utf-8")) + 1
+
+
+def _write_jsonl(path: Path, rows: list[dict]) -> None:
+    with atomic_open(path) as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def _file_info(root: Path) -> dict[str, dict]:
+    info = {}
+    for file in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
+        with open(file, "rb") as handle:
+            lines = sum(1 for _ in handle)
+        info[str(file.relative_to(root))] = {"sha256": hash_file(file), "bytes": file.stat().st_size, "lines": lines}
+    return info
+
+
+def generate_demo_data(
+    out_dir: str | Path,
+    seed: int = 0,
+    *,
+    languages: Sequence[str] = LANGUAGES,
+    corpus_mb_per_lang: float = 0.4,
+    general_mb_per_lang: float | None = None,
+    n_train: int = 1000,
+    n_val: int = 300,
+    n_test: int = 600,
+    n_translated: int | None = None,
+    label_noise: float = 0.1,
+) -> dict:
+    """Generate (or reuse) the demo data under ``out_dir`` and return its manifest."""
+    languages = list(languages)
+    if not languages:
+        raise ValueError("demo data: no languages requested")
+    modules = {lang: load_language(lang) for lang in languages}
+    if min(n_train, n_val, n_test) < 1 or corpus_mb_per_lang <= 0 or not 0 <= label_noise < 0.5:
+        raise ValueError(
+            "demo data: need n_train, n_val, n_test >= 1, corpus_mb_per_lang > 0 and 0 <= label_noise < 0.5; "
+            f"got {n_train}, {n_val}, {n_test}, {corpus_mb_per_lang}, {label_noise}"
+        )
+    settings = {
+        "version": VERSION, "seed": seed, "languages": languages, "corpus_mb_per_lang": corpus_mb_per_lang,
+        "general_mb_per_lang": general_mb_per_lang if general_mb_per_lang is not None else corpus_mb_per_lang,
+        "n_train": n_train, "n_val": n_val, "n_test": n_test,
+        "n_translated": n_translated if n_translated is not None else n_train, "label_noise": label_noise,
+    }
+    out_dir = Path(out_dir)
+    if (out_dir / MANIFEST).is_file():
+        manifest = read_json(out_dir / MANIFEST)
+        if manifest.get("settings") == settings:
+            return manifest
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
+    os.chmod(tmp, 0o755)
+    try:
+        manifest = _generate(tmp, modules, settings)
+        if out_dir.exists():  # stale data with other settings: swap it out, then delete it
+            stale = out_dir.with_name(f".{out_dir.name}-stale-{os.getpid()}")
+            os.replace(out_dir, stale)
+            shutil.rmtree(stale, ignore_errors=True)
+        os.replace(tmp, out_dir)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return manifest
+
+
+def _generate(root: Path, modules: dict[str, ModuleType], settings: dict) -> dict:
+    seed, noise = settings["seed"], settings["label_noise"]
+    sizes = {"train": settings["n_train"], "val": settings["n_val"], "test": settings["n_test"]}
+    cc_rows: list[dict] = []
+    td_rows: list[dict] = []
+    with Progress(transient=True) as progress:
+        task = progress.add_task("generating demo data", total=3 * len(modules))
+        for lang, res in modules.items():
+            seen: set[str] = set()
+            cc_rows += _cc_rows(res, lang, seed, sizes, settings["n_translated"], noise, seen)
+            td_rows += _td_rows(res, lang, seed, sizes, noise, seen)
+            progress.advance(task)
+            rng = stream(seed, lang, "in_domain")
+            _write_corpus(
+                root / "in_domain" / f"{lang}.txt",
+                lambda res=res, lang=lang, rng=rng, seen=seen: (
+                    cc.conversation(res.CC, rng, lang, seen) if rng.random() < 0.5 else td.thread(res.TD, rng, lang, seen)
+                ),
+                int(settings["corpus_mb_per_lang"] * 1e6),
+            )
+            progress.advance(task)
+            grng = stream(seed, lang, "general")
+            _write_corpus(
+                root / "general" / f"{lang}.txt",
+                lambda res=res, lang=lang, grng=grng: general.paragraph(res.GENERAL, grng, lang),
+                int(settings["general_mb_per_lang"] * 1e6),
+            )
+            progress.advance(task)
+    _write_jsonl(root / "tasks" / "cc_intent.jsonl", cc_rows)
+    _write_jsonl(root / "tasks" / "td_tags.jsonl", td_rows)
+    counts = {
+        "cc_intent": dict(sorted(Counter(f"{r['lang']}/{r['split']}/{r['source']}" for r in cc_rows).items())),
+        "td_tags": dict(sorted(Counter(f"{r['lang']}/{r['split']}" for r in td_rows).items())),
+    }
+    manifest = {"kind": "demo_data", "settings": settings, "files": _file_info(root), "counts": counts,
+                "cc_labels": list(cc.LABELS), "td_tags": list(td.TAGS)}
+    write_json(root / MANIFEST, manifest)
+    return manifest

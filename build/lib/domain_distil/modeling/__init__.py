@@ -1,0 +1,1 @@
+"""Plain ``nn.Module`` code: teacher loading, student construction, classifier heads."""

@@ -1,0 +1,58 @@
+"""Cheap checks that run before any weights are loaded or any text is tokenised."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from transformers import PretrainedConfig
+
+_HEAD_PREFIXES = ("cls.predictions.", "lm_head.")
+
+
+def checkpoint_has_mlm_head(path: str, config: PretrainedConfig) -> bool:
+    """True when the checkpoint carries trained masked-LM head weights.
+
+    Local folders are answered from the safetensors header (no tensor is read); hub names fall
+    back to the ``architectures`` recorded in the config (``*ForMaskedLM`` / ``*ForPreTraining``).
+    """
+    folder = Path(path)
+    shards = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if shards:
+        from safetensors import safe_open
+
+        for shard in shards:
+            with safe_open(str(shard), framework="pt") as handle:
+                if any(key.startswith(_HEAD_PREFIXES) for key in handle.keys()):
+                    return True
+        return False
+    architectures = config.architectures or []
+    return any(a.endswith(("ForMaskedLM", "ForPreTraining")) for a in architectures)
+
+
+def usable_positions(config: PretrainedConfig) -> int:
+    """Longest sequence the model accepts: RoBERTa-style models reserve pad_id + 1 positions."""
+    offset = (config.pad_token_id + 1) if config.model_type in {"roberta", "xlm-roberta", "camembert"} else 0
+    return int(config.max_position_embeddings) - offset
+
+
+def check_student_matches_teacher(student: PretrainedConfig, teacher: PretrainedConfig) -> None:
+    """The reference's sanity check: same vocabulary, width and position table."""
+
+    def dim(config: PretrainedConfig) -> int:
+        return getattr(config, "hidden_size", None) or config.dim
+
+    problems = []
+    if student.vocab_size != teacher.vocab_size:
+        problems.append(f"vocab_size {student.vocab_size} != teacher's {teacher.vocab_size}")
+    if dim(student) != dim(teacher):
+        problems.append(f"hidden size {dim(student)} != teacher's {dim(teacher)}")
+    if student.max_position_embeddings != teacher.max_position_embeddings:
+        problems.append(
+            f"max_position_embeddings {student.max_position_embeddings} != teacher's {teacher.max_position_embeddings}"
+        )
+    if problems:
+        raise ValueError(
+            "student.name_or_path does not fit the teacher: "
+            + "; ".join(problems)
+            + ". Use a student built from this teacher (leave student.name_or_path null) or a matching teacher."
+        )

@@ -1,0 +1,181 @@
+"""Teacher loading: a hub name, a local folder, or a builder that produces a local folder.
+
+``teacher.builder`` (a Hydra ``_target_`` called with ``cache_dir``) lets offline teachers such as
+the demo's converted multilingual-e5-small appear as an ordinary transformers folder.
+
+A teacher that cannot load fails with one :class:`TeacherError` line naming the config key and
+what to change (a missing folder, a folder without ``config.json`` or weights, a hub name that is
+not reachable), before any corpus work. Transformers' per-key load report is kept out of the
+console: the keys a teacher is expected to lack (an MLM head for a sentence encoder, a pooler that
+distillation and classification never use) would print a table on every load; the one thing it
+means for a run, "no MLM head", is logged once as a sentence.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig
+from transformers import (
+    MODEL_MAPPING,
+    AutoConfig,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    PretrainedConfig,
+    PreTrainedModel,
+    PreTrainedTokenizerBase,
+)
+from transformers.utils import logging as hf_logging
+
+from domain_distil.common.errors import UserInputError
+from domain_distil.modeling.student import check_teacher_supported
+
+log = logging.getLogger(__name__)
+
+WEIGHT_FILES = ("model.safetensors", "model.safetensors.index.json", "pytorch_model.bin",
+                "pytorch_model.bin.index.json")
+
+
+class TeacherError(UserInputError):
+    """The teacher (or an encoder folder) cannot be loaded; the message says which key to change."""
+
+
+@dataclass
+class LoadedTeacher:
+    model: PreTrainedModel
+    tokenizer: PreTrainedTokenizerBase
+    name_or_path: str
+    has_mlm_head: bool
+
+
+def resolve_teacher_path(teacher_cfg: DictConfig | dict, cache_dir: str | Path) -> str:
+    """The hub name or local folder to load; runs ``teacher.builder`` first when there is one."""
+    builder = teacher_cfg.get("builder")
+    if builder:
+        from hydra.utils import instantiate
+
+        path = instantiate(builder, cache_dir=str(cache_dir))
+        return str(path)
+    name = teacher_cfg.get("name_or_path")
+    if not name:
+        raise TeacherError("teacher.name_or_path is empty: give a hub name or a local model folder.")
+    check_model_location(str(name), "teacher.name_or_path")
+    return str(name)
+
+
+def looks_like_local_path(name: str) -> bool:
+    """True for what can only be a path: absolute, ``./``/``../``/``~`` relative, or 2+ slashes.
+
+    A hub id is ``name`` or ``org/name``; ``data/model`` is ambiguous and counts as a hub id
+    unless that folder exists.
+    """
+    return name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") >= 2 or Path(name).exists()
+
+
+def check_model_location(name: str, key: str) -> None:
+    """A local path must be a transformers folder with a config and weights; hub ids pass through.
+
+    :param key: the config key the value came from, named in the error (``teacher.name_or_path``).
+    """
+    if not looks_like_local_path(name):
+        return
+    folder = Path(name).expanduser()
+    if not folder.exists():
+        raise TeacherError(f"{key}={name}: no such folder; give an existing model folder or a hub name")
+    if not folder.is_dir():
+        raise TeacherError(f"{key}={name}: is a file; give the model folder that holds config.json")
+    if not (folder / "config.json").is_file():
+        raise TeacherError(f"{key}={name}: the folder has no config.json, so it is not a transformers model "
+                           "folder (save one with model.save_pretrained(folder))")
+    if not any((folder / weights).is_file() for weights in WEIGHT_FILES):
+        raise TeacherError(f"{key}={name}: the folder has config.json but no weights "
+                           f"(expected one of {', '.join(WEIGHT_FILES)})")
+
+
+@contextmanager
+def quiet_load_report() -> Iterator[None]:
+    """Keep transformers' per-key load report (MISSING/UNEXPECTED table) out of the console.
+
+    The report lists keys a checkpoint lacks for the class it is loaded into: a sentence
+    encoder's absent MLM head, or the pooler an ``AutoModel`` adds to a BERT body. Callers that
+    care (:func:`load_teacher`) read ``output_loading_info`` and log what it means instead.
+    """
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+
+
+def pooler_free_kwargs(config: PretrainedConfig) -> dict[str, Any]:
+    """``{"add_pooling_layer": False}`` where the ``AutoModel`` class takes it (BERT, RoBERTa, XLM-R).
+
+    Nothing here uses the pooler (heads read token outputs, embeddings mean-pool), most
+    checkpoints (mBERT's MLM, the demo's e5) have none, and building one anyway draws random
+    numbers and prints a "pooler MISSING" report on every load.
+    """
+    model_class = MODEL_MAPPING.get(type(config), None)
+    if model_class is None:
+        return {}
+    return {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(model_class).parameters else {}
+
+
+def _hub_kwargs(teacher_cfg: DictConfig | dict) -> dict[str, Any]:
+    return {
+        "revision": teacher_cfg.get("revision") or None,
+        "local_files_only": bool(teacher_cfg.get("local_files_only", False)),
+    }
+
+
+def load_teacher_config(teacher_cfg: DictConfig | dict, cache_dir: str | Path):
+    """Only the config: cheap, used to validate the whole run before any weights are read."""
+    path = resolve_teacher_path(teacher_cfg, cache_dir)
+    try:
+        config = AutoConfig.from_pretrained(path, **_hub_kwargs(teacher_cfg))
+    except OSError as error:  # an unreachable or unknown hub id; local folders were checked above
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise TeacherError(
+            f"teacher.name_or_path={path}: not a local model folder and not loadable from the Hugging Face hub "
+            f"({reason}); give an existing folder, or a hub name with network access or a warm cache"
+        ) from error
+    check_teacher_supported(config.model_type)
+    return path, config
+
+
+def load_teacher_tokenizer(teacher_cfg: DictConfig | dict, path: str) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(path, **_hub_kwargs(teacher_cfg))
+
+
+def load_teacher(
+    teacher_cfg: DictConfig | dict, cache_dir: str | Path, path: str | None = None
+) -> LoadedTeacher:
+    """Load the teacher as a masked LM, frozen and in eval mode.
+
+    A checkpoint without MLM-head weights (a sentence encoder, say) still loads, with a random
+    head; ``has_mlm_head`` is then False so the run can refuse the soft-target loss.
+    """
+    path = path or resolve_teacher_path(teacher_cfg, cache_dir)
+    kwargs = _hub_kwargs(teacher_cfg)
+    with quiet_load_report():
+        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
+    check_teacher_supported(model.config.model_type)
+    head_prefixes = ("cls.", "lm_head.")
+    missing_head = [k for k in info.get("missing_keys", []) if k.startswith(head_prefixes)]
+    # The decoder weight is tied to the word embeddings; a missing bias or transform means no head.
+    has_mlm_head = not [k for k in missing_head if not k.endswith("decoder.weight")]
+    if not has_mlm_head:
+        log.info(
+            "Teacher %s has no trained MLM head (%d head weights missing, e.g. %s): the hidden-state recipe "
+            "(distill=hidden) needs none; the soft-target loss (distill=sanh) uses a fitted one "
+            "(teacher.mlm_head.strategy=fit)", path, len(missing_head), missing_head[0],
+        )
+    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    model.eval().requires_grad_(False)
+    return LoadedTeacher(model=model, tokenizer=tokenizer, name_or_path=path, has_mlm_head=has_mlm_head)

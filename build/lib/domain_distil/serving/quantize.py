@@ -1,0 +1,126 @@
+"""CPU encoder variants for serving (int8 dynamic quantization, ONNX Runtime) and their check
+against fp32 on held-out texts.
+
+The conversions themselves are ``domain_distil.conversion``'s (``int8_model``, ``onnx_runner``); this module
+wraps them in the predictor's encoder contract, ``(input_ids, attention_mask) -> (B, n, d)``.
+The ONNX graph is exported with a dynamic sequence length but a batch of one, so the ONNX encoder
+runs each row of a batch separately on its real tokens (no padding) and pads the outputs back.
+
+A fast encoder that changes the answers is no use, so :func:`compare_backends` runs the fp32
+predictor and the variant's on the same texts and reports, per head, the share of flipped
+decisions (binary: predicted label; multi-label: per-label decisions, plus the share of texts
+whose label set changed) and the largest probability difference.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from domain_distil.conversion.int8 import int8_model
+from domain_distil.conversion.onnx_export import onnx_runner
+from domain_distil.serving.bundle_load import Bundle
+from domain_distil.serving.predictor import EncoderFn, Predictor, torch_encoder
+
+log = logging.getLogger(__name__)
+
+BACKENDS = ("fp32", "int8", "onnx")
+
+
+def onnx_encoder(model: torch.nn.Module, path: Path, threads: int = 1) -> EncoderFn:
+    """ONNX Runtime encoder (export via ``conversion.onnx_export.onnx_runner``); rows run one by one."""
+    sample_ids = torch.tensor([[0, 1, 2, 3]], dtype=torch.long)
+    runner, _ = onnx_runner(model, {"input_ids": sample_ids, "attention_mask": torch.ones_like(sample_ids)}, path, threads)
+
+    def encode(input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        lengths = attention_mask.sum(dim=1).tolist()
+        rows = []
+        for row, length in enumerate(lengths):
+            ids = input_ids[row : row + 1, : int(length)]
+            rows.append(torch.from_numpy(runner({"input_ids": ids, "attention_mask": torch.ones_like(ids)}))[0])
+        hidden = torch.zeros(input_ids.size(0), input_ids.size(1), rows[0].size(-1))
+        for row, states in enumerate(rows):
+            hidden[row, : states.size(0)] = states
+        return hidden
+
+    return encode
+
+
+def encoder_backend(kind: str, bundle: Bundle, workdir: str | Path | None = None, threads: int = 1) -> EncoderFn:
+    """The bundle's encoder as ``fp32`` (PyTorch), ``int8`` (dynamic, Linear layers) or ``onnx``."""
+    if kind == "fp32":
+        return torch_encoder(bundle.encoder)
+    if kind == "int8":
+        return torch_encoder(int8_model(bundle.encoder))
+    if kind == "onnx":
+        folder = Path(workdir) if workdir is not None else bundle.root / "onnx"
+        return onnx_encoder(bundle.encoder, folder / f"encoder-{bundle.encoder_hash[:12]}.onnx", threads)
+    raise ValueError(f"unknown encoder backend {kind!r}; expected one of {BACKENDS}")
+
+
+def _decisions(output: dict[str, Any]) -> list[bool]:
+    if output["type"] == "binary":
+        return [output["label"] == output["positive_label"]]
+    return [label in output["labels"] for label in output["probabilities"]]
+
+
+def _probs(output: dict[str, Any]) -> list[float]:
+    return [output["probability"]] if output["type"] == "binary" else list(output["probabilities"].values())
+
+
+def agreement(reference: list[list[dict[str, Any]]], candidate: list[list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
+    """Per head key: ``flip_rate`` (decisions that differ / all decisions), ``text_flip_rate``
+    (texts whose answer differs at all), ``max_abs_prob_diff``, ``texts``."""
+    stats: dict[str, dict[str, float]] = {}
+    for ref_row, cand_row in zip(reference, candidate, strict=True):
+        for ref, cand in zip(ref_row, cand_row, strict=True):
+            key = f"{ref['task']}/{ref['lang']}"
+            entry = stats.setdefault(key, {"decisions": 0, "flips": 0, "texts": 0, "text_flips": 0, "max_abs_prob_diff": 0.0})
+            a, b = _decisions(ref), _decisions(cand)
+            flips = sum(x != y for x, y in zip(a, b, strict=True))
+            entry["decisions"] += len(a)
+            entry["flips"] += flips
+            entry["texts"] += 1
+            entry["text_flips"] += int(flips > 0)
+            diff = max(abs(x - y) for x, y in zip(_probs(ref), _probs(cand), strict=True))
+            entry["max_abs_prob_diff"] = max(entry["max_abs_prob_diff"], diff)
+    return {key: {"flip_rate": e["flips"] / e["decisions"], "text_flip_rate": e["text_flips"] / e["texts"],
+                  "max_abs_prob_diff": e["max_abs_prob_diff"], "texts": e["texts"]} for key, e in stats.items()}
+
+
+def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[str] = ("int8", "onnx"),
+                     workdir: str | Path | None = None, batch_size: int = 32, threads: int = 1) -> dict[str, Any]:
+    """Run fp32 and each variant over ``texts`` with every head; flipped-prediction rates per head.
+
+    A variant that cannot be built (e.g. onnxruntime missing) is reported with its error instead
+    of aborting the others."""
+    if not texts:
+        raise ValueError("compare_backends needs at least one held-out text")
+    started = time.perf_counter()
+    reference = Predictor(bundle, batch_size=batch_size).predict(texts)
+    report: dict[str, Any] = {"texts": len(texts), "fp32_s": time.perf_counter() - started, "variants": {}}
+    for kind in variants:
+        if kind == "fp32":
+            continue
+        try:
+            encoder = encoder_backend(kind, bundle, workdir, threads)
+        except Exception as error:  # noqa: BLE001  one failing variant must not hide the others
+            report["variants"][kind] = {"error": f"{type(error).__name__}: {error}"}
+            log.warning("%s encoder unavailable: %s", kind, error)
+            continue
+        started = time.perf_counter()
+        outputs = Predictor(bundle, encoder_fn=encoder, batch_size=batch_size).predict(texts)
+        heads = agreement(reference, outputs)
+        report["variants"][kind] = {
+            "seconds": time.perf_counter() - started,
+            "flip_rate": max(h["flip_rate"] for h in heads.values()),
+            "heads": heads,
+        }
+        log.info("%s vs fp32 on %d texts: worst head flip rate %.4f", kind, len(texts), report["variants"][kind]["flip_rate"])
+    return report

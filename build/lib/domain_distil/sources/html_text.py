@@ -1,0 +1,71 @@
+"""Stack Exchange post bodies (rendered HTML) to one line of plain text, with a code policy."""
+
+from __future__ import annotations
+
+import re
+from html import unescape
+from typing import Literal
+
+import lxml.etree
+
+CodePolicy = Literal["keep", "drop", "placeholder"]
+CODE_POLICIES = ("keep", "drop", "placeholder")
+
+# A reader sees a break at these tags; without a separator "<p>a</p><p>b</p>" would read "ab".
+# Spaces are put around them in the source, which is cheaper than walking the tree in Python
+# (this runs on every post of a 90 GB dump).
+_BLOCK_TAG = re.compile(
+    r"(</?(?:p|div|pre|blockquote|li|ul|ol|h[1-6]|tr|td|th|table|thead|tbody|dd|dt|dl|br|hr)\b[^>]*>)",
+    re.IGNORECASE,
+)
+_TAG = re.compile(r"<[^>]*>")
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+_PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+
+
+def _replace(element: lxml.etree._Element, text: str) -> None:
+    """Put ``text`` where ``element`` was, keeping the text that followed it (its tail)."""
+    parent = element.getparent()
+    if parent is None:
+        return
+    insert = f" {text} " if text else " "
+    tail = element.tail or ""
+    previous = element.getprevious()
+    if previous is not None:
+        previous.tail = (previous.tail or "") + insert + tail
+    else:
+        parent.text = (parent.text or "") + insert + tail
+    parent.remove(element)
+
+
+def html_to_text(
+    html: str,
+    code: CodePolicy = "keep",
+    inline_code: CodePolicy = "keep",
+    placeholder: str = "[CODE]",
+) -> str:
+    """Visible text of an HTML fragment, whitespace collapsed to single spaces (one line).
+
+    ``code`` applies to code blocks (``<pre>``, usually ``<pre><code>``); ``inline_code`` to
+    ``<code>`` inside running text. ``keep`` keeps the code text, ``drop`` removes it,
+    ``placeholder`` replaces each block or span by ``placeholder``. The XML parser has already
+    decoded the dump's escaping; the HTML parser decodes the entities inside the HTML.
+    """
+    if code not in CODE_POLICIES or inline_code not in CODE_POLICIES:
+        raise ValueError(
+            f"code policies must be one of {CODE_POLICIES}, got code={code!r}, inline_code={inline_code!r}"
+        )
+    if not html or not html.strip():
+        return ""
+    spaced = _BLOCK_TAG.sub(r" \1 ", html)
+    root = lxml.etree.fromstring(f"<div>{spaced}</div>", _PARSER)
+    if root is None:  # nothing lxml can build a tree from: strip tags instead
+        return " ".join(unescape(_TAG.sub(" ", _COMMENT.sub(" ", html))).split())
+    # Blocks first, so the inline rule never sees a <code> inside a removed <pre>.
+    if code != "keep" and "<pre" in html:
+        for element in root.xpath("//pre"):
+            _replace(element, placeholder if code == "placeholder" else "")
+    if inline_code != "keep" and "<code" in html:
+        for element in root.xpath("//code[not(ancestor::pre)]"):
+            _replace(element, placeholder if inline_code == "placeholder" else "")
+    return " ".join("".join(root.itertext()).split())

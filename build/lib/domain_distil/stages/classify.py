@@ -1,0 +1,288 @@
+"""The classification stage: one self-attention classifier for one (task, language, encoder, seed).
+
+Order of work: validate the task files (fails in seconds, before any model is read), skip when the
+job folder already holds an identical finished job, resolve the encoder (an artifact reference, no
+distillation here), get features (cache) or token ids, train with the best checkpoint chosen on
+validation F1, optionally tune the threshold on validation, test with the best checkpoint, write
+``results.json``. A failing job still writes ``results.json`` with ``status: failed`` and the
+error, then re-raises. Classification is single-process: a trainer with world size > 1 is refused
+(fan jobs out as sweep jobs instead; docs/scale.md).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import time
+import traceback
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import ModelCheckpoint
+from lightning.pytorch.loggers import Logger
+from torch import nn
+
+from datamodules.task import TaskDataModule
+from domain_distil.classification.encoders import EncoderRef, load_encoder
+from domain_distil.classification.features import FeatureCache
+from domain_distil.classification.metrics import tune_threshold
+from domain_distil.classification.results import RESULTS_FILE, build_results, write_results
+from domain_distil.classification.taskfile import TaskSpec, load_task
+from domain_distil.common.errors import UserInputError
+from domain_distil.common.io import read_json
+from domain_distil.common.seeding import seed_everything
+from lightning_modules.classifier import ClassifierModule
+
+log = logging.getLogger(__name__)
+
+
+class DistributedClassificationError(UserInputError):
+    """Classification jobs are single-process; the message says how to fan out instead."""
+
+
+@dataclass(frozen=True)
+class ClassifySettings:
+    """Training settings of the ``classify`` group, with optimizer and scheduler as factories."""
+
+    optimizer: Callable[..., torch.optim.Optimizer]
+    scheduler: Callable[..., Any] | None
+    batch_size: int = 32
+    num_workers: int = 0
+    encoder_lr: float = 2e-5
+    warmup_prop: float = 0.1
+    penalty_coef: float = 1.0
+    feature_cache: bool = True
+    feature_dtype: str = "float16"
+    encode_batch_size: int = 64
+    skip_finished: bool = True
+    keep_checkpoint: bool = False
+    save_head: bool = True
+    trainer_args: dict[str, Any] | None = None
+
+
+@dataclass
+class ClassifyJob:
+    """Everything one job needs, typed: what to classify, with which encoder and how."""
+
+    task: TaskSpec
+    lang: str
+    task_files: Any  # cls_task.files: {lang: path} / list, or None with task_dir
+    task_dir: str | None
+    encoder: Callable[[], EncoderRef]  # resolves the encoder reference (may fail: recorded in results)
+    encoder_id: str
+    freeze: bool
+    seed: int | None
+    head: Callable[..., nn.Module]  # head(input_dim=, num_classes=)
+    settings: ClassifySettings
+    trainer: Callable[..., L.Trainer]  # the hardware; called with callbacks, logger and the stage's args
+    output_dir: Path
+    cache_dir: Path
+    config: dict[str, Any]  # recorded in results.json; an identical config + data is a finished job
+    loggers: Callable[[str, list[str]], list[Logger]] = lambda name, tags: []
+    finish_loggers: Callable[[bool], None] = lambda failed: None
+    log_config: Callable[[list[Logger], dict[str, Any]], None] = lambda loggers, config: None
+
+
+@dataclass(frozen=True)
+class ClassifyResult:
+    """The job's ``results.json`` record and where it was written."""
+
+    record: dict[str, Any]
+    path: Path
+
+    @property
+    def test_f1(self) -> float | None:
+        return (self.record.get("test") or {}).get("f1")
+
+
+def _feature_device(trainer: L.Trainer) -> str:
+    return "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu"
+
+
+def _metrics(values: dict[str, Any], prefix: str) -> dict[str, float]:
+    # torchmetrics computes in float32, so a perfect recall can come back as 1.0000001: keep the
+    # six digits float32 actually carries.
+    return {name: round(float(values[f"{prefix}/{name}"]), 6) for name in ("f1", "precision", "recall")}
+
+
+def save_head(module: ClassifierModule, path: Path) -> None:
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().cpu().contiguous() for k, v in module.head.state_dict().items()}
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    save_file(state, str(tmp))
+    tmp.replace(path)
+
+
+def refuse_distributed(trainer: L.Trainer) -> None:
+    """A classification job runs in one process: thresholds tuned on one rank's slice and N ranks
+    writing one ``results.json`` would be silently wrong."""
+    world = max(int(trainer.world_size), int(os.environ.get("WORLD_SIZE", "1")))
+    if world > 1:
+        raise DistributedClassificationError(
+            f"task=classify runs on one device, but the trainer has world size {world} "
+            f"(trainer.devices/num_nodes or torchrun). Run it with trainer=cpu or trainer=gpu (one device) and "
+            "fan out seeds/languages as sweep jobs: python run.py -m task=classify seed='range(10)' ... "
+            "(on SLURM: hydra/launcher=submitit_slurm_classify, docs/scale.md)."
+        )
+
+
+def _tune(trainer: L.Trainer, module: ClassifierModule, datamodule: TaskDataModule, ckpt: str,
+          task_type: str) -> tuple[float, float]:
+    """Threshold with the best validation F1 for the best checkpoint; sets it on the module."""
+    outputs = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt)
+    probs = torch.cat([o["probs"] for o in outputs])
+    targets = torch.cat([o["targets"] for o in outputs])
+    threshold, f1 = tune_threshold(probs, targets, task_type)
+    module.threshold = threshold
+    log.info("tuned threshold %.2f (validation F1 %.4f)", threshold, f1)
+    return threshold, f1
+
+
+def finished_record(output_dir: Path, config: dict[str, Any], data_hash: str) -> dict[str, Any] | None:
+    """The ``results.json`` of a finished run of this exact config and data in ``output_dir``, if any.
+
+    Re-running a killed sweep into its folder (``hydra.sweep.dir=<old sweep>``) then only runs the
+    jobs that are missing or failed.
+    """
+    path = output_dir / RESULTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        record = read_json(path)
+    except ValueError:
+        return None
+    same = record.get("config") == config and record.get("data_hash") == data_hash
+    return record if record.get("status") == "ok" and same else None
+
+
+def classify(job: ClassifyJob) -> ClassifyResult:
+    started = time.perf_counter()
+    output_dir = Path(job.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    settings, spec, lang = job.settings, job.task, job.lang
+    timings: dict[str, float] = {}
+    encoder_info: dict[str, Any] = {"id": job.encoder_id, "name_or_path": None, "hash": None}
+    failed = True
+    try:
+        splits = load_task(spec, lang, job.task_files, job.task_dir)
+        data_hash = splits.content_hash()
+        log.info("%s/%s splits: %s", spec.name, lang, splits.counts())
+        done = finished_record(output_dir, job.config, data_hash) if settings.skip_finished else None
+        if done is not None:
+            log.info("%s already holds a finished job with this config and data: skipping", output_dir)
+            failed = False
+            return ClassifyResult(done, output_dir / RESULTS_FILE)
+        checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best-{epoch}",
+                                     monitor="val/f1", mode="max", save_top_k=1)
+        mode = "frozen" if job.freeze else "finetuned"
+        loggers = job.loggers(f"{spec.name}-{lang}-{job.encoder_id}-{mode}-seed{job.seed}",
+                              [lang, job.encoder_id, mode, spec.name])
+        job.log_config(loggers, job.config)
+        trainer = job.trainer(**(settings.trainer_args or {}), logger=loggers or False, callbacks=[checkpoint])
+        refuse_distributed(trainer)  # before any model is read
+        seed_everything(job.seed)
+
+        t0 = time.perf_counter()
+        ref = job.encoder()
+        encoder_info = {"id": ref.id, "name_or_path": ref.name_or_path, "hash": ref.hash}
+        timings["resolve_encoder_s"] = time.perf_counter() - t0
+        loaded: dict[str, Any] = {}
+
+        def loader() -> tuple[Any, Any]:
+            if not loaded:
+                t = time.perf_counter()
+                loaded["model"], loaded["tokenizer"] = load_encoder(ref)
+                timings["load_encoder_s"] = time.perf_counter() - t
+            return loaded["model"], loaded["tokenizer"]
+
+        t0 = time.perf_counter()
+        cache: FeatureCache | None = None
+        if job.freeze and settings.feature_cache:
+            cache = FeatureCache(Path(job.cache_dir) / "features", ref.hash, spec.max_length, loader,
+                                 dtype=settings.feature_dtype, batch_size=settings.encode_batch_size,
+                                 device=_feature_device(trainer))
+            datamodule = TaskDataModule(splits, settings.batch_size, features=cache.get,
+                                        num_workers=settings.num_workers)
+            datamodule.setup("fit")  # encodes every split on a cache miss, loads it otherwise
+            encoder, hidden_size = None, datamodule.datasets["train"].store.dim
+        else:
+            encoder, tokenizer = loader()
+            datamodule = TaskDataModule(splits, settings.batch_size, tokenizer=tokenizer,
+                                        max_length=spec.max_length, num_workers=settings.num_workers)
+            hidden_size = int(encoder.config.hidden_size)
+        timings["features_s"] = time.perf_counter() - t0
+
+        # Seed again here: loading the encoder (a cache miss) draws random numbers (e.g. an
+        # uninitialised pooler), so without this a hit and a miss would train differently.
+        seed_everything(job.seed)
+        module = ClassifierModule(
+            head=job.head(input_dim=hidden_size, num_classes=spec.num_outputs),
+            task_type=spec.type,
+            num_labels=len(spec.labels) if spec.type == "multilabel" else 2,
+            optimizer=settings.optimizer,
+            scheduler=settings.scheduler,
+            encoder=encoder,
+            freeze=job.freeze,
+            encoder_lr=settings.encoder_lr,
+            penalty_coef=settings.penalty_coef,
+            warmup_prop=settings.warmup_prop,
+            threshold=0.5 if spec.threshold == "tune" else float(spec.threshold),
+            tune_threshold=spec.threshold == "tune",
+        )
+
+        t0 = time.perf_counter()
+        trainer.fit(module, datamodule=datamodule)
+        timings["fit_s"] = time.perf_counter() - t0
+        best = checkpoint.best_model_path
+        if not best:
+            raise RuntimeError("no checkpoint was saved: did validation run (limit_val_batches, max_epochs)?")
+
+        threshold, tuned_f1 = module.threshold, None
+        if spec.threshold == "tune":
+            threshold, tuned_f1 = _tune(trainer, module, datamodule, best, spec.type)
+        t0 = time.perf_counter()
+        best_val = _metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0], "val")
+        best_val["epoch"] = int(torch.load(best, map_location="cpu", mmap=True, weights_only=False)["epoch"])
+        test = _metrics(trainer.test(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0], "test")
+        timings["evaluate_s"] = time.perf_counter() - t0
+        if settings.save_head:
+            # test() left the best checkpoint's weights in the module: keep just the head (~2 MB),
+            # which is what a serving bundle needs (domain_distil/serving/).
+            save_head(module, output_dir / "head.safetensors")
+        if not settings.keep_checkpoint:
+            shutil.rmtree(output_dir / "checkpoints", ignore_errors=True)
+        timings["total_s"] = time.perf_counter() - started
+
+        extra = {
+            "task_type": spec.type,
+            "threshold": threshold,
+            "threshold_tuned_val_f1": tuned_f1,
+            "split_sizes": splits.counts(),
+            "data_hash": data_hash,
+            "feature_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses,
+                                                         "encode_s": cache.encode_seconds},
+        }
+        record = build_results(task=spec.name, lang=lang, encoder=encoder_info, freeze=job.freeze, seed=job.seed,
+                               test=test, best_val=best_val, timings=timings, config=job.config, extra=extra)
+        path = write_results(output_dir, record)
+        log.info("%s/%s seed %s: test F1 %.4f (best val F1 %.4f, epoch %d) -> %s", spec.name, lang, job.seed,
+                 test["f1"], best_val["f1"], best_val["epoch"], path)
+        failed = False
+        return ClassifyResult(record, path)
+    except Exception as error:
+        timings["total_s"] = time.perf_counter() - started
+        record = build_results(
+            task=spec.name, lang=lang, encoder=encoder_info, freeze=job.freeze, seed=job.seed,
+            test=None, best_val=None, timings=timings, config=job.config, status="failed",
+            error=f"{type(error).__name__}: {error}", extra={"traceback": traceback.format_exc()},
+        )
+        write_results(output_dir, record)
+        raise
+    finally:
+        job.finish_loggers(failed)

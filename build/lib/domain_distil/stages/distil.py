@@ -1,0 +1,362 @@
+"""The distillation stage: teacher + corpus + recipe -> an exported student (a cached artifact).
+
+    plan = plan_distillation(teacher_cfg, student_cfg, corpus_cfg, distill_cfg, cache_dir)  # validates
+    student = distil(plan, DistillRun(cache_dir, trainer=partial(Trainer, accelerator="cpu")))
+
+Order of work: validate everything (``plan_distillation``, before a single weight is loaded or a
+line tokenised) → fit an MLM head for a headless teacher when the recipe needs one (cached) →
+tokenise the corpus into shards (cached) → build the trainer, which fixes the effective run
+(precision, world size, global batch) → the student's key; a cached student is returned without
+loading the teacher → train → export with a manifest (``domain_distil/artifacts/students.py``).
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import lightning as L
+import numpy as np
+import torch
+from hydra.utils import instantiate
+from lightning.pytorch.callbacks import Callback, LearningRateMonitor
+from lightning.pytorch.loggers import Logger
+from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig
+
+from callbacks.resumable_checkpoint import ResumableCheckpoint
+from callbacks.throughput import TokenThroughput
+from datamodules.distill import DistillDataModule
+from domain_distil.artifacts.manifest import read_manifest
+from domain_distil.artifacts.students import (
+    FORMAT_VERSION,
+    StudentArtifact,
+    corpus_reference,
+    recipe_hash,
+    recipe_identity,
+    students_root,
+    teacher_identity,
+)
+from domain_distil.common.hashing import hash_object, short
+from domain_distil.common.io import read_json
+from domain_distil.common.locking import entry_lock
+from domain_distil.common.provenance import git_commit
+from domain_distil.common.seeding import seed_everything
+from domain_distil.corpus.reader import discover_files, iter_documents
+from domain_distil.corpus.shards import ShardSettings, build_corpus
+from domain_distil.modeling.checks import (
+    check_student_matches_teacher,
+    checkpoint_has_mlm_head,
+    usable_positions,
+)
+from domain_distil.modeling.distill_losses import LossWeights
+from domain_distil.modeling.export import export_model
+from domain_distil.modeling.masking import MaskingConfig
+from domain_distil.modeling.student import StudentSpec, build_student, resolve_layers
+from domain_distil.modeling.teachers import load_teacher, load_teacher_config, load_teacher_tokenizer
+from domain_distil.stages.checkpoints import resolve_resume_checkpoint, write_run_record
+from lightning_modules.distillation import DistillationModule
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class HeadFitSettings:
+    """How to fit an MLM head for a teacher that ships none (``teacher.mlm_head``)."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    max_length: int
+    extra: dict[str, Any] = field(default_factory=dict)  # epochs, negatives
+
+
+@dataclass
+class DistillPlan:
+    """The validated run: resolved teacher, corpus files and every setting, nothing loaded yet."""
+
+    teacher_cfg: dict[str, Any]
+    teacher_path: str
+    teacher_config: PretrainedConfig
+    teacher_has_mlm_head: bool
+    files: dict[str, list[Path]]
+    shard_settings: ShardSettings
+    student_spec: StudentSpec
+    loss_weights: LossWeights
+    masking: MaskingConfig
+    distill: dict[str, Any]  # the distill group, resolved: optimizer, batch, trainer args, seed, ...
+    student: dict[str, Any]  # the student group, resolved
+    corpus: dict[str, Any]  # the corpus group, resolved
+    fit_teacher_head: bool = False
+    head_fit: HeadFitSettings | None = None
+    corpus_num_workers: int = 0
+
+    @property
+    def seed(self) -> int:
+        """The distillation's own seed (``distill.seed``, the reference's 56), not the classifier seed."""
+        return int(self.distill["seed"])
+
+    @property
+    def corpus_name(self) -> str:
+        return str(self.corpus.get("name") or "corpus")
+
+
+@dataclass
+class DistillRun:
+    """Where and how to run: cache, a trainer factory for the hardware, loggers, resume, callbacks."""
+
+    cache_dir: Path
+    trainer: Callable[..., L.Trainer]
+    loggers: Callable[[], list[Logger]] = list
+    ckpt_path: str | None = None
+    callbacks: Sequence[Callback] = ()
+    finish_loggers: Callable[[bool], None] = lambda failed: None
+
+
+def plan_distillation(
+    teacher: Mapping[str, Any],
+    student: Mapping[str, Any],
+    corpus: Mapping[str, Any],
+    distill: Mapping[str, Any],
+    cache_dir: str | Path,
+) -> DistillPlan:
+    """Check every setting and resolve the teacher and corpus files; loads no weights, reads no text."""
+    d = dict(distill)
+    weights = LossWeights(
+        alpha_ce=d["alpha_ce"], alpha_mlm=d["alpha_mlm"], alpha_cos=d["alpha_cos"], alpha_mse=d["alpha_mse"],
+        temperature=d["temperature"], restrict_ce_to_mask=d["restrict_ce_to_mask"],
+    )
+    weights.validate()
+    masking = MaskingConfig(**dict(d["masking"]))
+    masking.validate()
+    teacher_path, teacher_config = load_teacher_config(teacher, cache_dir)
+    has_head = checkpoint_has_mlm_head(teacher_path, teacher_config)
+    head_cfg = dict(teacher.get("mlm_head") or {})
+    strategy = str(head_cfg.get("strategy", "none"))
+    if strategy not in {"fit", "none"}:
+        raise ValueError(f"teacher.mlm_head.strategy must be 'fit' or 'none', got {strategy!r}")
+    fit_head = strategy == "fit" and not has_head and weights.needs_teacher_logits
+    if weights.needs_teacher_logits and not has_head and not fit_head:
+        raise ValueError(
+            f"Teacher {teacher_path} has no trained MLM head, so its soft targets would be noise "
+            f"(distill.alpha_ce={weights.alpha_ce}, alpha_mse={weights.alpha_mse}). Either distil with hidden "
+            "states only (distill.alpha_ce=0 distill.alpha_mse=0 distill.alpha_mlm=0, keep alpha_cos>0), or fit a "
+            "head first (teacher.mlm_head.strategy=fit, see docs/demo.md)."
+        )
+    student_name = student.get("name_or_path")
+    if student_name:
+        check_student_matches_teacher(AutoConfig.from_pretrained(student_name), teacher_config)
+    if int(d["batch_size"]) < 1:
+        raise ValueError(f"distill.batch_size must be >= 1, got {d['batch_size']}")
+    files = discover_files(corpus.get("dir"), corpus.get("files"), corpus.get("languages"))
+    max_len = min(int(corpus["max_seq_length"]), usable_positions(teacher_config))
+    shard_settings = ShardSettings(
+        max_seq_length=max_len,
+        min_seq_length=int(corpus["min_seq_length"]),
+        max_unk_ratio=float(corpus["max_unk_ratio"]),
+        shard_tokens=int(corpus["shard_tokens"]),
+        text_field=str(corpus["text_field"]),
+        budget_tokens=corpus.get("budget_tokens"),
+        document_separator=str(corpus.get("document_separator", "line")),
+        encoding_errors=str(corpus.get("encoding_errors", "strict")),
+    )
+    shard_settings.check_languages(files)  # a budget for a language the corpus lacks: error before any work
+    spec_fields = {k: v for k, v in dict(student).items() if k in StudentSpec.__dataclass_fields__}
+    if spec_fields.get("layers") is not None:
+        spec_fields["layers"] = tuple(spec_fields["layers"])
+    student_spec = StudentSpec(**spec_fields)
+    if not student_name:
+        resolve_layers(student_spec, teacher_config.num_hidden_layers)  # layer errors before any work
+    head_fit = None
+    if fit_head:
+        head_fit = HeadFitSettings(
+            steps=int(head_cfg["steps"]), batch_size=int(head_cfg["batch_size"]), lr=float(head_cfg["lr"]),
+            max_length=int(head_cfg["max_length"]),
+            extra={k: head_cfg[k] for k in ("epochs", "negatives") if k in head_cfg},
+        )
+    return DistillPlan(
+        teacher_cfg=dict(teacher), teacher_path=teacher_path, teacher_config=teacher_config,
+        teacher_has_mlm_head=has_head, files=files, shard_settings=shard_settings, student_spec=student_spec,
+        loss_weights=weights, masking=masking, distill=d, student=dict(student), corpus=dict(corpus),
+        fit_teacher_head=fit_head, head_fit=head_fit, corpus_num_workers=int(corpus.get("num_workers", 0)),
+    )
+
+
+def fit_teacher_head(plan: DistillPlan, cache_dir: str | Path) -> str:
+    """Fit (or reuse) an MLM head for a headless teacher on an even share of every language's documents."""
+    from domain_distil.stages.teacher_head import fit_mlm_head
+
+    settings = plan.head_fit
+    assert settings is not None
+    wanted = settings.steps * settings.batch_size * 2
+    per_language = max(1, wanted // len(plan.files))
+    texts: list[str] = []
+    for paths in plan.files.values():
+        taken = 0
+        for path in paths:
+            for text, _ in iter_documents(path, plan.shard_settings.text_field):
+                texts.append(text)
+                taken += 1
+                if taken >= per_language:
+                    break
+            if taken >= per_language:
+                break
+    path = fit_mlm_head(
+        plan.teacher_path, texts, cache_dir, steps=settings.steps, batch_size=settings.batch_size,
+        lr=settings.lr, max_length=settings.max_length, seed=plan.seed, **settings.extra,
+    )
+    return str(path)
+
+
+def effective_run(trainer: L.Trainer, per_device_batch: int) -> dict[str, Any]:
+    """What the hardware makes of the recipe: it changes the weights, so it is part of the identity.
+
+    The topology is not: 2 nodes x 1 process and 1 node x 2 processes see the same batches.
+    """
+    world = int(trainer.world_size)
+    accumulate = int(trainer.accumulate_grad_batches)
+    return {
+        "precision": str(trainer.precision),
+        "world_size": world,
+        "per_device_batch": per_device_batch,
+        "accumulate_grad_batches": accumulate,
+        "global_batch": per_device_batch * accumulate * world,
+    }
+
+
+def student_key(identity: Mapping[str, Any]) -> str:
+    return short(hash_object(dict(identity)), 16)
+
+
+def _trainer_args(plan: DistillPlan) -> dict[str, Any]:
+    return dict(plan.distill.get("trainer") or {})
+
+
+def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
+    """The exported student for ``plan``: from the cache, or distilled now and cached."""
+    cache_dir = Path(run.cache_dir)
+    # Looked up by the teacher as configured (before any head fit) plus the head-fit settings.
+    lookup_teacher = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
+    r_hash = recipe_hash(plan.distill, plan.student, plan.teacher_cfg.get("mlm_head"))
+    if plan.fit_teacher_head:
+        plan.teacher_path = fit_teacher_head(plan, cache_dir)
+        plan.teacher_has_mlm_head = True
+    # The tokenizer alone decides the corpus and so the cache key: no teacher weights on a cache hit.
+    tokenizer = load_teacher_tokenizer(plan.teacher_cfg, plan.teacher_path)
+    corpus_dir = build_corpus(plan.files, tokenizer, cache_dir, plan.shard_settings,
+                              num_workers=plan.corpus_num_workers)
+
+    # step{N}.ckpt every N optimizer steps, last.ckpt always resumable (SIGINT/SIGTERM, NaN-safe).
+    checkpoint = ResumableCheckpoint(every_n_train_steps=int(plan.distill["checkpoint_every_n_steps"]))
+    throughput = TokenThroughput()
+    loggers = run.loggers()
+    callbacks: list[Callback] = [checkpoint, throughput, *run.callbacks]
+    if loggers:
+        callbacks.append(LearningRateMonitor(logging_interval="step"))
+    trainer = run.trainer(**_trainer_args(plan), callbacks=callbacks, logger=loggers or False)
+
+    t_identity = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
+    effective = effective_run(trainer, int(plan.distill["batch_size"]))
+    identity = {"teacher": t_identity, "corpus": corpus_dir.name, "recipe": r_hash, "effective": effective}
+    export_dir = students_root(cache_dir) / student_key(identity)
+    if read_manifest(export_dir) is not None:
+        log.info("Student cache hit: %s", export_dir)
+        run.finish_loggers(False)
+        return StudentArtifact(export_dir, read_manifest(export_dir))
+    work_dir = export_dir.with_name(f"{export_dir.name}.work")
+    checkpoint.dirpath = str(work_dir / "checkpoints")
+    recipe = recipe_identity(plan.distill, plan.student, plan.teacher_cfg.get("mlm_head"))
+    ckpt_path = resolve_resume_checkpoint(run.ckpt_path, work_dir, identity, recipe)  # fails before loading
+    if trainer.is_global_zero:
+        write_run_record(work_dir, identity, recipe)
+
+    seed_everything(plan.seed)
+    teacher = load_teacher(plan.teacher_cfg, cache_dir, path=plan.teacher_path)
+    module, datamodule = _build_module(plan, teacher, corpus_dir)
+    started = time.time()
+    failed = True
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=ckpt_path)
+        failed = False
+    finally:
+        run.finish_loggers(failed)
+    if plan.distill.get("keep_checkpoints", True):
+        trainer.save_checkpoint(work_dir / "checkpoints" / "final.ckpt")
+    if trainer.is_global_zero:
+        manifest = {
+            "kind": "student",
+            "format_version": FORMAT_VERSION,
+            "key": export_dir.name,
+            "lookup": {
+                "teacher_identity": lookup_teacher,
+                "corpus_reference": corpus_reference(plan.corpus),
+                "recipe_hash": r_hash,
+            },
+            "identity": identity,
+            "effective": effective,
+            "teacher": plan.teacher_path,
+            "teacher_identity": t_identity,
+            "corpus_hash": corpus_dir.name,
+            "corpus_stats": read_json(corpus_dir / "meta.json")["languages"],
+            "student_layers": list(getattr(module.student.config, "distil_layers", []) or []) or None,
+            "steps": int(trainer.global_step),
+            "epochs": int(trainer.current_epoch),
+            "losses": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")},
+            "tokens_per_sec": throughput.history[-1] if throughput.history else None,
+            "wall_seconds": round(time.time() - started, 1),
+            "loss_weights": asdict(plan.loss_weights),
+            "recipe": {"distill": plan.distill, "student": plan.student},
+            "corpus": plan.corpus,
+            "git": git_commit(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        }
+        with entry_lock(export_dir):
+            export_model(module.student, tokenizer, export_dir, manifest)
+        log.info("Exported student to %s", export_dir)
+        if not plan.distill.get("keep_checkpoints", True):
+            shutil.rmtree(work_dir, ignore_errors=True)  # the export is complete; free the disk
+    trainer.strategy.barrier("student-export")
+    return StudentArtifact(export_dir, read_manifest(export_dir) or {})
+
+
+def _build_module(plan: DistillPlan, teacher: Any, corpus_dir: Path) -> tuple[DistillationModule, DistillDataModule]:
+    tokenizer = teacher.tokenizer
+    vocab_size = plan.teacher_config.vocab_size
+    if len(tokenizer) > vocab_size:
+        raise ValueError(f"Tokenizer has {len(tokenizer)} ids but the teacher's vocab_size is {vocab_size}")
+    if plan.student.get("name_or_path"):
+        student = AutoModelForMaskedLM.from_pretrained(plan.student["name_or_path"])
+    else:
+        student = build_student(teacher.model, plan.student_spec)
+    token_counts = torch.from_numpy(np.load(corpus_dir / "token_counts.npy"))
+    if len(token_counts) < vocab_size:  # tokenizers may have fewer ids than the model has rows
+        token_counts = torch.cat([token_counts, token_counts.new_zeros(vocab_size - len(token_counts))])
+    d = plan.distill
+    module = DistillationModule(
+        student=student,
+        teacher=teacher.model,
+        token_counts=token_counts,
+        special_token_ids=tokenizer.all_special_ids,
+        mask_token_id=tokenizer.mask_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+        optimizer=instantiate(d["optimizer"]),
+        loss_weights=plan.loss_weights,
+        masking=plan.masking,
+        warmup_prop=float(d["warmup_prop"]),
+        seed=plan.seed,
+    )
+    datamodule = DistillDataModule(
+        corpus_dir,
+        pad_token_id=tokenizer.pad_token_id,
+        batch_size=int(d["batch_size"]),
+        seed=plan.seed,
+        group_by_size=bool(d["group_by_size"]),
+        reshuffle_each_epoch=bool(d["reshuffle_each_epoch"]),
+        max_length=plan.shard_settings.max_seq_length,
+        num_workers=int(d["num_workers"]),
+    )
+    return module, datamodule

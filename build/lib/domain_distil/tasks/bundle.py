@@ -1,0 +1,69 @@
+"""``task=bundle``: one encoder plus the heads of ``task=classify`` jobs, in one serving folder.
+
+    python run.py task=bundle 'bundle.jobs=[outputs/cc_sweep]' bundle.output=bundles/cc
+    python run.py task=bundle 'bundle.jobs=[...]' bundle.check.texts=data/heldout.jsonl   # + int8/ONNX check
+
+Reads every job's ``results.json`` and best checkpoint (jobs must have run with
+``classify.keep_checkpoint=true``), keeps one head per (task, language), refuses heads trained on
+another or a fine-tuned encoder, writes the bundle atomically and, with ``bundle.check.texts``,
+measures how often the int8 and ONNX encoders flip a prediction (``<bundle>/variants.json``).
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from domain_distil.analysis.messages import read_texts
+from domain_distil.analysis.speed import cpu_threads
+from domain_distil.common.globs import expand_paths
+from domain_distil.common.io import write_json
+from domain_distil.serving.bundle_build import build_bundle, find_jobs, read_job, select_heads
+from domain_distil.serving.bundle_format import BundleError
+from domain_distil.serving.bundle_load import load_bundle
+from domain_distil.serving.quantize import compare_backends
+
+log = logging.getLogger(__name__)
+
+
+def _encoder_of(heads: list, explicit: str | None) -> str:
+    if explicit:
+        return str(explicit)
+    sources = sorted({str(h.source["encoder"].get("name_or_path")) for h in heads})
+    if len(sources) != 1:
+        raise BundleError(f"the jobs were trained on different encoders {sources}; set bundle.encoder to the one to "
+                          "serve (heads of the others are refused)")
+    return sources[0]
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    bc = cfg.bundle
+    if not bc.jobs:
+        raise BundleError("bundle.jobs is empty: give task=classify job or sweep folders, e.g. 'bundle.jobs=[outputs/sweep]'")
+    # Entries may be glob patterns, so folders with `=` in their names (Hydra rejects it unquoted) are reachable.
+    jobs = find_jobs(expand_paths(OmegaConf.to_container(bc.jobs, resolve=True), "bundle.jobs"))
+    heads = select_heads([read_job(job) for job in jobs], str(bc.select))
+    log.info("%d jobs -> %d heads: %s", len(jobs), len(heads), ", ".join(h.key for h in heads))
+    encoder = _encoder_of(heads, bc.encoder)
+    output = build_bundle(encoder, heads, bc.output, copy_encoder=bool(bc.copy_encoder), revision=bc.revision,
+                          overwrite=bool(bc.overwrite), cache_dir=cfg.paths.cache_dir)
+    result: dict[str, Any] = {"bundle": str(output), "heads": [h.key for h in heads], "encoder": encoder}
+    check = bc.check
+    if check.texts:
+        texts = read_texts(check.texts)[: int(check.max_texts)]
+        with cpu_threads(int(check.threads)):
+            report = compare_backends(load_bundle(output, verify=False), texts, list(check.variants),
+                                      workdir=Path(cfg.paths.cache_dir) / "onnx", threads=int(check.threads))
+        report["texts_file"] = str(check.texts)
+        write_json(Path(output) / "variants.json", report)
+        for kind, entry in report["variants"].items():
+            if "error" in entry:
+                log.warning("%s: %s", kind, entry["error"])
+            else:
+                log.info("%s vs fp32 on %d held-out texts: flip rate per head %s", kind, len(texts),
+                         {k: round(v["flip_rate"], 4) for k, v in entry["heads"].items()})
+        result["variants"] = report
+    return result

@@ -1,0 +1,173 @@
+"""task=data_sweep: how much in-domain text is enough (the paper's §5, Table 6 and Figure 2).
+
+For each budget in ``data_sweep.budgets_gb`` the corpus is cut to that many GB of the chosen
+language (nested seeded samples, ``corpus/subset.py``), a student is distilled from it, and frozen
+classifiers are trained on it over ``data_sweep.seeds``; the baselines (the teacher and
+DistilmBERT) are classified with the same seeds. ``task=report`` with Table 6 enabled closes the
+sweep. The Wikipedia control (``experiment=wiki_control``) is this task on the Wikipedia corpus.
+
+    python run.py experiment=data_sweep corpus.source.dump=...     # after task=prepare
+    python run.py experiment=data_sweep trainer=ddp                # each distillation on every GPU
+    python run.py experiment=wiki_control
+
+The sweep loop runs in this one process. With a multi-device trainer (``trainer=ddp``) each
+distillation is launched as its own distributed run (a ``task=distill`` child process, which DDP
+then spreads over the devices) and found afterwards through its manifest; classification always
+runs single-process on one device. Every step is cached, so a killed sweep re-run with the same
+settings continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from domain_distil.artifacts.students import StudentQuery, corpus_reference, recipe_hash, resolve_student
+from domain_distil.artifacts.students import teacher_identity as identify_teacher
+from domain_distil.classification.encoders import EncoderRef, local_encoder, resolve_encoder
+from domain_distil.common.errors import UserInputError
+from domain_distil.corpus.reader import discover_files
+from domain_distil.corpus.subset import budget_subset
+from domain_distil.modeling.teachers import resolve_teacher_path
+from domain_distil.stages.classify import classify
+from domain_distil.stages.distil import DistillRun, distil, plan_distillation
+from domain_distil.tasks.classify import classify_job
+
+log = logging.getLogger(__name__)
+
+Launcher = Callable[[Sequence[str]], None]
+
+
+def budget_id(prefix: str, budget: float) -> str:
+    """The paper's names: TD1.5, TD2.1, Wiki3.0 (the report reads the budget back from the id)."""
+    return f"{prefix}{budget:g}" if "." in f"{budget:g}" else f"{prefix}{budget:.1f}"
+
+
+def run(cfg: DictConfig, launch: Launcher | None = None) -> dict[str, Any]:
+    """The sweep; ``launch`` starts a distributed ``task=distill`` run (a child process by default)."""
+    refuse_inside_a_distributed_launch()
+    sweep = cfg.data_sweep
+    lang = str(sweep.lang)
+    output_dir = Path(cfg.paths.output_dir)
+    files = discover_files(cfg.corpus.dir, cfg.corpus.get("files"), [lang])
+    seeds = [int(s) for s in sweep.seeds]
+    students: dict[str, str] = {}
+    for budget in sweep.budgets_gb:
+        encoder_id = budget_id(str(sweep.id_prefix), float(budget))
+        subset = budget_subset(files, {lang: float(budget)}, int(sweep.sample_seed), cfg.paths.cache_dir,
+                               str(cfg.corpus.text_field))
+        student = distil_on(cfg, subset, launch or launch_child)
+        students[encoder_id] = str(student)
+        for seed in seeds:
+            encoder = local_encoder(encoder_id, student, cfg.paths.cache_dir)
+            classify(_job(cfg, lang, seed, encoder_id, output_dir, lambda encoder=encoder: encoder))
+    for baseline in sweep.baselines:
+        for seed in seeds:
+            baseline_cfg = _with_encoder_group(cfg, str(baseline))
+            classify(_job(baseline_cfg, lang, seed, str(baseline_cfg.encoder.id), output_dir,
+                          partial(resolve_encoder, baseline_cfg)))
+    log.info("data sweep finished: %s", students)
+    return {"students": students, "output_dir": str(output_dir)}
+
+
+def refuse_inside_a_distributed_launch() -> None:
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        raise UserInputError(
+            "task=data_sweep runs its loop in one process and starts each distillation as its own distributed "
+            "run; launch it with `python run.py experiment=data_sweep trainer=ddp`, not under torchrun/srun."
+        )
+
+
+def is_distributed(trainer_cfg: DictConfig) -> bool:
+    """Whether the trainer group asks for more than one process (several devices or nodes)."""
+    devices = trainer_cfg.get("devices", 1)
+    if isinstance(devices, str):
+        many = devices.strip() in ("-1", "auto") or "," in devices
+    elif isinstance(devices, int):
+        many = devices == -1 or devices > 1
+    else:  # a list of device indices
+        many = len(devices) > 1
+    return many or int(trainer_cfg.get("num_nodes", 1) or 1) > 1
+
+
+def distil_on(cfg: DictConfig, subset: Path, launch: Launcher) -> Path:
+    """The student of ``subset``: in this process on one device, or a distributed child run."""
+    corpus = _subset_corpus(cfg, subset)
+    if not is_distributed(cfg.trainer):
+        plan = plan_distillation(_plain(cfg.teacher), _plain(cfg.student), corpus, _plain(cfg.distill),
+                                 cfg.paths.cache_dir)
+        return distil(plan, DistillRun(cache_dir=Path(cfg.paths.cache_dir), trainer=partial(instantiate, cfg.trainer))).path
+    launch([*_parent_overrides(), "task=distill", f"corpus.dir={subset}", "corpus.files={}", "corpus.languages=null"])
+    teacher = resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
+    query = StudentQuery(
+        teacher_identity=identify_teacher(teacher, cfg.teacher.get("revision"), cfg.paths.cache_dir),
+        corpus_reference=corpus_reference(corpus),
+        recipe_hash=recipe_hash(_plain(cfg.distill), _plain(cfg.student), _plain(cfg.teacher).get("mlm_head")),
+    )
+    return resolve_student(cfg.paths.cache_dir, query).path
+
+
+def launch_child(overrides: Sequence[str]) -> None:
+    """``python -m domain_distil.cli <overrides>``: Lightning's DDP launcher then starts the other ranks."""
+    command = [sys.executable, "-m", "domain_distil.cli", *overrides]
+    log.info("launching a distributed distillation: %s", " ".join(command))
+    subprocess.run(command, check=True)
+
+
+def _parent_overrides() -> list[str]:
+    """This process's command-line overrides (the child sees the same teacher, recipe and trainer)."""
+    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+
+
+def _subset_corpus(cfg: DictConfig, subset: Path) -> dict[str, Any]:
+    return _plain(cfg.corpus) | {"dir": str(subset), "files": {}, "languages": None}
+
+
+def _plain(node: DictConfig) -> dict[str, Any]:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def _single_device(cfg: DictConfig) -> DictConfig:
+    """The job config with a one-device, one-process trainer: classification never runs under DDP."""
+    single = cfg.copy()
+    with open_dict(single):
+        single.trainer.devices = 1
+        single.trainer.num_nodes = 1
+        single.trainer.pop("strategy", None)
+    return single
+
+
+def _with_encoder_group(cfg: DictConfig, name: str) -> DictConfig:
+    """``cfg`` with the baseline encoder ``name`` (``data_sweep.encoders.<name>``, composed from conf/encoder)."""
+    if name not in cfg.data_sweep.encoders:
+        raise UserInputError(f"data_sweep.baselines: {name!r} is not in data_sweep.encoders "
+                             f"({sorted(cfg.data_sweep.encoders)})")
+    copy = cfg.copy()
+    with open_dict(copy):
+        copy.encoder = cfg.data_sweep.encoders[name]
+    return copy
+
+
+def _job(cfg: DictConfig, lang: str, seed: int, encoder_id: str, output_dir: Path,
+         encoder: Callable[[], EncoderRef]) -> Any:
+    job_cfg = _single_device(cfg)
+    with open_dict(job_cfg):
+        job_cfg.seed = seed
+        job_cfg.lang.name = lang
+        job_cfg.encoder.id = encoder_id
+        job_cfg.encoder.freeze = True
+        job_cfg.task = "classify"
+        job_cfg.paths.output_dir = str(output_dir / "classify" / encoder_id / f"seed={seed}")
+    job = classify_job(job_cfg)
+    job.encoder = encoder
+    return job

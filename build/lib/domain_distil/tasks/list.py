@@ -1,0 +1,27 @@
+"""``python run.py task=list``: the artifacts in the cache (students, corpora, feature caches,
+teachers, MLM heads) and the serving bundles under ``paths.log_dir``, with their key facts.
+
+    python run.py task=list
+    python run.py task=list paths.cache_dir=/data/dd-cache
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+from omegaconf import DictConfig
+from rich.console import Console
+
+from domain_distil.artifacts.listing import ArtifactRow, list_artifacts
+
+
+def run(cfg: DictConfig) -> list[ArtifactRow]:
+    rows = list_artifacts(Path(cfg.paths.cache_dir), bundle_roots=[cfg.paths.log_dir])
+    console = Console(width=200, soft_wrap=True)
+    counts = Counter(row.kind for row in rows)
+    console.print(f"[bold]{len(rows)} artifacts[/] in {cfg.paths.cache_dir}: "
+                  + (", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"))
+    for row in rows:
+        console.print(f"{row.kind:9} {row.path}\n          {row.describe()}", highlight=False)
+    return rows

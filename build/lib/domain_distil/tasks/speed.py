@@ -1,0 +1,100 @@
+"""``python run.py task=speed``: Table 5, size and ms per message on one CPU thread, batch size 1.
+
+    python run.py task=speed 'speed.encoders=[{id: mBERT, name_or_path: bert-base-multilingual-cased},
+        {id: TD-DistilmBERT, name_or_path: outputs/td/student}]' 'speed.variants.encoders=[TD-DistilmBERT]'
+    python run.py task=speed speed.realistic.texts=data/cc/eng.jsonl speed.repeats=50
+
+Writes speed.md, speed.json and the ONNX exports (onnx/<id>.onnx) to ``paths.output_dir``.
+For comparable numbers, run it on an otherwise idle machine.
+"""
+
+from __future__ import annotations
+
+import logging
+import platform
+import sys
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import torch
+from omegaconf import DictConfig, OmegaConf
+from rich.console import Console
+from rich.table import Table
+
+from domain_distil.analysis.encoders import parse_encoders, teacher_resolver
+from domain_distil.analysis.homonyms import all_sentences, load_homonyms
+from domain_distil.analysis.messages import read_texts, realistic_messages
+from domain_distil.analysis.speed import SpeedSettings, benchmark_encoder, cpu_threads
+from domain_distil.analysis.table5 import table5
+from domain_distil.common.io import atomic_open, write_json
+from domain_distil.common.provenance import git_commit
+
+log = logging.getLogger(__name__)
+
+
+def _settings(sc: DictConfig) -> SpeedSettings:
+    lengths = tuple(int(n) for n in sc.lengths)
+    if not lengths:
+        raise ValueError("speed.lengths: give at least one message length")
+    if int(sc.repeats) < 1 or int(sc.warmup) < 0 or int(sc.threads) < 1:
+        raise ValueError(f"speed: need repeats >= 1, warmup >= 0, threads >= 1; got {sc.repeats}, {sc.warmup}, {sc.threads}")
+    only = sc.variants.get("encoders")
+    return SpeedSettings(
+        lengths=lengths, repeats=int(sc.repeats), warmup=int(sc.warmup), threads=int(sc.threads),
+        int8=bool(sc.variants.int8), onnx=bool(sc.variants.onnx),
+        variants_for=None if only is None else tuple(str(e) for e in only),
+    )
+
+
+def run(cfg: DictConfig) -> dict[str, Any]:
+    sc = cfg.speed
+    encoders = parse_encoders(
+        OmegaConf.to_container(sc.encoders, resolve=True), "speed.encoders", teacher_resolver(cfg)
+    )
+    settings = _settings(sc)
+    unknown = sorted(set(settings.variants_for or ()) - {e.id for e in encoders})
+    if unknown:
+        raise ValueError(f"speed.variants.encoders: {unknown} are not in speed.encoders ({[e.id for e in encoders]})")
+    rc = sc.realistic
+    texts = read_texts(rc.texts) if rc.get("texts") else None
+    held_out = read_texts(sc.agreement_texts) if sc.get("agreement_texts") else all_sentences(load_homonyms())
+    output_dir = Path(cfg.paths.output_dir)
+
+    def realistic(tokenizer: Any) -> list:
+        return realistic_messages(
+            tokenizer, texts, int(rc.n_messages), float(rc.lognormal_mu), float(rc.lognormal_sigma),
+            int(rc.max_length), int(rc.seed),
+        )
+
+    # Wide enough for the full table when the output is a log file rather than a terminal.
+    console = Console(width=None if sys.stdout.isatty() else 160)
+    rows = []
+    with cpu_threads(settings.threads), console.status("timing") as status:
+        for spec in encoders:
+            rows += benchmark_encoder(
+                spec, settings, realistic, held_out, output_dir / "onnx", lambda msg: status.update(f"timing {msg}")
+            )
+    header, body = table5(rows, settings.lengths)
+    table = Table(title=f"Table 5: batch size 1, {settings.threads} CPU thread(s), median of {settings.repeats} repeats")
+    for name in header:
+        table.add_column(name, justify="left" if name in ("Model", "Note") else "right")
+    for line in body:
+        table.add_row(*line)
+    console.print(table)
+    for row in rows:
+        if not row.available:
+            log.warning("%s: %s", row.model, row.note)
+
+    markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(b) + " |" for b in body)]
+    with atomic_open(output_dir / "speed.md") as handle:
+        handle.write("\n".join(markdown) + "\n")
+    record = {
+        "rows": [asdict(r) for r in rows],
+        "settings": asdict(settings),
+        "realistic": {"source": str(rc.texts) if texts else "lognormal", **OmegaConf.to_container(rc, resolve=True)},
+        "machine": {"processor": platform.processor(), "machine": platform.machine(), "torch": torch.__version__},
+        "git": git_commit(),
+    }
+    write_json(output_dir / "speed.json", record)
+    return record

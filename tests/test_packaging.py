@@ -4,6 +4,7 @@ inside the package, and the package list in pyproject.toml names every package o
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,9 +31,13 @@ def test_pyproject_lists_every_package():
 
 @pytest.mark.slow
 def test_wheel_installs_into_a_fresh_venv_and_runs_from_another_directory(tmp_path):
+    # Build from a copy: setuptools writes build/ and *.egg-info into the source folder.
+    source = tmp_path / "source"
+    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(
+        ".git", ".venv", ".ci-venv", "cache", "outputs", "multirun", "wandb", "build", "*.egg-info", "__pycache__"))
     wheels = tmp_path / "wheels"
     build = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(ROOT)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(wheels), str(source)],
         capture_output=True, text=True, timeout=300,
     )
     assert build.returncode == 0, build.stderr[-3000:]

@@ -222,7 +222,12 @@ def test_two_nodes_distil_exactly_like_one_node_with_two_processes(tiny_teacher_
         )
         for node in (0, 1)
     ]
-    outputs = [launch.communicate(timeout=240)[0] for launch in launches]
+    try:
+        outputs = [launch.communicate(timeout=240)[0] for launch in launches]
+    finally:  # one failed node leaves the other waiting at the rendezvous: never leave it running
+        for launch in launches:
+            if launch.poll() is None:
+                launch.kill()
     for launch, output in zip(launches, outputs):
         assert launch.returncode == 0, output[-3000:]
     assert "GLOBAL_RANK: 1, MEMBER: 2/2" in "".join(outputs)

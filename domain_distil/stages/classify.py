@@ -30,7 +30,7 @@ from torch import nn
 from datamodules.task import TaskDataModule
 from domain_distil.classification.encoders import EncoderRef, load_encoder
 from domain_distil.classification.features import FeatureCache
-from domain_distil.classification.metrics import tune_threshold
+from domain_distil.classification.metrics import Threshold, format_threshold, tune_threshold
 from domain_distil.classification.results import RESULTS_FILE, build_results, write_results
 from domain_distil.classification.taskfile import TaskSpec, load_task
 from domain_distil.common.errors import UserInputError
@@ -133,14 +133,14 @@ def refuse_distributed(trainer: L.Trainer) -> None:
 
 
 def _tune(trainer: L.Trainer, module: ClassifierModule, datamodule: TaskDataModule, ckpt: str,
-          task_type: str) -> tuple[float, float]:
-    """Threshold with the best validation F1 for the best checkpoint; sets it on the module."""
+          task_type: str, mode: str = "global") -> tuple[Threshold, float]:
+    """Threshold(s) with the best validation F1 for the best checkpoint; sets it on the module."""
     outputs = trainer.predict(module, datamodule=datamodule, ckpt_path=ckpt)
     probs = torch.cat([o["probs"] for o in outputs])
     targets = torch.cat([o["targets"] for o in outputs])
-    threshold, f1 = tune_threshold(probs, targets, task_type)
+    threshold, f1 = tune_threshold(probs, targets, task_type, mode=mode)
     module.threshold = threshold
-    log.info("tuned threshold %.2f (validation F1 %.4f)", threshold, f1)
+    log.info("tuned threshold %s (%s, validation F1 %.4f)", format_threshold(threshold), mode, f1)
     return threshold, f1
 
 
@@ -171,6 +171,7 @@ def classify(job: ClassifyJob) -> ClassifyResult:
     failed = True
     try:
         splits = load_task(spec, lang, job.task_files, job.task_dir)
+        spec = splits.spec  # its label set resolved: read from the task files when cls_task.labels is null
         data_hash = splits.content_hash()
         log.info("%s/%s splits: %s", spec.name, lang, splits.counts())
         done = finished_record(output_dir, job.config, data_hash) if settings.skip_finished else None
@@ -234,6 +235,7 @@ def classify(job: ClassifyJob) -> ClassifyResult:
             warmup_prop=settings.warmup_prop,
             threshold=0.5 if spec.threshold == "tune" else float(spec.threshold),
             tune_threshold=spec.threshold == "tune",
+            threshold_mode=spec.threshold_mode,
         )
 
         t0 = time.perf_counter()
@@ -245,7 +247,7 @@ def classify(job: ClassifyJob) -> ClassifyResult:
 
         threshold, tuned_f1 = module.threshold, None
         if spec.threshold == "tune":
-            threshold, tuned_f1 = _tune(trainer, module, datamodule, best, spec.type)
+            threshold, tuned_f1 = _tune(trainer, module, datamodule, best, spec.type, spec.threshold_mode)
         t0 = time.perf_counter()
         best_val = _metrics(trainer.validate(module, datamodule=datamodule, ckpt_path=best, verbose=False)[0], "val")
         best_val["epoch"] = int(torch.load(best, map_location="cpu", mmap=True, weights_only=False)["epoch"])
@@ -261,7 +263,9 @@ def classify(job: ClassifyJob) -> ClassifyResult:
 
         extra = {
             "task_type": spec.type,
+            "labels": list(spec.labels),  # the head's output order (from the task files when not configured)
             "threshold": threshold,
+            "threshold_mode": spec.threshold_mode,
             "threshold_tuned_val_f1": tuned_f1,
             "split_sizes": splits.counts(),
             "data_hash": data_hash,

@@ -306,7 +306,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "steps": int(trainer.global_step),
             "epochs": int(trainer.current_epoch),
             "losses": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")},
-            "tokens_per_sec": throughput.history[-1] if throughput.history else None,
+            "tokens_per_sec": throughput.run_average,
             "wall_seconds": round(time.time() - started, 1),
             "loss_weights": asdict(plan.loss_weights),
             "recipe": {"distill": plan.distill, "student": plan.student},

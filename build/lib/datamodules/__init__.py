@@ -1,1 +1,0 @@
-"""LightningDataModules: token shards for distillation, labeled task files for classification."""

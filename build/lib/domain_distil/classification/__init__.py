@@ -1,1 +1,0 @@
-"""Classification stage: task files, metrics, frozen-feature cache, encoder resolution, results."""

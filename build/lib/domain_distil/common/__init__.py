@@ -1,1 +1,0 @@
-"""Small utilities shared by every stage: content hashing, atomic writes, run records."""

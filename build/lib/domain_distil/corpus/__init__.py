@@ -1,1 +1,0 @@
-"""Plain-text corpora to memory-mapped token shards (tokenised once, cached by content hash)."""

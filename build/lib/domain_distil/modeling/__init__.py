@@ -1,1 +1,0 @@
-"""Plain ``nn.Module`` code: teacher loading, student construction, classifier heads."""

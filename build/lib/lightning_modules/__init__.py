@@ -1,1 +1,0 @@
-"""LightningModules: distillation and classification."""

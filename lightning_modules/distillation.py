@@ -3,6 +3,15 @@
 The teacher is deliberately NOT a registered submodule: it never reaches the optimizer, DDP never
 wraps or broadcasts it, checkpoints don't carry its weights, and ``LightningModule.train()`` can
 never flip it out of eval mode. The module moves it to the right device itself.
+
+With a trimmed student (``kept_vocabulary``, ``student.vocab=trim``) the corpus keeps the
+teacher's ids: the teacher reads them as stored, the student reads them through the registered
+buffer ``old_to_new`` (a dropped id becomes the student's unk). Masking runs in the student's id
+space over the kept vocabulary (probabilities ``count ** -0.7`` of the kept ids, random
+replacements drawn from kept ids) and the teacher is fed the same corruption in its own ids; the
+MLM labels are student ids; the teacher's logits are taken on the kept ids only, so the soft
+target is the teacher's distribution renormalised over the kept vocabulary (see
+``modeling/distill_losses.py: soft_target_loss``).
 """
 
 from __future__ import annotations
@@ -28,6 +37,7 @@ from domain_distil.modeling.distill_losses import (
 )
 from domain_distil.modeling.masking import MaskingConfig, mask_tokens, token_probabilities
 from domain_distil.modeling.mlm import mlm_body, mlm_head
+from domain_distil.modeling.vocab_trim import KeptVocabulary, KeptVocabularyHead
 
 # Where every rank's generator states live in a Lightning checkpoint:
 # {"world_size": W, "ranks": {rank: {"device_type", "mask_generator": {type: state}, "global": {type: state}}}}
@@ -68,6 +78,7 @@ class DistillationModule(L.LightningModule):
         masking: MaskingConfig | None = None,
         warmup_prop: float = 0.05,
         seed: int = 56,
+        kept_vocabulary: KeptVocabulary | None = None,
     ) -> None:
         super().__init__()
         loss_weights = loss_weights or LossWeights()
@@ -82,11 +93,26 @@ class DistillationModule(L.LightningModule):
         self.warmup_prop = warmup_prop
         self.mask_token_id, self.pad_token_id = mask_token_id, pad_token_id
         self.vocab_size = student.config.vocab_size
-        self.register_buffer(
-            "token_probs",
-            token_probabilities(token_counts, special_token_ids, masking.mlm_smoothing),
-            persistent=False,
-        )
+        token_probs = token_probabilities(token_counts, special_token_ids, masking.mlm_smoothing)
+        self.kept_vocabulary = kept_vocabulary
+        self._teacher_kept_head: KeptVocabularyHead | None = None  # built on the teacher's device
+        if kept_vocabulary is None:
+            self.register_buffer("old_to_new", None)
+            self.register_buffer("kept_ids", None)
+        else:
+            kept_ids = torch.from_numpy(kept_vocabulary.kept_ids)
+            if self.vocab_size != len(kept_ids):
+                raise ValueError(f"the student has {self.vocab_size} vocabulary rows but {len(kept_ids)} ids are kept; "
+                                 "trim it with modeling.vocab_trim.trim_masked_lm first")
+            old_to_new = kept_vocabulary.old_to_new()
+            self.register_buffer("old_to_new", old_to_new, persistent=False)
+            self.register_buffer("kept_ids", kept_ids, persistent=False)
+            # Masking runs in the student's ids: the kept ids' probabilities, and a dropped token (read
+            # as unk by the student) is never a target, since its label could not be represented.
+            token_probs = token_probs[kept_ids].clone()
+            token_probs[old_to_new[kept_vocabulary.unk_id]] = 0.0
+            self.mask_token_id, self.pad_token_id = int(old_to_new[mask_token_id]), int(old_to_new[pad_token_id])
+        self.register_buffer("token_probs", token_probs, persistent=False)
         self.mask_seed = seed
         self._mask_generator: torch.Generator | None = None
         self._pending_rng: dict[str, Any] | None = None  # a restored rank's RNG state, until the next step
@@ -129,8 +155,10 @@ class DistillationModule(L.LightningModule):
     def compute_loss(
         self, token_ids: torch.Tensor, lengths: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """The weighted loss of one batch of teacher token ids (the corpus shards' ids)."""
+        student_ids = token_ids if self.old_to_new is None else self.old_to_new[token_ids]
         batch = mask_tokens(
-            token_ids,
+            student_ids,
             lengths,
             self.token_probs,
             self.mask_token_id,
@@ -140,9 +168,14 @@ class DistillationModule(L.LightningModule):
             generator=self.mask_generator(),
         )
         weights = self.loss_weights
+        teacher_ids = batch.input_ids
+        if self.kept_ids is not None:
+            # Unchanged positions keep the stored teacher id (also for a dropped token); a [MASK] or
+            # a random replacement is the teacher id of the student's kept id.
+            teacher_ids = torch.where(batch.input_ids == student_ids, token_ids, self.kept_ids[batch.input_ids])
         with torch.no_grad():
             teacher_hidden = mlm_body(self.teacher)(
-                input_ids=batch.input_ids, attention_mask=batch.attention_mask
+                input_ids=teacher_ids, attention_mask=batch.attention_mask
             )[0]
         student_hidden = mlm_body(self.student)(
             input_ids=batch.input_ids, attention_mask=batch.attention_mask
@@ -156,7 +189,7 @@ class DistillationModule(L.LightningModule):
             student_rows = mlm_head(self.student)(student_hidden[rows])  # (N, V)
             if weights.needs_teacher_logits:
                 with torch.no_grad():
-                    teacher_rows = mlm_head(self.teacher)(teacher_hidden[rows])
+                    teacher_rows = self.teacher_logits(teacher_hidden[rows])
                 if weights.alpha_ce > 0:
                     terms["ce"] = soft_target_loss(student_rows, teacher_rows, weights.temperature)
                 if weights.alpha_mse > 0:
@@ -173,6 +206,20 @@ class DistillationModule(L.LightningModule):
         }
         total = sum(alphas[name] * value for name, value in terms.items())
         return total, {name: value.detach() for name, value in terms.items()}
+
+    def teacher_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """The teacher's MLM logits on the student's vocabulary: all ids, or the kept ids only.
+
+        For a trimmed student this equals ``mlm_head(teacher)(hidden).index_select(-1, kept_ids)``
+        but never computes the dropped columns.
+        """
+        if self.kept_ids is None:
+            return mlm_head(self.teacher)(hidden)
+        head = self._teacher_kept_head
+        if head is None or head.weight.device != hidden.device:
+            head = self._teacher_kept_head = KeptVocabularyHead(self.teacher, self.kept_ids.to(hidden.device))
+            head.to(hidden.device)
+        return head(hidden)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         loss, terms = self.compute_loss(batch["input_ids"], batch["lengths"])

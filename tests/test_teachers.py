@@ -50,10 +50,9 @@ def test_headless_teacher_loads_without_a_report_table(tmp_path, tiny_teacher_di
     body = BertModel(BertConfig(vocab_size=463, hidden_size=32, num_hidden_layers=2, num_attention_heads=4,
                                 intermediate_size=64, max_position_embeddings=128, add_pooling_layer=False))
     body.save_pretrained(tmp_path / "headless")
-    shutil.copy(tiny_teacher_dir / "vocab.txt", tmp_path / "headless")
-    for name in ("tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"):
-        if (tiny_teacher_dir / name).exists():
-            shutil.copy(tiny_teacher_dir / name, tmp_path / "headless")
+    for tokenizer_file in tiny_teacher_dir.glob("*.json"):
+        if tokenizer_file.name.startswith(("tokenizer", "special_tokens")):
+            shutil.copy(tokenizer_file, tmp_path / "headless")
     capfd.readouterr()
     with caplog.at_level(logging.INFO, logger="domain_distil.modeling.teachers"):
         teacher = load_teacher({"name_or_path": str(tmp_path / "headless")}, tmp_path)

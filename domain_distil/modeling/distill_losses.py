@@ -24,6 +24,13 @@ def soft_target_loss(
     """``T^2 * (1/N) * sum_rows sum_v p_t (log p_t - log p_s)`` with ``p = softmax(logits / T)``.
 
     That is ``KLDivLoss(reduction="batchmean")`` on the (N, V) rows (divided by N, not B), times T^2.
+
+    With a trimmed student (``student.vocab=trim``) both inputs hold only the K kept columns (the
+    teacher's logits gathered to the kept ids). The softmax over them renormalises each
+    distribution over the kept vocabulary, ``p^K(v) = p(v) / sum_{u in K} p(u)``, so the loss is
+    exactly the full-vocabulary KL between the teacher's and the student's distributions each
+    conditioned on the kept ids. It equals the untrimmed loss when the teacher and the untrimmed
+    student put no mass on dropped ids (``tests/test_vocab_trim.py`` checks both statements).
     """
     log_p_s = F.log_softmax(student_rows.float() / temperature, dim=-1)
     log_p_t = F.log_softmax(teacher_rows.float() / temperature, dim=-1)

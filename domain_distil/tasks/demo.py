@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import logging
 import time
+from dataclasses import replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,9 @@ from domain_distil.common.loggers import to_container
 from domain_distil.modeling.teachers import resolve_teacher_path
 from domain_distil.stages.classify import ClassifyJob, classify
 from domain_distil.stages.distil import DistillRun, distil, plan_distillation
+from domain_distil.stages.report import report as run_report
 from domain_distil.tasks.classify import classify_settings, trainer_factory
+from domain_distil.tasks.report import report_request
 
 log = logging.getLogger(__name__)
 
@@ -148,12 +151,10 @@ def stable_results_dir(cfg: DictConfig, students: dict[str, Path]) -> Path:
 
 
 def report(cfg: DictConfig, results_dir: Path, seeds: list[int], output_dir: Path) -> str:
-    """Table 8 of the demo's jobs, the demo's encoders in the baselines' roles."""
-    from domain_distil.tasks.report import run as report_task
-
-    report_cfg = _with(cfg, report=OmegaConf.merge(cfg.report, {"sweep_dirs": [str(results_dir)],
-                                                                 "expected": {"seeds": seeds}}))
-    report_task(_with(report_cfg, paths=OmegaConf.merge(cfg.paths, {"output_dir": str(output_dir)})))
+    """Table 8 of the demo's jobs, the demo's encoders in the baselines' roles (``report`` group)."""
+    request = report_request(cfg)
+    expected = {**request.expected, "seeds": seeds}
+    run_report(replace(request, sweep_dirs=[str(results_dir)], expected=expected, output_dir=output_dir))
     return str(output_dir)
 
 

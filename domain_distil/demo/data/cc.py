@@ -124,3 +124,16 @@ def conversation(res: Mapping[str, Any], rng: random.Random, lang: str, exclude:
         if rng.random() < 0.8:
             turns.append(fill(rng.choice(res["agent"]), res["slots"], rng))
     return " ".join(turns)
+
+
+def customer_turns(res: Mapping[str, Any], rng: random.Random, lang: str, exclude: set[str]) -> str:
+    """Two to five customer messages of one chat as one corpus document: the task's own text kind
+    (what ``cc_intent`` classifies), none of them a task text."""
+    turns = []
+    for _ in range(rng.randint(2, 5)):
+        for _attempt in range(20):
+            text, _ = customer_message(res, rng, lang)
+            if text not in exclude:
+                turns.append(text)
+                break
+    return " ".join(turns)

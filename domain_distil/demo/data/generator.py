@@ -2,7 +2,8 @@
 
 ``generate_demo_data(out_dir, seed, ...)`` writes (formats: docs/formats.md, overview: docs/demo-data.md)
 
-    out_dir/in_domain/<lang>.txt     CC conversations and TD threads, one document per line
+    out_dir/in_domain/<lang>.txt     the tasks' text kinds, disjoint from them: CC customer turns and
+                                     TD question posts, one document per line
     out_dir/general/<lang>.txt       encyclopedia-like paragraphs, one per line
     out_dir/tasks/cc_intent.jsonl    text, label (intentful | not_intentful), lang, split, source, id
     out_dir/tasks/td_tags.jsonl      text, labels (subset of the top-10 tags), lang, split, source, id
@@ -35,7 +36,8 @@ from domain_distil.demo.data import cc, general, td
 from domain_distil.demo.data.render import stream
 
 LANGUAGES = ("eng", "esp", "jap", "por", "rus")
-VERSION = 1
+# 2: the in-domain corpus holds the tasks' own text kinds (customer turns, question posts).
+VERSION = 2
 MANIFEST = "manifest.json"
 
 
@@ -188,8 +190,9 @@ def _generate(root: Path, modules: dict[str, ModuleType], settings: dict) -> dic
             rng = stream(seed, lang, "in_domain")
             _write_corpus(
                 root / "in_domain" / f"{lang}.txt",
+                # The same source as the tasks, disjoint items: the text kinds the tasks classify.
                 lambda res=res, lang=lang, rng=rng, seen=seen: (
-                    cc.conversation(res.CC, rng, lang, seen) if rng.random() < 0.5 else td.thread(res.TD, rng, lang, seen)
+                    cc.customer_turns(res.CC, rng, lang, seen) if rng.random() < 0.5 else td.question(res.TD, rng, lang, seen)
                 ),
                 int(settings["corpus_mb_per_lang"] * 1e6),
             )

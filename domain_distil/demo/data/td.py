@@ -152,3 +152,13 @@ def thread(res: Mapping[str, Any], rng: random.Random, lang: str, exclude: set[s
     else:
         question = ""  # every draw was a task post: keep only the answers
     return " ".join([q for q in [question] if q] + [answer(res, rng, lang) for _ in range(rng.randint(1, 3))])
+
+
+def question(res: Mapping[str, Any], rng: random.Random, lang: str, exclude: set[str]) -> str:
+    """One question post as one corpus document: the task's own text kind (what ``td_tags`` tags),
+    never a task post."""
+    for _ in range(20):
+        text, _ = post(res, rng, lang)
+        if text not in exclude:
+            return text
+    return ""

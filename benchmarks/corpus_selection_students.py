@@ -1,0 +1,137 @@
+"""Selected vs random vs general text at one budget: three students of the demo teacher, classified.
+
+The comparison ``conf/experiment/corpus_select.yaml`` documents as commands, run through the stages
+with the embedded demo's recipe (``conf/experiment/demo.yaml``: me5_small teacher, ``distill=hidden``,
+frozen self-attention heads): a pool mixing the demo's in-domain and general corpora (English);
+three corpora of the same token budget drawn from it; one student each; frozen classifiers on both
+demo tasks over several seeds; the selected student's test F1 against the random one's with the
+one-sided KS test (``analysis.stats.compare``), printed either way.
+
+    python benchmarks/corpus_selection_students.py                  # budget 12k tokens, 5 seeds
+    python benchmarks/corpus_selection_students.py --budget 8000 --seeds 3 --method embedding
+
+Corpora (``corpus.select``, same budget, same tokenizer):
+  selected  the pool's documents nearest the task's training texts (``--method``)
+  random    a seeded uniform sample of the pool
+  general   a seeded uniform sample of the general corpus alone
+The last line: ``selected vs random: ...``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import open_dict
+
+from domain_distil.analysis.stats import compare
+from domain_distil.classification.encoders import local_encoder
+from domain_distil.common.configs import config_dir
+from domain_distil.common.io import write_json
+from domain_distil.corpus.reader import discover_files
+from domain_distil.corpus.select import RandomScorer, TokenScorer, read_selection, select_corpus
+from domain_distil.modeling.teachers import load_teacher_tokenizer, resolve_teacher_path
+from domain_distil.stages.classify import classify
+from domain_distil.tasks.corpus_fit import task_texts
+from domain_distil.tasks.demo import classify_job, demo_data, distil_student
+
+LANG = "eng"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--budget", type=int, default=12_000, help="tokens per corpus (no specials)")
+    parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--method", default="tokens", choices=["tokens", "embedding"])
+    parser.add_argument("--cache", default="cache")
+    parser.add_argument("--out", default="outputs/corpus_selection")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    warnings.filterwarnings("ignore")
+    started = time.perf_counter()
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=["experiment=demo", "logger=none"])
+    cache = Path(args.cache).resolve()
+    with open_dict(cfg):
+        cfg.paths.cache_dir = str(cache)
+        cfg.paths.root_dir = str(Path.cwd())
+        cfg.demo.data.languages = [LANG]
+        cfg.demo.langs = [LANG]
+        cfg.demo.seeds = list(range(args.seeds))
+    data = demo_data(cfg.demo.data, cache)
+    teacher_path = resolve_teacher_path(cfg.demo.teacher, cache)
+    tokenizer = load_teacher_tokenizer(cfg.demo.teacher, teacher_path)
+    pool = {LANG: discover_files(data / "in_domain")[LANG] + discover_files(data / "general")[LANG]}
+    general = {LANG: discover_files(data / "general")[LANG]}
+    # The task texts the selection aims at: both demo tasks' training rows (one pool, one student).
+    texts = {LANG: []}
+    for task in cfg.demo.tasks:
+        task_cfg = cfg.demo.task_configs[task].copy()
+        with open_dict(task_cfg):
+            task_cfg.files = [str(data / "tasks" / f"{task}.jsonl")]
+            task_cfg.dir = None
+            task_cfg.languages = [LANG]
+        texts[LANG] += task_texts(task_cfg, "train", [LANG])[LANG]
+    if args.method == "tokens":
+        scorer = TokenScorer(tokenizer)
+    else:
+        from domain_distil.corpus.select import EmbeddingScorer
+        from domain_distil.encoders import encoder_hash, load_encoder
+
+        model, enc_tok = load_encoder(teacher_path)
+        scorer = EmbeddingScorer(model, enc_tok, encoder_hash(teacher_path, cache_dir=cache))
+    corpora = {
+        "selected": select_corpus(pool, texts, args.budget, scorer, tokenizer, cache, pool_name="demo in_domain+general",
+                                  task_name="cc_intent+td_tags"),
+        "random": select_corpus(pool, texts, args.budget, RandomScorer(0), tokenizer, cache,
+                                pool_name="demo in_domain+general", task_name="cc_intent+td_tags"),
+        "general": select_corpus(general, texts, args.budget, RandomScorer(0), tokenizer, cache,
+                                 pool_name="demo general", task_name="cc_intent+td_tags"),
+    }
+    in_domain_lines = {str(p) for p in discover_files(data / "in_domain")[LANG]}
+    summary: dict = {"budget_tokens": args.budget, "method": args.method, "corpora": {}, "f1": {}}
+    for name, folder in corpora.items():
+        record = read_selection(folder)
+        lines = __import__("json").loads((folder / record["selected_lines"]).read_text())[LANG]
+        share = sum(origin.rsplit(":", 1)[0] in in_domain_lines for origin in lines) / len(lines)
+        summary["corpora"][name] = {"folder": str(folder), "in_domain_share": share, **record["languages"][LANG]}
+        print(f"{name:9s} {folder}  documents={len(lines)}  tokens={record['languages'][LANG]['tokens_selected']}  "
+              f"in-domain share={share:.2f}", flush=True)
+    students = {f"{name}-student": distil_student(cfg, folder) for name, folder in corpora.items()}
+    results_dir = Path(args.out) / "classify"
+    for task in cfg.demo.tasks:
+        for encoder_id, path in students.items():
+            encoder = local_encoder(encoder_id, path, cache)
+            scores = []
+            for seed in range(args.seeds):
+                result = classify(classify_job(cfg, data, str(task), LANG, seed, encoder, results_dir))
+                scores.append(float(result.test_f1))
+            summary["f1"].setdefault(str(task), {})[encoder_id] = scores
+    lines = ["| task | student | test F1 (mean ± sd) |", "|---|---|---|"]
+    verdicts = []
+    for task, by_student in summary["f1"].items():
+        for student, scores in by_student.items():
+            lines.append(f"| {task} | {student} | {100 * statistics.mean(scores):.1f} ± {100 * statistics.stdev(scores):.1f} |")
+        for baseline in ("random-student", "general-student"):
+            result = compare(by_student["selected-student"], by_student[baseline], alternative="greater")
+            verdicts.append(f"{task}: selected vs {baseline.split('-')[0]}: mean diff {100 * result.mean_diff:+.1f} F1, "
+                            f"one-sided KS p = {result.ks_pvalue:.3f} "
+                            f"({'significant' if result.ks_pvalue < 0.05 else 'not significant'} at 0.05)")
+            summary.setdefault("tests", {})[f"{task}:{baseline}"] = result.as_dict()
+    summary["wall_seconds"] = round(time.perf_counter() - started, 1)
+    write_json(Path(args.out) / "summary.json", summary)
+    print("\n".join(lines))
+    print("\n".join(verdicts))
+    print(f"done in {summary['wall_seconds']:.0f} s; {Path(args.out) / 'summary.json'}")
+    at_least = all(statistics.mean(s["selected-student"]) >= statistics.mean(s["random-student"])
+                   for s in summary["f1"].values())
+    print(f"selected vs random: selected F1 >= random F1 on every task: {at_least}")
+
+
+if __name__ == "__main__":
+    main()

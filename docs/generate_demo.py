@@ -1,0 +1,104 @@
+"""Regenerate the measured part of docs/demo.md from a real run of the demo.
+
+    python docs/generate_demo.py              # runs `python run.py` in a fresh cache, then writes the docs
+    python docs/generate_demo.py --run-dir D  # reads an existing demo run folder instead (no run)
+
+The section between the markers in docs/demo.md is replaced by what the run printed: Table 8
+with mean ± sd and marks, the p-value table, Table 5, wall times, the commit and the demo's
+identity (``domain_distil/demo/identity.py``). ``tests/test_demo_doc.py`` checks that the recorded
+identity is the checkout's, so the docs never describe numbers another configuration produced.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from hydra import compose, initialize_config_dir
+from omegaconf import OmegaConf
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from domain_distil.common.configs import config_dir  # noqa: E402
+from domain_distil.common.provenance import git_commit  # noqa: E402
+from domain_distil.demo.identity import demo_identity  # noqa: E402
+
+DOC = ROOT / "docs" / "demo.md"
+BEGIN, END = "<!-- demo-measured:begin -->", "<!-- demo-measured:end -->"
+
+
+def current_identity() -> dict[str, str]:
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="config")
+    return demo_identity(OmegaConf.to_container(cfg.demo, resolve=False))
+
+
+def recorded_identity(text: str) -> dict[str, str] | None:
+    for line in text.splitlines():
+        if line.startswith("<!-- demo-identity:"):
+            return json.loads(line.removeprefix("<!-- demo-identity:").removesuffix("-->").strip())
+    return None
+
+
+def run_demo(work: Path) -> tuple[Path, float, float]:
+    """Run the demo twice in ``work`` (fresh cache, then cached): the run folder and both wall times."""
+    env = {**os.environ, "DOMAIN_DISTIL_CACHE": str(work / "cache")}
+    times = []
+    for attempt in ("first", "second"):
+        started = time.perf_counter()
+        subprocess.run([sys.executable, str(ROOT / "run.py"), f"hydra.run.dir={work / attempt}"],
+                       cwd=work, env=env, check=True)
+        times.append(time.perf_counter() - started)
+    return work / "first", times[0], times[1]
+
+
+def section(run_dir: Path, first_s: float | None, second_s: float | None) -> str:
+    table8 = (run_dir / "report" / "table8.md").read_text(encoding="utf-8").strip()
+    speed = (run_dir / "speed" / "speed.md").read_text(encoding="utf-8").strip()
+    commit = git_commit()
+    lines = [
+        BEGIN,
+        f"<!-- demo-identity: {json.dumps(current_identity())} -->",
+        "",
+        f"Measured with `python docs/generate_demo.py` at commit `{commit['commit'][:12]}`"
+        f"{' (with uncommitted changes)' if commit.get('dirty') else ''} on {time.strftime('%Y-%m-%d')}, "
+        f"{platform.machine()}, {os.cpu_count()} CPU cores, Python {platform.python_version()}.",
+    ]
+    if first_s is not None:
+        lines.append(f"The demo took {first_s:.0f} s from an empty cache (teacher conversion included, "
+                     f"`pip install` not), and {second_s:.0f} s the second time "
+                     f"({100 * second_s / first_s:.0f}% of the first: every student, feature file and job "
+                     "came from the cache).")
+    lines += ["", "### Table 8 (as `report/table8.md` printed it)", "", table8, "",
+              "### Table 5 (as `speed/speed.md` printed it)", "", speed, "", END]
+    return "\n".join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run-dir", type=Path, help="an existing demo run folder (holding report/ and speed/)")
+    args = parser.parse_args()
+    if args.run_dir:
+        run_dir, first, second = args.run_dir, None, None
+    else:
+        work = Path(tempfile.mkdtemp(prefix="demo-doc-"))
+        run_dir, first, second = run_demo(work)
+    text = DOC.read_text(encoding="utf-8")
+    if BEGIN not in text or END not in text:
+        raise SystemExit(f"{DOC}: the markers {BEGIN} / {END} are missing")
+    head, rest = text.split(BEGIN, 1)
+    tail = rest.split(END, 1)[1]
+    DOC.write_text(head + section(run_dir, first, second) + tail, encoding="utf-8")
+    print(f"wrote {DOC}")
+
+
+if __name__ == "__main__":
+    main()

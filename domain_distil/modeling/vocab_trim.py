@@ -1,0 +1,293 @@
+"""Vocabulary trimming (``student.vocab=trim``): keep the tokens the domain uses, slice the rows.
+
+Most of a multilingual encoder is its vocabulary (me5-small: 96 M of its 118 M parameters are the
+250k x 384 embedding table). A trimmed student keeps every token the distillation corpus (plus
+optional extra texts) uses at least ``min_count`` times, and every special and added token; its
+word embeddings, tied MLM decoder and decoder bias are the teacher-derived student's rows for
+those ids, in increasing teacher-id order, so new id ``i`` is teacher id ``kept_ids[i]``.
+
+- :func:`choose_kept_vocabulary` picks the ids from token counts (``token_counts.npy`` of a corpus).
+- :func:`trim_masked_lm` returns a copy of a ``*ForMaskedLM`` with only those rows.
+- :class:`KeptVocabularyHead` gives a frozen teacher's MLM logits on the kept ids only: the same
+  values as the full projection followed by ``index_select`` on the kept columns, without
+  computing the dropped columns at all.
+- :func:`trimmed_student` builds a student from a teacher and trims it with its tokenizer, for
+  callers outside distillation (conversion, benchmarks).
+
+The tokenizer side is ``modeling/tokenizer_trim.py``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from transformers import PreTrainedModel, PreTrainedTokenizerBase
+from transformers.activations import gelu
+
+from domain_distil.common.errors import ConfigError
+from domain_distil.common.hashing import hash_object
+from domain_distil.common.records import iter_records
+from domain_distil.corpus.reader import iter_documents
+
+VOCAB_MODES = ("full", "trim")
+# Tensors with one row per vocabulary id in the MLM models built here (BERT, DistilBERT, RoBERTa
+# family): the word embeddings, the tied decoder weight, and the decoder bias (two names, one tensor).
+_VOCAB_ROW_SUFFIXES = ("word_embeddings.weight", "decoder.weight", "decoder.bias", "predictions.bias",
+                       "lm_head.bias", "vocab_projector.weight", "vocab_projector.bias")
+
+
+@dataclass(frozen=True)
+class VocabTrimSettings:
+    """``student.vocab``, ``student.vocab_min_count``, ``student.vocab_extra_texts`` (conf/student)."""
+
+    mode: str = "full"
+    min_count: int = 1
+    extra_texts: tuple[str, ...] = ()
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == "trim"
+
+    @classmethod
+    def from_config(cls, student: Mapping[str, Any]) -> VocabTrimSettings:
+        """The settings of a ``student`` config group, checked (a missing extra file fails here, early)."""
+        mode = str(student.get("vocab", "full"))
+        if mode not in VOCAB_MODES:
+            raise ConfigError(f"student.vocab={mode!r}: must be one of {', '.join(VOCAB_MODES)}")
+        min_count = student.get("vocab_min_count", 1)
+        if isinstance(min_count, bool) or not isinstance(min_count, int) or min_count < 1:
+            raise ConfigError(f"student.vocab_min_count={min_count!r}: must be an integer >= 1")
+        extra = tuple(str(p) for p in (student.get("vocab_extra_texts") or ()))
+        missing = [p for p in extra if not Path(p).is_file()]
+        if missing:
+            raise ConfigError(f"student.vocab_extra_texts: no such file {missing[0]} (give .txt, .jsonl or .csv "
+                              "files whose text the trimmed vocabulary must cover)")
+        if extra and mode != "trim":
+            raise ConfigError("student.vocab_extra_texts is set but student.vocab=full keeps every token anyway; "
+                              "set student.vocab=trim or drop the extra texts")
+        return cls(mode=mode, min_count=int(min_count), extra_texts=extra)
+
+
+@dataclass(frozen=True)
+class KeptVocabulary:
+    """The teacher ids a trimmed student keeps; new id ``i`` is teacher id ``kept_ids[i]``."""
+
+    kept_ids: np.ndarray  # (K,) int64, strictly increasing teacher ids
+    teacher_vocab_size: int  # rows of the teacher's embedding table
+    unk_id: int  # the teacher's unknown-token id (always kept)
+    dropped_token_share: float = 0.0  # share of the counted corpus tokens whose id is not kept
+
+    def __len__(self) -> int:
+        return len(self.kept_ids)
+
+    def new_id(self, teacher_id: int) -> int:
+        index = int(np.searchsorted(self.kept_ids, teacher_id))
+        if index >= len(self.kept_ids) or self.kept_ids[index] != teacher_id:
+            raise KeyError(f"teacher id {teacher_id} is not in the kept vocabulary")
+        return index
+
+    def old_to_new(self) -> torch.Tensor:
+        """(teacher_vocab_size,) int64: the new id of each teacher id; a dropped id maps to the new unk id.
+
+        The student cannot represent a dropped token, so it reads it as unknown, which is what it
+        would otherwise have to guess from.
+        """
+        table = torch.full((self.teacher_vocab_size,), self.new_id(self.unk_id), dtype=torch.long)
+        table[torch.from_numpy(self.kept_ids)] = torch.arange(len(self.kept_ids))
+        return table
+
+    def digest(self) -> str:
+        return hash_object({"kept": hash_object(self.kept_ids.tolist()), "teacher_rows": self.teacher_vocab_size})
+
+    def summary(self) -> dict[str, Any]:
+        """Plain data for a manifest."""
+        return {"mode": "trim", "size": len(self), "teacher_size": self.teacher_vocab_size,
+                "dropped_token_share": round(self.dropped_token_share, 6), "digest": self.digest()}
+
+
+def read_texts(paths: Iterable[str | Path], text_field: str = "text") -> Iterator[str]:
+    """The documents of plain-text (one per line), JSONL or CSV files (``text`` column/field)."""
+    for path in map(Path, paths):
+        if path.suffix == ".csv":
+            for _, row in iter_records(path, ConfigError, required_columns=(text_field,)):
+                if row.get(text_field):
+                    yield str(row[text_field])
+        else:
+            for text, _ in iter_documents(path, text_field):
+                yield text
+
+
+def count_tokens(
+    tokenizer: PreTrainedTokenizerBase, texts: Iterable[str], vocab_size: int, batch_size: int = 256
+) -> np.ndarray:
+    """(vocab_size,) int64 occurrences of each id in the tokenised ``texts`` (special tokens included)."""
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    batch: list[str] = []
+
+    def flush() -> None:
+        for ids in tokenizer(batch, add_special_tokens=True, truncation=False)["input_ids"]:
+            np.add.at(counts, np.asarray(ids, dtype=np.int64), 1)
+        batch.clear()
+
+    for text in texts:
+        batch.append(text)
+        if len(batch) == batch_size:
+            flush()
+    if batch:
+        flush()
+    return counts
+
+
+def choose_kept_vocabulary(
+    token_counts: np.ndarray,
+    min_count: int,
+    always_keep: Iterable[int],
+    unk_id: int,
+    teacher_vocab_size: int,
+    extra_counts: np.ndarray | None = None,
+) -> KeptVocabulary:
+    """Keep every id used ``>= min_count`` times (corpus plus extra counts) and every id in ``always_keep``.
+
+    ``always_keep`` holds the special and added tokens: the student must be able to read ``[CLS]``,
+    ``[MASK]`` and padding even where the corpus never stored them.
+    """
+    counts = np.zeros(teacher_vocab_size, dtype=np.int64)
+    counts[: len(token_counts)] += np.asarray(token_counts, dtype=np.int64)[:teacher_vocab_size]
+    total = int(counts.sum())
+    if extra_counts is not None:
+        counts[: len(extra_counts)] += np.asarray(extra_counts, dtype=np.int64)[:teacher_vocab_size]
+    keep = counts >= min_count
+    forced = np.asarray(sorted({*always_keep, unk_id}), dtype=np.int64)
+    if len(forced) and (forced.min() < 0 or forced.max() >= teacher_vocab_size):
+        raise ValueError(f"special token ids {forced.tolist()} fall outside the teacher's {teacher_vocab_size} rows")
+    keep[forced] = True
+    kept_ids = np.flatnonzero(keep).astype(np.int64)
+    corpus = np.zeros(teacher_vocab_size, dtype=np.int64)
+    corpus[: len(token_counts)] = np.asarray(token_counts, dtype=np.int64)[:teacher_vocab_size]
+    dropped = int(corpus[~keep].sum())
+    return KeptVocabulary(kept_ids=kept_ids, teacher_vocab_size=teacher_vocab_size, unk_id=unk_id,
+                          dropped_token_share=dropped / total if total else 0.0)
+
+
+def special_and_added_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
+    """Every special token id plus every added token id (they are outside the model's own pieces)."""
+    return sorted({*tokenizer.all_special_ids, *tokenizer.get_added_vocab().values()})
+
+
+def kept_vocabulary_for(
+    tokenizer: PreTrainedTokenizerBase,
+    token_counts: np.ndarray,
+    settings: VocabTrimSettings,
+    teacher_vocab_size: int,
+) -> KeptVocabulary:
+    """The kept vocabulary of a run: corpus counts, extra texts counted with the same tokenizer, specials."""
+    extra = count_tokens(tokenizer, read_texts(settings.extra_texts), teacher_vocab_size) if settings.extra_texts else None
+    return choose_kept_vocabulary(token_counts, settings.min_count, special_and_added_ids(tokenizer),
+                                  tokenizer.unk_token_id, teacher_vocab_size, extra_counts=extra)
+
+
+# --------------------------------------------------------------------------- models
+_SPECIAL_ID_CONFIG_KEYS = ("pad_token_id", "bos_token_id", "eos_token_id", "sep_token_id", "cls_token_id",
+                           "mask_token_id", "unk_token_id")
+
+
+def trim_masked_lm(model: PreTrainedModel, kept: KeptVocabulary) -> PreTrainedModel:
+    """A copy of ``model`` whose vocabulary rows are ``kept.kept_ids``; everything else is unchanged.
+
+    Special-token ids in the config are remapped; a special id that is not kept becomes None.
+    Which parameters are trainable is carried over (frozen positions stay frozen).
+    """
+    vocab_size = model.config.vocab_size
+    if vocab_size != kept.teacher_vocab_size:
+        raise ValueError(f"the model has {vocab_size} vocabulary rows but the kept vocabulary was chosen for "
+                         f"{kept.teacher_vocab_size}")
+    index = torch.from_numpy(kept.kept_ids)
+    state = {}
+    sliced = []
+    for name, tensor in model.state_dict().items():
+        if name.endswith(_VOCAB_ROW_SUFFIXES) and tensor.shape[:1] == (vocab_size,):
+            tensor = tensor.index_select(0, index.to(tensor.device))
+            sliced.append(name)
+        state[name] = tensor
+    if not any(name.endswith("word_embeddings.weight") for name in sliced):
+        raise TypeError(f"{type(model).__name__}: no word-embedding table found to trim")
+    config = model.config.__class__.from_dict(model.config.to_dict())
+    config.vocab_size = len(kept)
+    for key in _SPECIAL_ID_CONFIG_KEYS:
+        old = getattr(config, key, None)
+        if isinstance(old, int):
+            setattr(config, key, kept.new_id(old) if old in set(kept.kept_ids.tolist()) else None)
+    trimmed = model.__class__(config)
+    trimmed.load_state_dict(state, strict=True)
+    trimmed.to(next(model.parameters()).device)
+    trainable = {name: p.requires_grad for name, p in model.named_parameters()}
+    for name, param in trimmed.named_parameters():
+        param.requires_grad_(trainable.get(name, True))
+    trimmed.train(model.training)
+    return trimmed
+
+
+def _head_parts(model: PreTrainedModel) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Linear]:
+    """(the head's transform before the vocabulary projection, the projection) of an MLM model."""
+    if hasattr(model, "vocab_projector"):  # DistilBertForMaskedLM
+        return (lambda h: model.vocab_layer_norm(model.activation(model.vocab_transform(h)))), model.vocab_projector
+    if hasattr(model, "cls"):  # BertForMaskedLM
+        predictions = model.cls.predictions
+        return predictions.transform, predictions.decoder
+    if hasattr(model, "lm_head"):  # RobertaLMHead and its copies (XLM-R, CamemBERT): dense, gelu, LayerNorm
+        head = model.lm_head
+        return (lambda h: head.layer_norm(gelu(head.dense(h)))), head.decoder
+    raise TypeError(f"{type(model).__name__} has no recognised masked-LM head")
+
+
+class KeptVocabularyHead:
+    """A frozen model's MLM logits on the kept ids only: ``(..., H) -> (..., K)``.
+
+    Equal to ``mlm_head(model)(h).index_select(-1, kept_ids)``; the projection's kept rows are
+    sliced once (per device), so the dropped columns are never computed. Not an ``nn.Module`` on
+    purpose: it holds teacher weights, which must stay out of the student's module tree (DDP would
+    broadcast them every step, checkpoints would carry them).
+    """
+
+    def __init__(self, model: PreTrainedModel, kept_ids: torch.Tensor) -> None:
+        self.transform, projection = _head_parts(model)
+        with torch.no_grad():
+            ids = kept_ids.to(projection.weight.device)
+            self.weight = projection.weight.index_select(0, ids).detach()
+            self.bias = projection.bias.index_select(0, ids).detach() if projection.bias is not None else None
+
+    def to(self, device: torch.device | str) -> KeptVocabularyHead:
+        self.weight = self.weight.to(device)
+        self.bias = self.bias.to(device) if self.bias is not None else None
+        return self
+
+    def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
+        return nn.functional.linear(self.transform(hidden), self.weight, self.bias)
+
+
+def trimmed_student(
+    teacher: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    token_counts: np.ndarray,
+    min_count: int = 1,
+    spec: Any = None,
+    extra_texts: Sequence[str | Path] = (),
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, KeptVocabulary]:
+    """Build a student from ``teacher`` (``StudentSpec`` defaults) and trim it with its tokenizer.
+
+    For callers outside the distillation stage (conversion, benchmarks): the model, a fast
+    tokenizer that ``AutoTokenizer`` reloads, and the kept vocabulary.
+    """
+    from domain_distil.modeling.student import StudentSpec, build_student
+    from domain_distil.modeling.tokenizer_trim import trim_tokenizer
+
+    settings = VocabTrimSettings(mode="trim", min_count=min_count, extra_texts=tuple(map(str, extra_texts)))
+    kept = kept_vocabulary_for(tokenizer, token_counts, settings, teacher.config.vocab_size)
+    student = trim_masked_lm(build_student(teacher, spec or StudentSpec()), kept)
+    return student, trim_tokenizer(tokenizer, kept.kept_ids), kept

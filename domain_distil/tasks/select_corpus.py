@@ -1,0 +1,59 @@
+"""``task=select_corpus``: keep the pool documents nearest the task's texts, up to a token budget.
+
+    python run.py task=select_corpus corpus.dir=data/pool cls_task=td_tags teacher=me5_small \\
+        select_corpus.budget_tokens=120000 select_corpus.method=tokens
+    python run.py task=distill corpus.dir=<the printed folder> ...
+
+The pool is the ``corpus`` group; the task's texts come from ``cls_task`` (``select_corpus.split``
+rows). The folder is an ordinary corpus folder (``<lang>.txt``) plus ``selection.json``; the work is
+in ``domain_distil/corpus/select.py``.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from omegaconf import DictConfig
+
+from domain_distil.common.errors import ConfigError
+from domain_distil.corpus.reader import discover_files
+from domain_distil.corpus.select import EmbeddingScorer, RandomScorer, Scorer, TokenScorer, select_corpus
+from domain_distil.modeling.teachers import load_teacher_tokenizer, resolve_teacher_path
+from domain_distil.tasks.corpus_fit import task_texts
+
+METHODS = ("tokens", "embedding", "random")
+
+
+def scorer_from_config(node: DictConfig, teacher_path: str, tokenizer, cache_dir: str, local_only: bool) -> Scorer:
+    method = str(node.method)
+    if method == "tokens":
+        return TokenScorer(tokenizer, alpha=float(node.alpha))
+    if method == "random":
+        return RandomScorer(seed=int(node.seed))
+    if method == "embedding":
+        from domain_distil.encoders import encoder_hash, load_encoder
+
+        model, encoder_tokenizer = load_encoder(teacher_path, local_files_only=local_only)
+        return EmbeddingScorer(model, encoder_tokenizer, encoder_hash(teacher_path, cache_dir=cache_dir),
+                               k=int(node.k), max_length=int(node.max_length), batch_size=int(node.batch_size))
+    raise ConfigError(f"select_corpus.method must be one of {METHODS}, got {method!r}")
+
+
+def run(cfg: DictConfig) -> str:
+    node = cfg.select_corpus
+    if str(node.method) not in METHODS:  # before anything is read or loaded
+        raise ConfigError(f"select_corpus.method must be one of {METHODS}, got {node.method!r}")
+    pool = discover_files(cfg.corpus.get("dir"), cfg.corpus.get("files"), None)
+    languages = node.get("languages") or [lang for lang in (cfg.cls_task.get("languages") or pool) if lang in pool]
+    texts = task_texts(cfg.cls_task, str(node.split), languages)
+    teacher_path = resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
+    tokenizer = load_teacher_tokenizer(cfg.teacher, teacher_path)
+    scorer = scorer_from_config(node, teacher_path, tokenizer, str(cfg.paths.cache_dir),
+                                bool(cfg.teacher.get("local_files_only", False)))
+    folder = select_corpus(
+        {lang: pool[lang] for lang in texts}, texts, int(node.budget_tokens), scorer, tokenizer,
+        Path(cfg.paths.cache_dir), pool_name=str(cfg.corpus.get("dir") or cfg.corpus.get("name")),
+        task_name=str(cfg.cls_task.name), text_field=str(cfg.corpus.get("text_field", "text")),
+    )
+    print(f"Selected corpus: {folder}")
+    return str(folder)

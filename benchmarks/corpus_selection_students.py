@@ -60,6 +60,7 @@ def main() -> None:
     with open_dict(cfg):
         cfg.paths.cache_dir = str(cache)
         cfg.paths.root_dir = str(Path.cwd())
+        cfg.paths.output_dir = str(Path(args.out).resolve())  # no Hydra run here to fill ${hydra:...}
         cfg.demo.data.languages = [LANG]
         cfg.demo.langs = [LANG]
         cfg.demo.seeds = list(range(args.seeds))

@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import logging
+import sys
 import time
 from typing import Any
 
 import lightning as L
 import torch
+
+from domain_distil.common.progress import PlainProgress, is_terminal
+
+log = logging.getLogger("domain_distil.progress")
 
 
 class TokenThroughput(L.Callback):
@@ -27,7 +33,7 @@ class TokenThroughput(L.Callback):
     the same moment everywhere and no extra ``cuda.synchronize`` is needed.
     """
 
-    def __init__(self, window_steps: int | None = None) -> None:
+    def __init__(self, window_steps: int | None = None, plain_interval_s: float = 30.0) -> None:
         if window_steps is not None and window_steps < 1:
             raise ValueError(f"TokenThroughput: window_steps must be >= 1 or None, got {window_steps}")
         self.window_steps = window_steps
@@ -40,11 +46,17 @@ class TokenThroughput(L.Callback):
         self.run_tokens: int | None = None
         self.run_seconds: float | None = None
         self.run_average: float | None = None
+        # Rich bars never reach a log file (nohup, SLURM, Hydra's job log): when stdout is not a
+        # terminal, rank 0 also logs a plain line every plain_interval_s (tokens, tokens/s, ETA).
+        self.plain_interval_s = plain_interval_s
+        self._plain: PlainProgress | None = None
 
     # -- hooks ---------------------------------------------------------------------------------
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._run_tokens, self._run_t0 = 0, time.perf_counter()
         self.run_tokens = self.run_seconds = self.run_average = None
+        if trainer.is_global_zero and not is_terminal(sys.stdout):
+            self._plain = PlainProgress("distil", lambda line: log.info("%s", line), self.plain_interval_s)
 
     def on_train_epoch_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restart()
@@ -63,6 +75,8 @@ class TokenThroughput(L.Callback):
             self.history.append(rate)
             # Every rank holds the same summed value, so rank 0 logging it loses nothing.
             pl_module.log("train/tokens_per_sec", rate, on_step=True, on_epoch=False, rank_zero_only=True)
+            if self._plain is not None:
+                self._plain.update(fraction=self._fraction(trainer, pl_module), tokens=self._run_tokens)
             self._restart()
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
@@ -75,10 +89,20 @@ class TokenThroughput(L.Callback):
         self.run_seconds = time.perf_counter() - self._run_t0
         self.run_tokens = self._run_tokens
         self.run_average = self.run_tokens / max(self.run_seconds, 1e-9)
+        if self._plain is not None:
+            self._plain.update(tokens=self._run_tokens)
+            self._plain.close()
+            self._plain = None
 
     # -- helpers -------------------------------------------------------------------------------
     def _restart(self) -> None:
         self._tokens, self._batches, self._t0 = 0, 0, time.perf_counter()
+
+    @staticmethod
+    def _fraction(trainer: L.Trainer, pl_module: L.LightningModule) -> float | None:
+        """Share of the optimizer steps done (the module's own schedule length when it has one)."""
+        total = pl_module.total_optimizer_steps() if hasattr(pl_module, "total_optimizer_steps") else trainer.max_steps
+        return trainer.global_step / total if total and total > 0 else None
 
     @staticmethod
     def _sum_over_ranks(trainer: L.Trainer, pl_module: L.LightningModule, tokens: int) -> int:

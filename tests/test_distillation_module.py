@@ -193,3 +193,22 @@ def test_resume_mid_epoch_matches_uninterrupted_run(tiny_teacher_dir, corpus_dir
     assert trainer.global_step == 8
     for name, tensor in module.student.state_dict().items():
         torch.testing.assert_close(tensor, uninterrupted[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_plain_progress_lines_reach_a_log_file(tiny_teacher_dir, corpus_dir, tmp_path, caplog):
+    """Off a terminal (a log file under nohup/SLURM), the fit logs plain lines: tokens, tokens/s, ETA,
+    and the manifest figure is the whole run's average."""
+    import logging
+
+    from callbacks.throughput import TokenThroughput
+
+    module, datamodule = make_module(tiny_teacher_dir, corpus_dir)
+    throughput = TokenThroughput(window_steps=2, plain_interval_s=0.0)
+    with caplog.at_level(logging.INFO, logger="domain_distil.progress"):
+        make_trainer(tmp_path, max_steps=4, callbacks=[throughput], enable_checkpointing=False).fit(
+            module, datamodule=datamodule)
+    lines = [r.getMessage() for r in caplog.records if r.name == "domain_distil.progress"]
+    assert any(line.startswith("distil | ") and "tokens/s" in line and "ETA" in line for line in lines), lines
+    assert "done in" in lines[-1]
+    assert throughput.run_tokens > 0 and throughput.run_average == pytest.approx(
+        throughput.run_tokens / throughput.run_seconds)

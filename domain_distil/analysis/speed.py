@@ -4,18 +4,19 @@ number of CPU threads.
 Every measurement runs one message at a time (batch size 1, the serving case the paper times),
 repeats the whole measurement ``repeats`` times after ``warmup`` untimed rounds, and reports the
 median, so one-off stalls (page faults, a neighbour process) do not move the number. Besides fp32
-PyTorch, an encoder can get two deployment variants, int8 dynamic quantization of its Linear
-layers and ONNX Runtime, each with its agreement to fp32: the max |difference| of the last hidden
+PyTorch, an encoder can get two deployment variants, int8 (ONNX Runtime dynamic quantization) and
+fp32 ONNX Runtime, each with its agreement to fp32: the max |difference| of the last hidden
 states over the real tokens of held-out texts, because a fast model that computes something else
 is no use to the classifier heads on top.
 
-The variants come from ``domain_distil.conversion``, the messages from ``analysis.messages``, and
-``analysis.table5`` lays the rows out.
+The variants come from ``domain_distil.conversion.variants`` (the code serving runs), the messages
+from ``analysis.messages``, and ``analysis.table5`` lays the rows out.
 """
 
 from __future__ import annotations
 
 import io
+import shutil
 import statistics
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -28,16 +29,19 @@ import torch
 
 from domain_distil.analysis.encoders import EncoderSpec
 from domain_distil.analysis.messages import synthetic_message, tokenized_messages
-from domain_distil.conversion.int8 import int8_model
-from domain_distil.conversion.onnx_export import ONNX_PACKAGES, onnx_runner
 from domain_distil.conversion.runners import Inputs, Runner, torch_runner
+from domain_distil.conversion.variants import variant_runner
 from domain_distil.encoders import load_encoder
+
+VARIANT_ORDER = ("int8", "onnx")
+LABELS = {"int8": "int8", "onnx": "ONNX Runtime"}
+NOTES = {"int8": "onnxruntime int8 dynamic", "onnx": "onnxruntime CPU"}
 
 
 @dataclass
 class SpeedRow:
     model: str
-    variant: str  # fp32 | int8 | onnx
+    variant: str  # fp32 | int8 | onnx (conversion.variants.VARIANTS)
     params_m: float
     size_mb: float | None
     ms: dict[str, float | None] = field(default_factory=dict)  # "16", "64", ..., "realistic" -> median ms
@@ -54,7 +58,7 @@ def count_params_m(model: torch.nn.Module) -> float:
 
 
 def state_dict_mb(model: torch.nn.Module) -> float:
-    """Serialized size: for int8 this includes the packed weights, which ``parameters()`` misses."""
+    """Serialized size of the PyTorch weights."""
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return buffer.getbuffer().nbytes / 2**20
@@ -130,33 +134,28 @@ def benchmark_encoder(
     rows = [SpeedRow(spec.id, "fp32", params, state_dict_mb(model), timed(reference, spec.id), 0.0)]
     if settings.variants_for is not None and spec.id not in settings.variants_for:
         return rows
-    if settings.int8:
+    # A fresh export per run: an output folder reused for another model under the same id must not
+    # time the old graph.
+    shutil.rmtree(onnx_dir / spec.id, ignore_errors=True)
+    for variant in VARIANT_ORDER:
+        if not getattr(settings, variant):
+            continue
         try:
-            quantized = int8_model(model)
-        except (ImportError, RuntimeError, AttributeError) as error:
-            rows.append(_unavailable(spec.id, "int8", params, messages, f"int8 quantization failed: {error}"))
-        else:
-            runner = torch_runner(quantized)
-            rows.append(SpeedRow(
-                f"{spec.id} (int8 dynamic)", "int8", params, state_dict_mb(quantized), timed(runner, f"{spec.id} int8"),
-                max_abs_difference(reference, runner, held_out), "torch.ao quantize_dynamic, Linear",
-            ))
-    if settings.onnx:
-        try:
-            progress(f"{spec.id}: ONNX export")
-            runner, size = onnx_runner(model, fixed[str(settings.lengths[0])][0], onnx_dir / f"{spec.id}.onnx", settings.threads)
+            progress(f"{spec.id}: {variant} conversion")
+            runner, size = variant_runner(variant, model, onnx_dir / spec.id, settings.threads)
         except ImportError as error:
-            rows.append(_unavailable(spec.id, "onnx", params, messages, f"{error.name or error} not installed: pip install {ONNX_PACKAGES}"))
+            rows.append(_unavailable(spec.id, variant, params, messages, str(error)))
+            continue
         except Exception as error:  # noqa: BLE001  the exporter raises many types; the row records it
-            rows.append(_unavailable(spec.id, "onnx", params, messages, f"ONNX export failed: {type(error).__name__}: {error}"))
-        else:
-            rows.append(SpeedRow(
-                f"{spec.id} (ONNX Runtime)", "onnx", params, size, timed(runner, f"{spec.id} onnx"),
-                max_abs_difference(reference, runner, held_out), "onnxruntime CPU",
-            ))
+            reason = f"{variant} conversion failed: {type(error).__name__}: {error}"
+            rows.append(_unavailable(spec.id, variant, params, messages, reason))
+            continue
+        rows.append(SpeedRow(
+            f"{spec.id} ({LABELS[variant]})", variant, params, size, timed(runner, f"{spec.id} {variant}"),
+            max_abs_difference(reference, runner, held_out), NOTES[variant],
+        ))
     return rows
 
 
 def _unavailable(encoder_id: str, variant: str, params: float, messages: dict, reason: str) -> SpeedRow:
-    label = {"int8": "int8 dynamic", "onnx": "ONNX Runtime"}[variant]
-    return SpeedRow(f"{encoder_id} ({label})", variant, params, None, dict.fromkeys(messages), None, f"unavailable: {reason}")
+    return SpeedRow(f"{encoder_id} ({LABELS[variant]})", variant, params, None, dict.fromkeys(messages), None, f"unavailable: {reason}")

@@ -1,6 +1,8 @@
 """CPU deployment conversions of an encoder, shared by serving and the speed analysis.
 
-- ``runners``: the runner contract (one message in, last hidden state out) and the fp32 PyTorch runner;
-- ``int8``: dynamic int8 quantization of the Linear layers;
-- ``onnx_export``: ONNX export with a dynamic sequence length, run by ONNX Runtime.
+- ``runners``: the runner contract (a padded batch in, last hidden state out), the fp32 PyTorch
+  runner and the ONNX Runtime session runner;
+- ``onnx_export``: ONNX export with dynamic batch and sequence axes;
+- ``int8``: ONNX Runtime dynamic int8 quantization of the exported graph;
+- ``variants``: fp32 / onnx / int8 built once into a folder and returned as runners.
 """

@@ -1,10 +1,11 @@
-"""CPU encoder variants for serving (int8 dynamic quantization, ONNX Runtime) and their check
-against fp32 on held-out texts.
+"""CPU encoder variants for serving (int8, ONNX Runtime) and their check against fp32 on held-out
+texts.
 
-The conversions themselves are ``domain_distil.conversion``'s (``int8_model``, ``onnx_runner``); this module
-wraps them in the predictor's encoder contract, ``(input_ids, attention_mask) -> (B, n, d)``.
-The ONNX graph is exported with a dynamic sequence length but a batch of one, so the ONNX encoder
-runs each row of a batch separately on its real tokens (no padding) and pads the outputs back.
+The conversions themselves are ``domain_distil.conversion``'s (``variants.variant_runner``: fp32
+PyTorch, fp32 ONNX Runtime, int8 ONNX Runtime), the same code ``task=speed`` times; this module
+wraps them in the predictor's encoder contract, ``(input_ids, attention_mask) -> (B, n, d)``. The
+ONNX graphs have dynamic batch and sequence axes, so a padded batch is one ONNX Runtime call.
+Exports are cached under ``<workdir>/encoder-<content hash>/`` and built once.
 
 A fast encoder that changes the answers is no use, so :func:`compare_backends` runs the fp32
 predictor and the variant's on the same texts and reports, per head, the share of flipped
@@ -23,45 +24,35 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from domain_distil.conversion.int8 import int8_model
-from domain_distil.conversion.onnx_export import onnx_runner
+from domain_distil.conversion.runners import Runner
+from domain_distil.conversion.variants import VARIANTS, variant_runner
 from domain_distil.serving.bundle_load import Bundle
 from domain_distil.serving.predictor import EncoderFn, Predictor, torch_encoder
 
 log = logging.getLogger(__name__)
 
-BACKENDS = ("fp32", "int8", "onnx")
+BACKENDS = VARIANTS
 
 
-def onnx_encoder(model: torch.nn.Module, path: Path, threads: int = 1) -> EncoderFn:
-    """ONNX Runtime encoder (export via ``conversion.onnx_export.onnx_runner``); rows run one by one."""
-    sample_ids = torch.tensor([[0, 1, 2, 3]], dtype=torch.long)
-    runner, _ = onnx_runner(model, {"input_ids": sample_ids, "attention_mask": torch.ones_like(sample_ids)}, path, threads)
+def runner_encoder(runner: Runner) -> EncoderFn:
+    """A conversion runner (NumPy out) in the predictor's encoder contract (float32 tensor out)."""
 
     def encode(input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        lengths = attention_mask.sum(dim=1).tolist()
-        rows = []
-        for row, length in enumerate(lengths):
-            ids = input_ids[row : row + 1, : int(length)]
-            rows.append(torch.from_numpy(runner({"input_ids": ids, "attention_mask": torch.ones_like(ids)}))[0])
-        hidden = torch.zeros(input_ids.size(0), input_ids.size(1), rows[0].size(-1))
-        for row, states in enumerate(rows):
-            hidden[row, : states.size(0)] = states
-        return hidden
+        return torch.from_numpy(runner({"input_ids": input_ids, "attention_mask": attention_mask}))
 
     return encode
 
 
 def encoder_backend(kind: str, bundle: Bundle, workdir: str | Path | None = None, threads: int = 1) -> EncoderFn:
-    """The bundle's encoder as ``fp32`` (PyTorch), ``int8`` (dynamic, Linear layers) or ``onnx``."""
+    """The bundle's encoder as ``fp32`` (PyTorch), ``int8`` (ONNX Runtime int8) or ``onnx`` (ONNX
+    Runtime fp32); exports go to ``<workdir or bundle/onnx>/encoder-<hash>/``."""
+    if kind not in BACKENDS:
+        raise ValueError(f"unknown encoder backend {kind!r}; expected one of {BACKENDS}")
     if kind == "fp32":
         return torch_encoder(bundle.encoder)
-    if kind == "int8":
-        return torch_encoder(int8_model(bundle.encoder))
-    if kind == "onnx":
-        folder = Path(workdir) if workdir is not None else bundle.root / "onnx"
-        return onnx_encoder(bundle.encoder, folder / f"encoder-{bundle.encoder_hash[:12]}.onnx", threads)
-    raise ValueError(f"unknown encoder backend {kind!r}; expected one of {BACKENDS}")
+    root = Path(workdir) if workdir is not None else bundle.root / "onnx"
+    runner, _ = variant_runner(kind, bundle.encoder, root / f"encoder-{bundle.encoder_hash[:16]}", threads)
+    return runner_encoder(runner)
 
 
 def _decisions(output: dict[str, Any]) -> list[bool]:

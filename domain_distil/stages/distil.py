@@ -58,6 +58,13 @@ from domain_distil.modeling.export import export_model
 from domain_distil.modeling.masking import MaskingConfig
 from domain_distil.modeling.student import StudentSpec, build_student, resolve_layers
 from domain_distil.modeling.teachers import load_teacher, load_teacher_config, load_teacher_tokenizer
+from domain_distil.modeling.tokenizer_trim import trim_tokenizer
+from domain_distil.modeling.vocab_trim import (
+    KeptVocabulary,
+    VocabTrimSettings,
+    kept_vocabulary_for,
+    trim_masked_lm,
+)
 from domain_distil.stages.checkpoints import resolve_resume_checkpoint, write_run_record
 from lightning_modules.distillation import DistillationModule
 
@@ -169,6 +176,7 @@ def plan_distillation(
     if spec_fields.get("layers") is not None:
         spec_fields["layers"] = tuple(spec_fields["layers"])
     student_spec = StudentSpec(**spec_fields)
+    VocabTrimSettings.from_config(student)  # student.vocab* errors before any work
     if not student_name:
         resolve_layers(student_spec, teacher_config.num_hidden_layers)  # layer errors before any work
     head_fit = None
@@ -249,6 +257,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     tokenizer = load_teacher_tokenizer(plan.teacher_cfg, plan.teacher_path)
     corpus_dir = build_corpus(plan.files, tokenizer, cache_dir, plan.shard_settings,
                               num_workers=plan.corpus_num_workers)
+    kept = _kept_vocabulary(plan, tokenizer, corpus_dir)
 
     # step{N}.ckpt every N optimizer steps, last.ckpt always resumable (SIGINT/SIGTERM, NaN-safe).
     checkpoint = ResumableCheckpoint(every_n_train_steps=int(plan.distill["checkpoint_every_n_steps"]))
@@ -262,6 +271,8 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     t_identity = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
     effective = effective_run(trainer, int(plan.distill["batch_size"]))
     identity = {"teacher": t_identity, "corpus": corpus_dir.name, "recipe": r_hash, "effective": effective}
+    if kept is not None:  # the extra texts' content, not only their paths, decides the kept ids
+        identity["vocab"] = kept.digest()
     export_dir = students_root(cache_dir) / student_key(identity)
     if read_manifest(export_dir) is not None:
         log.info("Student cache hit: %s", export_dir)
@@ -276,7 +287,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
 
     seed_everything(plan.seed)
     teacher = load_teacher(plan.teacher_cfg, cache_dir, path=plan.teacher_path)
-    module, datamodule = _build_module(plan, teacher, corpus_dir)
+    module, datamodule = _build_module(plan, teacher, corpus_dir, kept)
     started = time.time()
     failed = True
     try:
@@ -311,11 +322,13 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "loss_weights": asdict(plan.loss_weights),
             "recipe": {"distill": plan.distill, "student": plan.student},
             "corpus": plan.corpus,
+            "vocab": kept.summary() if kept is not None else {"mode": "full"},
             "git": git_commit(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
         with entry_lock(export_dir):
-            export_model(module.student, tokenizer, export_dir, manifest)
+            export_tokenizer = trim_tokenizer(tokenizer, kept.kept_ids) if kept is not None else tokenizer
+            export_model(module.student, export_tokenizer, export_dir, manifest)
         log.info("Exported student to %s", export_dir)
         if not plan.distill.get("keep_checkpoints", True):
             shutil.rmtree(work_dir, ignore_errors=True)  # the export is complete; free the disk
@@ -323,7 +336,21 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     return StudentArtifact(export_dir, read_manifest(export_dir) or {})
 
 
-def _build_module(plan: DistillPlan, teacher: Any, corpus_dir: Path) -> tuple[DistillationModule, DistillDataModule]:
+def _kept_vocabulary(plan: DistillPlan, tokenizer: Any, corpus_dir: Path) -> KeptVocabulary | None:
+    """``student.vocab=trim``: the ids the corpus (and extra texts) use, plus specials; None for ``full``."""
+    settings = VocabTrimSettings.from_config(plan.student)
+    if not settings.enabled:
+        return None
+    kept = kept_vocabulary_for(tokenizer, np.load(corpus_dir / "token_counts.npy"), settings,
+                               plan.teacher_config.vocab_size)
+    log.info("Vocabulary trimmed to %d of %d ids (min count %d); %.4f%% of corpus tokens dropped", len(kept),
+             plan.teacher_config.vocab_size, settings.min_count, 100 * kept.dropped_token_share)
+    return kept
+
+
+def _build_module(
+    plan: DistillPlan, teacher: Any, corpus_dir: Path, kept: KeptVocabulary | None = None
+) -> tuple[DistillationModule, DistillDataModule]:
     tokenizer = teacher.tokenizer
     vocab_size = plan.teacher_config.vocab_size
     if len(tokenizer) > vocab_size:
@@ -332,6 +359,8 @@ def _build_module(plan: DistillPlan, teacher: Any, corpus_dir: Path) -> tuple[Di
         student = AutoModelForMaskedLM.from_pretrained(plan.student["name_or_path"])
     else:
         student = build_student(teacher.model, plan.student_spec)
+    if kept is not None:
+        student = trim_masked_lm(student, kept)
     token_counts = torch.from_numpy(np.load(corpus_dir / "token_counts.npy"))
     if len(token_counts) < vocab_size:  # tokenizers may have fewer ids than the model has rows
         token_counts = torch.cat([token_counts, token_counts.new_zeros(vocab_size - len(token_counts))])
@@ -348,6 +377,7 @@ def _build_module(plan: DistillPlan, teacher: Any, corpus_dir: Path) -> tuple[Di
         masking=plan.masking,
         warmup_prop=float(d["warmup_prop"]),
         seed=plan.seed,
+        kept_vocabulary=kept,
     )
     datamodule = DistillDataModule(
         corpus_dir,

@@ -1,10 +1,12 @@
-"""``python run.py task=speed``: Table 5, size and ms per message on one CPU thread, batch size 1.
+"""``python run.py task=speed``: Table 5, size and ms per message on one CPU thread, batch size 1,
+plus the tokenizer coverage of every encoder whose tokenizer differs from the first encoder's.
 
     python run.py task=speed 'speed.encoders=[{id: mBERT, name_or_path: bert-base-multilingual-cased},
         {id: TD-DistilmBERT, name_or_path: outputs/td/student}]' 'speed.variants.encoders=[TD-DistilmBERT]'
     python run.py task=speed speed.realistic.texts=data/cc/eng.jsonl speed.repeats=50
 
-Writes speed.md, speed.json and the ONNX exports (onnx/<id>.onnx) to ``paths.output_dir``.
+Writes speed.md, speed.json and the ONNX exports (onnx/<id>/{onnx,int8}/model.onnx) to
+``paths.output_dir``.
 For comparable numbers, run it on an otherwise idle machine.
 """
 
@@ -21,12 +23,14 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
+from transformers import AutoTokenizer
 
+from domain_distil.analysis.coverage import coverage_against_first
 from domain_distil.analysis.encoders import parse_encoders, teacher_resolver
 from domain_distil.analysis.homonyms import all_sentences, load_homonyms
 from domain_distil.analysis.messages import read_texts, realistic_messages
 from domain_distil.analysis.speed import SpeedSettings, benchmark_encoder, cpu_threads
-from domain_distil.analysis.table5 import table5
+from domain_distil.analysis.table5 import coverage_table, table5
 from domain_distil.common.io import atomic_open, write_json
 from domain_distil.common.provenance import git_commit
 
@@ -59,6 +63,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     rc = sc.realistic
     texts = read_texts(rc.texts) if rc.get("texts") else None
     held_out = read_texts(sc.agreement_texts) if sc.get("agreement_texts") else all_sentences(load_homonyms())
+    coverage_texts = read_texts(sc.coverage_texts) if sc.get("coverage_texts") else held_out
     output_dir = Path(cfg.paths.output_dir)
 
     def realistic(tokenizer: Any) -> list:
@@ -67,6 +72,9 @@ def run(cfg: DictConfig) -> dict[str, Any]:
             int(rc.max_length), int(rc.seed),
         )
 
+    # Cheap, and a tokenizer that does not load fails here rather than after the timing.
+    tokenizers = [(spec.id, AutoTokenizer.from_pretrained(spec.name_or_path)) for spec in encoders]
+    coverages = coverage_against_first(tokenizers, coverage_texts)
     # Wide enough for the full table when the output is a log file rather than a terminal.
     console = Console(width=None if sys.stdout.isatty() else 160)
     rows = []
@@ -76,25 +84,41 @@ def run(cfg: DictConfig) -> dict[str, Any]:
                 spec, settings, realistic, held_out, output_dir / "onnx", lambda msg: status.update(f"timing {msg}")
             )
     header, body = table5(rows, settings.lengths)
-    table = Table(title=f"Table 5: batch size 1, {settings.threads} CPU thread(s), median of {settings.repeats} repeats")
-    for name in header:
-        table.add_column(name, justify="left" if name in ("Model", "Note") else "right")
-    for line in body:
-        table.add_row(*line)
-    console.print(table)
+    _print(console, f"Table 5: batch size 1, {settings.threads} CPU thread(s), median of {settings.repeats} repeats",
+           header, body)
     for row in rows:
         if not row.available:
             log.warning("%s: %s", row.model, row.note)
-
-    markdown = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(b) + " |" for b in body)]
+    sections = [_markdown(header, body)]
+    if coverages:
+        cov_header, cov_body = coverage_table(encoders[0].id, coverages)
+        title = f"Tokenizer coverage on {len(coverage_texts)} held-out texts"
+        _print(console, title, cov_header, cov_body)
+        sections.append(f"{title}\n\n" + _markdown(cov_header, cov_body))
     with atomic_open(output_dir / "speed.md") as handle:
-        handle.write("\n".join(markdown) + "\n")
+        handle.write("\n\n".join(sections))
     record = {
         "rows": [asdict(r) for r in rows],
         "settings": asdict(settings),
+        "coverage": {"reference": encoders[0].id, "texts": len(coverage_texts),
+                     "encoders": {name: asdict(c) for name, c in coverages.items()}},
         "realistic": {"source": str(rc.texts) if texts else "lognormal", **OmegaConf.to_container(rc, resolve=True)},
         "machine": {"processor": platform.processor(), "machine": platform.machine(), "torch": torch.__version__},
         "git": git_commit(),
     }
     write_json(output_dir / "speed.json", record)
     return record
+
+
+def _print(console: Console, title: str, header: list[str], body: list[list[str]]) -> None:
+    table = Table(title=title)
+    for name in header:
+        table.add_column(name, justify="left" if name in ("Model", "Note") else "right")
+    for line in body:
+        table.add_row(*line)
+    console.print(table)
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(b) + " |" for b in body)]
+    return "\n".join(lines) + "\n"

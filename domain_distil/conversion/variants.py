@@ -1,0 +1,68 @@
+"""An encoder's CPU deployment variants, built once into a folder and run as :class:`Runner`:
+
+- ``fp32``: the PyTorch model itself;
+- ``onnx``: the fp32 ONNX export run by ONNX Runtime;
+- ``int8``: that export quantized by ONNX Runtime (``conversion.int8``), run by ONNX Runtime.
+
+Serving (``serving.quantize``) and Table 5 (``analysis.speed``) both go through
+:func:`variant_runner`, so what is timed is what is served. Each file is a cache entry of its own
+(``<folder>/onnx/model.onnx``, ``<folder>/int8/model.onnx``) built under a lock in a temp folder and
+renamed into place, so concurrent servers on one cache export once and never read half a file.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from domain_distil.common.locking import build_entry
+from domain_distil.conversion.int8 import quantize_int8
+from domain_distil.conversion.onnx_export import ONNX_PACKAGES, export_onnx, onnx_size_mb
+from domain_distil.conversion.runners import Runner, onnx_session_runner, torch_runner
+
+VARIANTS = ("fp32", "int8", "onnx")
+GRAPH = "model.onnx"
+
+
+def _has_graph(folder: Path) -> bool:
+    return (folder / GRAPH).is_file()
+
+
+def onnx_graph(model: torch.nn.Module, folder: Path) -> Path:
+    """The fp32 ONNX graph of ``model`` under ``folder/onnx`` (exported on first use)."""
+    entry = build_entry(folder / "onnx", lambda tmp: export_onnx(model, tmp / GRAPH), _has_graph)
+    return entry / GRAPH
+
+
+def int8_graph(model: torch.nn.Module, folder: Path) -> Path:
+    """The int8 ONNX graph of ``model`` under ``folder/int8`` (quantized from the fp32 export)."""
+    source = onnx_graph(model, folder)
+    entry = build_entry(folder / "int8", lambda tmp: quantize_int8(source, tmp / GRAPH), _has_graph)
+    return entry / GRAPH
+
+
+def check_onnx_installed() -> None:
+    """ImportError naming the packages to install, before any export work starts."""
+    try:
+        import onnx  # noqa: F401
+        import onnxruntime  # noqa: F401
+        import onnxscript  # noqa: F401
+    except ImportError as error:
+        raise ImportError(f"{error.name or error} not installed: pip install {ONNX_PACKAGES}") from error
+
+
+def variant_runner(kind: str, model: torch.nn.Module, folder: Path, threads: int = 1) -> tuple[Runner, float | None]:
+    """``model`` as variant ``kind`` (``VARIANTS``): (runner, size of its ONNX file in MB; None for fp32).
+
+    ``folder`` holds the exported files and must be specific to the model's weights (the caller
+    keys it by the encoder's content hash or id). Raises ValueError for an unknown ``kind`` and
+    ImportError without the ONNX packages.
+    """
+    if kind not in VARIANTS:
+        raise ValueError(f"unknown encoder variant {kind!r}; expected one of {VARIANTS}")
+    if kind == "fp32":
+        return torch_runner(model.eval()), None
+    check_onnx_installed()
+    graph = onnx_graph(model.eval(), folder) if kind == "onnx" else int8_graph(model.eval(), folder)
+    return onnx_session_runner(graph, threads), onnx_size_mb(graph)

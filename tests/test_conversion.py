@@ -1,0 +1,118 @@
+"""conversion: batched ONNX export equals per-row ONNX and fp32; int8 agrees with fp32; the exports
+are cached; tokenizer coverage on a hand-made pair of tokenizers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer, BertTokenizer
+
+from domain_distil.analysis.coverage import coverage_against_first, same_vocabulary, tokenizer_coverage
+from domain_distil.classification.features import pad_batch
+from domain_distil.conversion.runners import Runner, torch_runner
+from domain_distil.conversion.variants import onnx_graph, variant_runner
+from domain_distil.modeling.tiny import SPECIAL_TOKENS, build_tiny_teacher, tiny_tokenizer
+
+pytest.importorskip("onnxruntime")
+
+TEXTS = [
+    "where is my order", "please cancel my account and refund the card payment", "hello",
+    "python function return list", "el pedido no es mi cuenta", "thanks for the help with the delivery",
+    "java class object string error", "how can i change my password", "the quick brown fox jumps over the lazy dog",
+    "mi pedido", "server request response database query", "i want a refund please", "hi",
+    "track package delivery", "could you help me update my card", "import data file print",
+]
+
+
+@pytest.fixture(scope="module")
+def encoder(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, object, Path]:
+    """A one-layer tiny BERT (export time grows with the layer count) and a variants folder."""
+    root = tmp_path_factory.mktemp("conversion")
+    folder = build_tiny_teacher(root / "model", num_hidden_layers=1)
+    return AutoModel.from_pretrained(folder).eval(), AutoTokenizer.from_pretrained(folder), root / "variants"
+
+
+def _batch(tokenizer, texts: list[str]) -> dict[str, torch.Tensor]:
+    ids = tokenizer(texts)["input_ids"]
+    input_ids, mask = pad_batch([list(i) for i in ids], tokenizer.pad_token_id)
+    return {"input_ids": input_ids, "attention_mask": mask}
+
+
+def _rows(runner: Runner, batch: dict[str, torch.Tensor]) -> list[np.ndarray]:
+    """Each row run alone on its real tokens."""
+    out = []
+    for ids, mask in zip(batch["input_ids"], batch["attention_mask"], strict=True):
+        n = int(mask.sum())
+        out.append(runner({"input_ids": ids[None, :n], "attention_mask": mask[None, :n]})[0])
+    return out
+
+
+@pytest.mark.slow
+def test_onnx_batches_and_int8_agree_with_fp32(encoder) -> None:
+    """One slow test, as the ONNX export alone takes seconds; every variant check reuses it."""
+    model, tokenizer, folder = encoder
+    # Batched ONNX == per-row ONNX == fp32 PyTorch, on a padded batch of different lengths.
+    runner, fp32_size = variant_runner("onnx", model, folder)
+    batch = _batch(tokenizer, TEXTS[:5])
+    lengths = batch["attention_mask"].sum(1).tolist()
+    assert len(set(lengths)) >= 4
+    batched = runner(batch)
+    assert batched.shape[:2] == tuple(batch["input_ids"].shape)
+    reference = torch_runner(model)(batch)
+    for row, (alone, n) in enumerate(zip(_rows(runner, batch), lengths, strict=True)):
+        np.testing.assert_allclose(batched[row, :n], alone, atol=1e-5)
+        np.testing.assert_allclose(batched[row, :n], reference[row, :n], atol=1e-5)
+    # Batch and sequence axes are symbolic in the graph, not fixed at the trace's 2 x 8.
+    graph = onnx_graph(model, folder)
+    dims = onnx.load(str(graph)).graph.input[0].type.tensor_type.shape.dim
+    assert all(d.dim_param and not d.dim_value for d in dims)
+    # Built once: a second request reuses the file.
+    stamp = graph.stat().st_mtime_ns
+    assert onnx_graph(model, folder) == graph and graph.stat().st_mtime_ns == stamp
+
+    # int8: quantized MatMuls, smaller file, close to fp32 on every text of a padded batch.
+    int8, int8_size = variant_runner("int8", model, folder)
+    ops = {node.op_type for node in onnx.load(str(folder / "int8" / "model.onnx")).graph.node}
+    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops
+    assert int8_size < 0.8 * fp32_size  # the tiny model is mostly its fp32 embedding table
+    batch = _batch(tokenizer, TEXTS)
+    mask = batch["attention_mask"].numpy().astype(bool)
+    reference, candidate = torch_runner(model)(batch), int8(batch)
+    difference = np.abs(reference - candidate)[mask]
+    assert 0.0 < difference.max() < 0.25  # quantized (not the fp32 graph), yet close
+    # A fixed random 8-way head on the first token: int8 picks the same class for >= 15/16 texts.
+    head = np.random.default_rng(0).normal(size=(reference.shape[-1], 8))
+    same = (reference[:, 0] @ head).argmax(1) == (candidate[:, 0] @ head).argmax(1)
+    assert same.mean() >= 15 / 16
+
+
+def test_unknown_variant_is_refused(encoder) -> None:
+    model, _, folder = encoder
+    with pytest.raises(ValueError, match="unknown encoder variant 'fp16'"):
+        variant_runner("fp16", model, folder)
+
+
+def _trimmed_tokenizer() -> BertTokenizer:
+    """Specials, lower-case letters and their ## forms, and two whole words."""
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    tokens = [*SPECIAL_TOKENS, *letters, *("##" + c for c in letters), "hello", "order"]
+    return BertTokenizer(vocab={t: i for i, t in enumerate(tokens)}, do_lower_case=False)
+
+
+def test_coverage_on_a_hand_made_pair() -> None:
+    reference, trimmed = tiny_tokenizer(), _trimmed_tokenizer()
+    coverage = tokenizer_coverage(reference, trimmed, ["hello order", "refund order", "hello ñ"])
+    # hello, order, order, hello: same pieces; refund -> r ##e ##f ##u ##n ##d; ñ -> [UNK].
+    assert coverage.words == 6
+    assert coverage.identical_share == pytest.approx(4 / 6)
+    assert coverage.unk_share == pytest.approx(1 / 11)  # 1 + 1 + 6 + 1 + 1 + 1 pieces
+    assert coverage.reference_unk_share == 0.0
+    assert same_vocabulary(reference, tiny_tokenizer()) and not same_vocabulary(reference, trimmed)
+    pairs = [("teacher", reference), ("student", tiny_tokenizer()), ("trimmed", trimmed)]
+    assert list(coverage_against_first(pairs, ["hello order"])) == ["trimmed"]
+    with pytest.raises(ValueError, match="at least one word"):
+        tokenizer_coverage(reference, trimmed, ["   "])

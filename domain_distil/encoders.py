@@ -13,9 +13,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
-from transformers import AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
+from transformers import AutoConfig, AutoModel, AutoTokenizer, PreTrainedModel, PreTrainedTokenizerBase
 
 from domain_distil.common.hashing import hash_object, memoised_model_hash
+from domain_distil.modeling.teachers import pooler_free_kwargs, quiet_load_report
 
 
 def load_encoder(
@@ -42,7 +43,11 @@ def load_encoder(
             tokenizer = AutoTokenizer.from_pretrained(location, **hub_kwargs)
         else:
             tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_path))
-        model = AutoModel.from_pretrained(location, **hub_kwargs)
+        # No pooler (nothing here reads it, and a sentence encoder's checkpoint has none, so it would
+        # be random) and no MISSING/UNEXPECTED load table for the MLM head an encoder never uses.
+        config = AutoConfig.from_pretrained(location, **hub_kwargs)
+        with quiet_load_report():
+            model = AutoModel.from_pretrained(location, **hub_kwargs, **pooler_free_kwargs(config))
     except OSError as error:
         raise OSError(f"cannot load {location!r} as a transformers encoder (a hub name, or a folder with "
                       f"config.json, weights and tokenizer files): {error}") from error

@@ -66,7 +66,7 @@ def test_teacher_without_mlm_head_refuses_soft_targets(make_cfg, text_dir, tmp_p
         )
     )
     body.save_pretrained(tmp_path / "headless")
-    with pytest.raises(ValueError, match="no trained MLM head.*alpha_ce=0"):
+    with pytest.raises(ValueError, match="no trained MLM head.*distill=hidden"):
         plan_distillation(make_cfg(*_overrides(tmp_path / "headless", text_dir)))
     plan = plan_distillation(
         make_cfg(
@@ -117,6 +117,11 @@ def test_ensure_student_exports_and_then_hits_the_cache(make_cfg, tiny_teacher_d
     assert manifest["kind"] == "student" and manifest["steps"] > 0 and manifest["corpus_hash"]
     assert manifest["teacher"] == str(tiny_teacher_dir) and "commit" in manifest["git"]
     assert set(manifest["losses"]) >= {"train/loss", "train/loss_ce", "train/loss_mlm", "train/loss_cos"}
+    # Which losses ran and why: the paper's 5/2/1 with the teacher's own head, no MSE.
+    ran = {name: term["runs"] for name, term in manifest["losses_run"].items()}
+    assert ran == {"ce": True, "mlm": True, "cos": True, "mse": False}
+    assert "teacher's trained MLM head" in manifest["losses_run"]["ce"]["why"]
+    assert manifest["effective"]["global_batch"] == 8 * 2 and manifest["tokens_per_sec"] > 0
     assert AutoModelForMaskedLM.from_pretrained(path).config.model_type == "distilbert"
     assert AutoModel.from_pretrained(path).config.n_layers == 2
     monkeypatch.setattr("domain_distil.stages.distil.load_teacher", lambda *a, **k: pytest.fail("distilled again"))
@@ -156,6 +161,7 @@ def test_headless_teacher_gets_a_fitted_head_then_distils(make_cfg, text_dir, tm
     manifest = json.loads((ensure_student(cfg).path / "manifest.json").read_text())
     assert manifest["teacher"] != str(tmp_path / "headless")  # the fitted-head copy was distilled from
     assert manifest["losses"]["train/loss_ce"] >= 0
+    assert "fitted on the corpus" in manifest["losses_run"]["ce"]["why"]
 
 
 @pytest.mark.slow

@@ -102,7 +102,7 @@ def test_prepare_builds_disjoint_task_corpus_and_general_text(tmp_path: Path, ma
             "usr/share/games/fortunes/es/refranes": "Refrán uno\n%\nRefrán dos\n%\nRefrán tres\n".encode(),
             "usr/share/games/fortunes/off/es/malo": b"left out\n%\n"}),
         "manpages-es": build_deb(tmp_path, "manpages-es", {
-            "usr/share/man/es/man1/ls.1.gz": gzip.compress(".TH LS 1\n.SH NOMBRE\nls \\- lista ficheros\n".encode()),
+            "usr/share/man/es/man1/ls.1.gz": gzip.compress(b".TH LS 1\n.SH NOMBRE\nls \\- lista ficheros\n"),
             "usr/share/man/es/man1/dir.1.gz": gzip.compress(b".so man1/ls.1\n")}),
     }
     cfg = make_cfg("task=prepare", "corpus=debian", "corpus.languages=[eng,esp,por]",

@@ -1,8 +1,10 @@
-"""task=speed: Table 5 columns, exact message lengths, variants and their agreement to fp32."""
+"""task=speed: Table 5 columns, exact message lengths, variants and their agreement to fp32, and the
+tokenizer-coverage section."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -11,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import DictConfig
-from transformers import AutoModel, AutoTokenizer
+from transformers import AutoModel, AutoTokenizer, BertTokenizer
 
 from domain_distil.analysis.messages import (
     read_texts,
@@ -20,6 +22,7 @@ from domain_distil.analysis.messages import (
     synthetic_message,
 )
 from domain_distil.analysis.speed import median_ms
+from domain_distil.modeling.tiny import SPECIAL_TOKENS
 from domain_distil.tasks.speed import run
 
 HEADER = [
@@ -73,7 +76,7 @@ def test_median_excludes_warmup() -> None:
     assert len(calls) == (3 + 2) * 2
 
 
-def test_table_has_the_columns_and_int8_row(
+def test_table_columns_and_variants_without_onnxruntime(
     make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as if the serve extra were not installed
@@ -88,34 +91,71 @@ def test_table_has_the_columns_and_int8_row(
     assert set(rows["fp32"]["ms"]) == {"8", "16", "realistic"}
     assert all(v > 0 for v in rows["fp32"]["ms"].values())
     assert rows["fp32"]["agreement"] == 0.0
-    # int8 weights change the numbers a little, not a lot.
-    assert 0.0 < rows["int8"]["agreement"] < 0.5
-    assert rows["int8"]["size_mb"] < rows["fp32"]["size_mb"]
-    assert rows["onnx"]["note"].startswith("unavailable") and "pip install onnxruntime onnx onnxscript" in rows["onnx"]["note"]
-    assert rows["onnx"]["ms"] == {"8": None, "16": None, "realistic": None}
+    # int8 and ONNX both run on ONNX Runtime (the serving code): without it, rows that say so.
+    for variant in ("int8", "onnx"):
+        assert rows[variant]["note"].startswith("unavailable")
+        assert "pip install onnxruntime onnx onnxscript" in rows[variant]["note"]
+        assert rows[variant]["ms"] == {"8": None, "16": None, "realistic": None}
     markdown = (Path(cfg.paths.output_dir) / "speed.md").read_text(encoding="utf-8").splitlines()
     assert markdown[0] == "| " + " | ".join(HEADER) + " |"
     assert markdown[2].startswith("| tiny | ")
-    assert "| tiny (ONNX Runtime) |" in markdown[4] and "unavailable" in markdown[4]
+    assert "| tiny (int8) |" in markdown[3] and "| tiny (ONNX Runtime) |" in markdown[4] and "unavailable" in markdown[4]
+    assert record["coverage"]["encoders"] == {}  # one encoder: nothing to compare
 
 
-def test_variants_only_for_listed_encoders(make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path) -> None:
+def test_variants_only_for_listed_encoders(
+    make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # the rows' presence is the point, not their times
     cfg = speed_cfg(
         make_cfg, tiny_teacher_dir, f"speed.encoders=[{{id: a, name_or_path: {tiny_teacher_dir}}},{{id: b, name_or_path: {tiny_teacher_dir}}}]",
         "speed.variants.encoders=[b]", "speed.variants.onnx=false",
     )
-    assert [r["model"] for r in run(cfg)["rows"]] == ["a", "b", "b (int8 dynamic)"]
+    assert [r["model"] for r in run(cfg)["rows"]] == ["a", "b", "b (int8)"]
     with pytest.raises(ValueError, match=r"\['c'\] are not in speed.encoders"):
         run(speed_cfg(make_cfg, tiny_teacher_dir, "speed.variants.encoders=[c]"))
 
 
+def test_coverage_section_for_a_different_tokenizer(
+    make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path, tmp_path: Path
+) -> None:
+    """A student folder whose tokenizer lacks some of the teacher's words (as a trimmed one does)."""
+    trimmed = tmp_path / "trimmed"
+    shutil.copytree(tiny_teacher_dir, trimmed)
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        (trimmed / name).unlink(missing_ok=True)
+    letters = list("abcdefghijklmnopqrstuvwxyz")
+    vocab = [*SPECIAL_TOKENS, *letters, *("##" + c for c in letters), "hello", "order"]
+    BertTokenizer(vocab={t: i for i, t in enumerate(vocab)}, do_lower_case=False).save_pretrained(trimmed)
+    texts = tmp_path / "heldout.txt"
+    texts.write_text("hello order\nrefund order\nhello ñ\n", encoding="utf-8")
+    cfg = speed_cfg(
+        make_cfg, tiny_teacher_dir,
+        f"speed.encoders=[{{id: teacher, name_or_path: {tiny_teacher_dir}}},{{id: same, name_or_path: {tiny_teacher_dir}}},"
+        f"{{id: trimmed, name_or_path: {trimmed}}}]",
+        "speed.variants.int8=false", "speed.variants.onnx=false", f"speed.coverage_texts={texts}",
+    )
+    coverage = run(cfg)["coverage"]
+    assert coverage["reference"] == "teacher" and coverage["texts"] == 3
+    assert list(coverage["encoders"]) == ["trimmed"]  # "same" shares the teacher's vocabulary
+    entry = coverage["encoders"]["trimmed"]
+    assert entry["words"] == 6 and entry["identical_share"] == pytest.approx(4 / 6)
+    assert entry["unk_share"] == pytest.approx(1 / 11)
+    markdown = (Path(cfg.paths.output_dir) / "speed.md").read_text(encoding="utf-8")
+    assert "Tokenizer coverage on 3 held-out texts" in markdown
+    assert "| trimmed | 6 | 66.67 | 9.09 | 0.00 |" in markdown
+
+
 @pytest.mark.slow
-def test_onnx_runtime_row_agrees_with_fp32(make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path) -> None:
+def test_onnx_runtime_and_int8_rows_agree_with_fp32(make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path) -> None:
     import onnxruntime  # noqa: F401  (the `serve` extra, installed by the README and CI)
     import onnxscript  # noqa: F401
-    cfg = speed_cfg(make_cfg, tiny_teacher_dir, "speed.variants.int8=false")
+    cfg = speed_cfg(make_cfg, tiny_teacher_dir)
     rows = {r["variant"]: r for r in run(cfg)["rows"]}
     assert rows["onnx"]["note"] == "onnxruntime CPU"
     assert rows["onnx"]["agreement"] < 1e-4  # same fp32 graph, different kernels
-    assert all(v > 0 for v in rows["onnx"]["ms"].values())
-    assert (Path(cfg.paths.output_dir) / "onnx" / "tiny.onnx").is_file()
+    assert rows["int8"]["note"] == "onnxruntime int8 dynamic"
+    assert 0.0 < rows["int8"]["agreement"] < 0.5  # int8 weights change the numbers a little, not a lot
+    assert all(v > 0 for row in (rows["onnx"], rows["int8"]) for v in row["ms"].values())
+    exports = Path(cfg.paths.output_dir) / "onnx" / "tiny"
+    assert (exports / "onnx" / "model.onnx").is_file() and (exports / "int8" / "model.onnx").is_file()

@@ -18,6 +18,7 @@ import tempfile
 import time
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
@@ -104,8 +105,10 @@ def read_job(job: str | Path) -> HeadSpec:
     encoder = record.get("encoder") or {}
     return HeadSpec(
         task=str(record["task"]), lang=str(record["lang"]), task_type=str(record["task_type"]),
-        labels=[str(label) for label in cls_task["labels"]], positive_label=cls_task.get("positive_label"),
-        threshold=float(record["threshold"]), max_length=int(cls_task.get("max_length", 128)),
+        # Labels read from the task file (cls_task.labels: null) are recorded in results.json.
+        labels=[str(label) for label in (record.get("labels") or cls_task["labels"])],
+        positive_label=(record.get("positive_label") or cls_task.get("positive_label")),
+        threshold=_threshold(record["threshold"]), max_length=int(cls_task.get("max_length", 128)),
         head_config=dict(head_config), input_dim=input_dim, num_classes=num_classes,
         encoder_hash=str(encoder.get("hash")), state_dict=weights,
         source={"job": str(job.resolve()), "checkpoint": ckpt.name, "seed": record.get("seed"),
@@ -223,3 +226,8 @@ def build_bundle(
         raise
     log.info("bundle %s: encoder %s (%s), %d heads: %s", output, encoder, digest[:12], len(heads), ", ".join(keys))
     return output
+
+
+def _threshold(value: Any) -> float | list[float]:
+    """One decision threshold, or one per label (``cls_task.threshold_mode=per_label``)."""
+    return [float(v) for v in value] if isinstance(value, list) else float(value)

@@ -48,7 +48,7 @@ class HeadSpec:
     task_type: str  # binary | multilabel
     labels: list[str]
     positive_label: str | None
-    threshold: float
+    threshold: float | list[float]  # one for every label, or one per label (threshold_mode=per_label)
     max_length: int
     head_config: dict[str, Any]  # the job's `head` group: _target_ and sizes
     input_dim: int

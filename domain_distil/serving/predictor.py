@@ -65,7 +65,9 @@ def head_output(spec: HeadSpec, probs: Tensor) -> dict[str, Any]:
         return {**base, "label": spec.positive_label if p >= spec.threshold else negative,
                 "positive_label": spec.positive_label, "probability": p}
     values = [float(v) for v in probs]
-    return {**base, "labels": [label for label, p in zip(spec.labels, values, strict=True) if p >= spec.threshold],
+    thresholds = spec.threshold if isinstance(spec.threshold, list) else [spec.threshold] * len(values)
+    chosen = [label for label, p, t in zip(spec.labels, values, thresholds, strict=True) if p >= t]
+    return {**base, "labels": chosen,
             "probabilities": dict(zip(spec.labels, values, strict=True))}
 
 

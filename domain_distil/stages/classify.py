@@ -264,6 +264,7 @@ def classify(job: ClassifyJob) -> ClassifyResult:
         extra = {
             "task_type": spec.type,
             "labels": list(spec.labels),  # the head's output order (from the task files when not configured)
+            "positive_label": spec.positive_label,
             "threshold": threshold,
             "threshold_mode": spec.threshold_mode,
             "threshold_tuned_val_f1": tuned_f1,

@@ -41,6 +41,7 @@ from domain_distil.artifacts.students import (
     students_root,
     teacher_identity,
 )
+from domain_distil.common.errors import ConfigError
 from domain_distil.common.hashing import hash_object, short
 from domain_distil.common.io import read_json
 from domain_distil.common.locking import entry_lock
@@ -53,7 +54,7 @@ from domain_distil.modeling.checks import (
     checkpoint_has_mlm_head,
     usable_positions,
 )
-from domain_distil.modeling.distill_losses import LossWeights
+from domain_distil.modeling.distill_losses import LossWeights, describe_recipe, loss_terms
 from domain_distil.modeling.export import export_model
 from domain_distil.modeling.masking import MaskingConfig
 from domain_distil.modeling.student import StudentSpec, build_student, resolve_layers
@@ -145,20 +146,19 @@ def plan_distillation(
     head_cfg = dict(teacher.get("mlm_head") or {})
     strategy = str(head_cfg.get("strategy", "none"))
     if strategy not in {"fit", "none"}:
-        raise ValueError(f"teacher.mlm_head.strategy must be 'fit' or 'none', got {strategy!r}")
+        raise ConfigError(f"teacher.mlm_head.strategy must be 'fit' or 'none', got {strategy!r}")
     fit_head = strategy == "fit" and not has_head and weights.needs_teacher_logits
     if weights.needs_teacher_logits and not has_head and not fit_head:
-        raise ValueError(
+        raise ConfigError(
             f"Teacher {teacher_path} has no trained MLM head, so its soft targets would be noise "
             f"(distill.alpha_ce={weights.alpha_ce}, alpha_mse={weights.alpha_mse}). Either distil with hidden "
-            "states only (distill.alpha_ce=0 distill.alpha_mse=0 distill.alpha_mlm=0, keep alpha_cos>0), or fit a "
-            "head first (teacher.mlm_head.strategy=fit, see docs/demo.md)."
+            "states only (distill=hidden), or fit a head first (teacher.mlm_head.strategy=fit, docs/distillation.md)."
         )
     student_name = student.get("name_or_path")
     if student_name:
         check_student_matches_teacher(AutoConfig.from_pretrained(student_name), teacher_config)
     if int(d["batch_size"]) < 1:
-        raise ValueError(f"distill.batch_size must be >= 1, got {d['batch_size']}")
+        raise ConfigError(f"distill.batch_size must be >= 1, got {d['batch_size']}")
     files = discover_files(corpus.get("dir"), corpus.get("files"), corpus.get("languages"))
     max_len = min(int(corpus["max_seq_length"]), usable_positions(teacher_config))
     shard_settings = ShardSettings(
@@ -250,6 +250,9 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     # Looked up by the teacher as configured (before any head fit) plus the head-fit settings.
     lookup_teacher = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
     r_hash = recipe_hash(plan.distill, plan.student, plan.teacher_cfg.get("mlm_head"))
+    # Which losses run and why, said once before any work (and recorded in the manifest).
+    log.info("%s", describe_recipe(plan.loss_weights, plan.teacher_has_mlm_head, head_fitted=plan.fit_teacher_head))
+    teacher_head = "fitted" if plan.fit_teacher_head else ("trained" if plan.teacher_has_mlm_head else "none")
     if plan.fit_teacher_head:
         plan.teacher_path = fit_teacher_head(plan, cache_dir)
         plan.teacher_has_mlm_head = True
@@ -320,6 +323,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "tokens_per_sec": throughput.run_average,
             "wall_seconds": round(time.time() - started, 1),
             "loss_weights": asdict(plan.loss_weights),
+            "losses_run": loss_terms(plan.loss_weights, teacher_head),
             "recipe": {"distill": plan.distill, "student": plan.student},
             "corpus": plan.corpus,
             "vocab": kept.summary() if kept is not None else {"mode": "full"},

@@ -72,13 +72,15 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         seeds, langs = [int(s) for s in demo.seeds], [str(lang) for lang in demo.langs]
         results_dir = stable_results_dir(cfg, students)
     jobs = 0
-    for task in demo.tasks:
-        for lang in langs:
-            for encoder in encoders.values():
-                for seed in seeds:
+    # Seeds outermost: a run stopped early still has every language and encoder for its first seeds,
+    # which task=report can already compare (a rerun re-reads finished jobs and does the rest).
+    for seed in seeds:
+        for task in demo.tasks:
+            for lang in langs:
+                for encoder in encoders.values():
                     classify(classify_job(cfg, data_dir, str(task), lang, seed, encoder, results_dir))
                     jobs += 1
-            log.info("%s/%s: %d jobs done, %.0f s", task, lang, jobs, time.perf_counter() - started)
+        log.info("seed %d: %d jobs done, %.0f s", seed, jobs, time.perf_counter() - started)
     summary: dict[str, Any] = {"data": str(data_dir), "students": {k: str(v) for k, v in students.items()},
                                "jobs": jobs, "results": str(results_dir)}
     if not _is_multirun():

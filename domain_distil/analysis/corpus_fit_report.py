@@ -140,7 +140,8 @@ def markdown_table(rows: Sequence[FitRow], rank_by: str) -> str:
         cells = [row.task, row.lang, str(row.rank), row.candidate]
         for column in columns:
             value = row.figures.get(column)
-            cells.append("" if value is None else (f"{value:.0f}" if abs(value) >= 100 else f"{value:.4f}"))
+            cells.append("" if value is None else (f"{value:.0f}" if float(value).is_integer() or abs(value) >= 100
+                                                  else f"{value:.4f}"))
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 

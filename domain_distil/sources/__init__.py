@@ -4,7 +4,8 @@ sampling they share (GB budgets, exponent smoothing). See docs/data-sources.md.
 
 Modules: ``stackexchange`` (Posts.xml reader), ``html_text`` (post HTML to text),
 ``td_task`` (task sampling), ``stackexchange_builder``, ``wikipedia``, ``conversational``,
-``pii``, ``sampling``, ``writers`` (prepared folder, markers, manifest), ``streams``
+``pii``, ``debian`` / ``debian_index`` / ``debian_apt`` / ``debian_text`` (corpus=debian,
+docs/debian.md), ``sampling``, ``writers`` (prepared folder, markers, manifest), ``streams``
 (7z streaming, positions, ``MalformedInputError``), ``progress``, ``synthetic`` (small dumps in
 the real formats for tests and benchmarks).
 """

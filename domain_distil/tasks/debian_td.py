@@ -70,7 +70,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         results_dir = Path(cfg.paths.output_dir) / "classify"
     else:
         seeds, langs = [int(s) for s in demo.seeds], [str(lang) for lang in demo.langs]
-        results_dir = stable_results_dir(cfg, students)
+        results_dir = stable_results_dir(cfg, students, name="debian_td")
     jobs = 0
     # Seeds outermost: a run stopped early still has every language and encoder for its first seeds,
     # which task=report can already compare (a rerun re-reads finished jobs and does the rest).

@@ -138,7 +138,7 @@ def classify_job(cfg: DictConfig, data_dir: Path, task: str, lang: str, seed: in
     )
 
 
-def stable_results_dir(cfg: DictConfig, students: dict[str, Path]) -> Path:
+def stable_results_dir(cfg: DictConfig, students: dict[str, Path], name: str = "demo") -> Path:
     """Where a plain ``python run.py`` keeps its classification jobs: a folder named by everything
     that decides their results, so a second run finds every job finished and only re-reads it."""
     settings = {
@@ -147,7 +147,7 @@ def stable_results_dir(cfg: DictConfig, students: dict[str, Path]) -> Path:
         "students": {k: str(v) for k, v in students.items()},
         "classify": OmegaConf.to_container(cfg.demo.classify, resolve=True),
     }
-    return Path(cfg.paths.log_dir) / "demo" / "classify" / short(hash_object(settings), 12)
+    return Path(cfg.paths.log_dir) / name / "classify" / short(hash_object(settings), 12)
 
 
 def report(cfg: DictConfig, results_dir: Path, seeds: list[int], output_dir: Path) -> str:

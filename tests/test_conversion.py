@@ -6,7 +6,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-import onnx
 import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, BertTokenizer
@@ -17,6 +16,7 @@ from domain_distil.conversion.runners import Runner, torch_runner
 from domain_distil.conversion.variants import onnx_graph, variant_runner
 from domain_distil.modeling.tiny import SPECIAL_TOKENS, build_tiny_teacher, tiny_tokenizer
 
+onnx = pytest.importorskip("onnx")  # the `serve` extra, installed by the README and CI
 pytest.importorskip("onnxruntime")
 
 TEXTS = [

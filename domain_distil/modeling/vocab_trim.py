@@ -131,7 +131,7 @@ def count_tokens(
     batch: list[str] = []
 
     def flush() -> None:
-        for ids in tokenizer(batch, add_special_tokens=True, truncation=False)["input_ids"]:
+        for ids in tokenizer(batch, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]:
             np.add.at(counts, np.asarray(ids, dtype=np.int64), 1)
         batch.clear()
 

@@ -48,6 +48,7 @@ from domain_distil.common.locking import entry_lock
 from domain_distil.common.provenance import git_commit
 from domain_distil.common.seeding import seed_everything
 from domain_distil.corpus.reader import discover_files, iter_documents
+from domain_distil.corpus.select import read_selection
 from domain_distil.corpus.shards import ShardSettings, build_corpus
 from domain_distil.modeling.checks import (
     check_student_matches_teacher,
@@ -326,6 +327,8 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "losses_run": loss_terms(plan.loss_weights, teacher_head),
             "recipe": {"distill": plan.distill, "student": plan.student},
             "corpus": plan.corpus,
+            # What a task-aware selection kept, from which pool, by which score (corpus/select.py).
+            "corpus_selection": read_selection(plan.corpus["dir"]) if plan.corpus.get("dir") else None,
             "vocab": kept.summary() if kept is not None else {"mode": "full"},
             "git": git_commit(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),

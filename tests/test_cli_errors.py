@@ -131,3 +131,16 @@ def test_real_process_exit_status_is_2_without_traceback(tmp_path, tiny_teacher_
     done = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
     assert done.returncode == 2, done.stderr
     _assert_one_line(done.stderr, "duplicate id 'r0'")
+
+
+def test_invalid_utf8_in_a_corpus_is_one_line_and_status_2(monkeypatch, capsys, tmp_path, tiny_teacher_dir):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    lines = [f"document number {i} about orders refunds and delivery of packages today" for i in range(30)]
+    data = "\n".join(lines).encode().split(b"\n")
+    data[21] = data[21].replace(b"orders", b"ord\xffers", 1)
+    (corpus / "eng.txt").write_bytes(b"\n".join(data) + b"\n")
+    code, err = run_cli(monkeypatch, capsys, tmp_path, "task=distill", f"teacher.name_or_path={tiny_teacher_dir}",
+                        f"corpus.dir={corpus}", "student.num_layers=2", "logger=none")
+    assert code == 2
+    _assert_one_line(err, f"{corpus / 'eng.txt'}:22: invalid UTF-8 (byte 0xff", "corpus.encoding_errors=replace")

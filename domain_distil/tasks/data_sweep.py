@@ -30,17 +30,20 @@ from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
-from domain_distil.artifacts.students import StudentQuery, corpus_reference, recipe_hash, resolve_student
-from domain_distil.artifacts.students import teacher_identity as identify_teacher
-from domain_distil.classification.encoders import EncoderRef, local_encoder, resolve_encoder
+from domain_distil.classification.encoders import (
+    EncoderRef,
+    find_distilled_student,
+    local_encoder,
+    resolve_encoder,
+)
 from domain_distil.common.errors import UserInputError
 from domain_distil.corpus.reader import discover_files
 from domain_distil.corpus.subset import budget_subset
-from domain_distil.modeling.teachers import resolve_teacher_path
 from domain_distil.stages.classify import classify
-from domain_distil.stages.distil import DistillRun, distil, plan_distillation
+from domain_distil.stages.distil import DistillRun, distil
+from domain_distil.tasks import distill as distill_task
 from domain_distil.tasks.classify import classify_job
 
 log = logging.getLogger(__name__)
@@ -102,19 +105,13 @@ def is_distributed(trainer_cfg: DictConfig) -> bool:
 
 def distil_on(cfg: DictConfig, subset: Path, launch: Launcher) -> Path:
     """The student of ``subset``: in this process on one device, or a distributed child run."""
-    corpus = _subset_corpus(cfg, subset)
+    subset_cfg = _on_subset(cfg, subset)
     if not is_distributed(cfg.trainer):
-        plan = plan_distillation(_plain(cfg.teacher), _plain(cfg.student), corpus, _plain(cfg.distill),
-                                 cfg.paths.cache_dir)
+        plan = distill_task.plan_distillation(subset_cfg)
         return distil(plan, DistillRun(cache_dir=Path(cfg.paths.cache_dir), trainer=partial(instantiate, cfg.trainer))).path
     launch([*_parent_overrides(), "task=distill", f"corpus.dir={subset}", "corpus.files={}", "corpus.languages=null"])
-    teacher = resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
-    query = StudentQuery(
-        teacher_identity=identify_teacher(teacher, cfg.teacher.get("revision"), cfg.paths.cache_dir),
-        corpus_reference=corpus_reference(corpus),
-        recipe_hash=recipe_hash(_plain(cfg.distill), _plain(cfg.student), _plain(cfg.teacher).get("mlm_head")),
-    )
-    return resolve_student(cfg.paths.cache_dir, query).path
+    # The child exported it; find it the way encoder=distilled does, through the manifests.
+    return find_distilled_student(subset_cfg).path
 
 
 def launch_child(overrides: Sequence[str]) -> None:
@@ -129,12 +126,12 @@ def _parent_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def _subset_corpus(cfg: DictConfig, subset: Path) -> dict[str, Any]:
-    return _plain(cfg.corpus) | {"dir": str(subset), "files": {}, "languages": None}
-
-
-def _plain(node: DictConfig) -> dict[str, Any]:
-    return OmegaConf.to_container(node, resolve=True)
+def _on_subset(cfg: DictConfig, subset: Path) -> DictConfig:
+    """``cfg`` with the corpus replaced by the budget subset (what the child's overrides say)."""
+    copy = cfg.copy()
+    with open_dict(copy):
+        copy.corpus.dir, copy.corpus.files, copy.corpus.languages = str(subset), {}, None
+    return copy
 
 
 def _single_device(cfg: DictConfig) -> DictConfig:

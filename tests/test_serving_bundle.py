@@ -184,3 +184,17 @@ def test_referenced_encoder(tmp_path, jobs, tiny_teacher_dir, bundle_dir) -> Non
     texts = [r["text"] for r in intent_rows(langs=("eng",))[:3]]
     referenced = Predictor(load_bundle(out)).predict(texts)
     assert_same_outputs(referenced, Predictor(load_bundle(bundle_dir)).predict(texts, langs="eng", tasks="cc_intent"))
+
+
+def test_per_label_thresholds_decide_each_label_on_its_own():
+    """A head tuned with cls_task.threshold_mode=per_label serves with one threshold per label."""
+    from domain_distil.serving.bundle_format import HeadSpec
+    from domain_distil.serving.predictor import head_output
+
+    spec = HeadSpec(task="tags", lang="eng", task_type="multilabel", labels=["net::http", "c++ + stl"],
+                    positive_label=None, threshold=[0.3, 0.7], max_length=16, head_config={}, input_dim=4,
+                    num_classes=2, encoder_hash="h", state_dict={})
+    assert head_output(spec, torch.tensor([0.35, 0.65]))["labels"] == ["net::http"]
+    assert head_output(spec, torch.tensor([0.25, 0.75]))["labels"] == ["c++ + stl"]
+    spec.threshold = 0.5  # one global threshold still works
+    assert head_output(spec, torch.tensor([0.35, 0.65]))["labels"] == ["c++ + stl"]

@@ -11,7 +11,7 @@ whether lines repeat) is
 3. cut to 10% of its tokens by ``corpus.select`` with the token-statistics score (fresh cache).
 
 Each step runs in its own spawned process, so its peak memory (``ru_maxrss``) is its own.
-Embedding selection embeds every pool document: its rate is measured on a 2,000-document slice
+Embedding selection embeds every pool document: its rate is measured on a ``--rate-documents`` slice
 and extrapolated, and the brute-force kNN step is timed at 100k documents (is an ANN index needed?).
 
     python benchmarks/corpus_fit.py                  # 100 MB pool (~10-15 min on 2 busy cores)
@@ -28,6 +28,7 @@ import os
 import resource
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 CACHE = Path(os.environ.get("DOMAIN_DISTIL_CACHE", "cache")).resolve()
@@ -65,6 +66,7 @@ def step_tokenise(pool: Path, data: Path, queue: mp.Queue) -> None:
 
 
 def step_report(pool: Path, data: Path, queue: mp.Queue) -> None:
+    from domain_distil.analysis import corpus_fit_report
     from domain_distil.analysis.corpus_fit_report import Candidate, FitSettings, fit_report
     from domain_distil.demo.teachers.me5 import prepare_me5_small
     from domain_distil.encoders import load_encoder
@@ -72,31 +74,44 @@ def step_report(pool: Path, data: Path, queue: mp.Queue) -> None:
     tokenizer = _tokenizer()
     encoder = load_encoder(prepare_me5_small(CACHE))
     texts = {"td_tags": {"eng": _task_texts(data)}}
+    # the encoder's share of the report, timed around the one function that runs it (the split says
+    # which part a larger pool makes cheaper relative to tokenising: the encoder sample is fixed)
+    embedding_seconds = 0.0
+    embed_by_length = corpus_fit_report.embed_by_length
+
+    def timed_embed(*args, **kwargs):
+        nonlocal embedding_seconds
+        started = time.perf_counter()
+        try:
+            return embed_by_length(*args, **kwargs)
+        finally:
+            embedding_seconds += time.perf_counter() - started
+
+    corpus_fit_report.embed_by_length = timed_embed
     started = time.perf_counter()
     rows = fit_report([Candidate("pool", {"eng": [pool / "eng.txt"]})], texts, tokenizer, FitSettings(), encoder)
-    queue.put({"seconds": time.perf_counter() - started, "peak_mb": _peak_mb(),
-               "coverage_mass": rows[0].figures["coverage_mass"]})
+    queue.put({"seconds": time.perf_counter() - started, "peak_mb": _peak_mb(), "embedding_seconds": embedding_seconds,
+               "embedded": int(rows[0].figures["embedded_documents"]),
+               "embedded_task": min(FitSettings().sample_task_texts, len(texts["td_tags"]["eng"])), "coverage_mass": rows[0].figures["coverage_mass"]})
 
 
-def step_select(pool: Path, data: Path, queue: mp.Queue) -> None:
-    from domain_distil.analysis.corpus_fit import token_profile
-    from domain_distil.corpus.reader import iter_documents
+def step_select(pool: Path, data: Path, queue: mp.Queue, pool_tokens: int) -> None:
     from domain_distil.corpus.select import TokenScorer, read_selection, select_corpus
 
     tokenizer = _tokenizer()
     texts = {"eng": _task_texts(data)}
-    # the budget needs the pool's size: counted before the clock starts (a user knows their budget)
-    total = token_profile(tokenizer, (t for t, _ in iter_documents(pool / "eng.txt"))).tokens
+    # the budget (10% of the pool) comes from the tokenise step's count: a user knows their budget,
+    # and counting again here would tokenise the pool a second time outside the clock
     with tempfile.TemporaryDirectory() as cache:
         started = time.perf_counter()
-        folder = select_corpus({"eng": [pool / "eng.txt"]}, texts, total // 10, TokenScorer(tokenizer),
+        folder = select_corpus({"eng": [pool / "eng.txt"]}, texts, pool_tokens // 10, TokenScorer(tokenizer),
                                tokenizer, cache)
         seconds = time.perf_counter() - started
         stats = read_selection(folder)["languages"]["eng"]
     queue.put({"seconds": seconds, "peak_mb": _peak_mb(), "tokens_selected": stats["tokens_selected"]})
 
 
-def step_embedding_rate(pool: Path, data: Path, queue: mp.Queue) -> None:
+def step_embedding_rate(pool: Path, data: Path, queue: mp.Queue, documents: int) -> None:
     import itertools
 
     import torch
@@ -107,7 +122,7 @@ def step_embedding_rate(pool: Path, data: Path, queue: mp.Queue) -> None:
     from domain_distil.encoders import embed, load_encoder
 
     model, tokenizer = load_encoder(prepare_me5_small(CACHE))
-    documents = [t for t, _ in itertools.islice(iter_documents(pool / "eng.txt"), 2000)]
+    documents = [t for t, _ in itertools.islice(iter_documents(pool / "eng.txt"), documents)]
     started = time.perf_counter()
     embed(model, tokenizer, documents, 128, 64)
     rate = len(documents) / (time.perf_counter() - started)
@@ -118,10 +133,10 @@ def step_embedding_rate(pool: Path, data: Path, queue: mp.Queue) -> None:
     queue.put({"docs_per_s": rate, "knn_100k_seconds": time.perf_counter() - started, "peak_mb": _peak_mb()})
 
 
-def run_step(step, pool: Path, data: Path) -> dict:
+def run_step(step: Callable[..., None], pool: Path, data: Path, *extra: object) -> dict:
     context = mp.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=step, args=(pool, data, queue))
+    process = context.Process(target=step, args=(pool, data, queue, *extra))
     process.start()
     result = queue.get()
     process.join()
@@ -154,6 +169,8 @@ def main() -> None:
     parser.add_argument("--pool-mb", type=float, default=100.0)
     parser.add_argument("--unique-mb", type=float, default=4.0, help="distinct text generated, then repeated")
     parser.add_argument("--work", default=str(CACHE / "benchmarks" / "corpus_fit"))
+    parser.add_argument("--rate-documents", type=int, default=2000,
+                        help="pool documents embedded to measure embedding selection's rate")
     args = parser.parse_args()
     pool, data = build_pool(Path(args.work), args.pool_mb, args.unique_mb)
     size_mb = (pool / "eng.txt").stat().st_size / 1e6
@@ -163,11 +180,12 @@ def main() -> None:
           f"({tokenise['tokens'] / 1e6:.1f} M tokens, {size_mb / tokenise['seconds']:.2f} MB/s)", flush=True)
     report = run_step(step_report, pool, data)
     print(f"report:    {report['seconds']:7.1f} s  peak {report['peak_mb']:6.0f} MB  "
-          f"(coverage_mass {report['coverage_mass']:.3f})", flush=True)
-    select = run_step(step_select, pool, data)
+          f"(coverage_mass {report['coverage_mass']:.3f}; of which {report['embedding_seconds']:.1f} s embedding "
+          f"{report['embedded']} sampled documents + {report['embedded_task']} task texts)", flush=True)
+    select = run_step(step_select, pool, data, tokenise["tokens"])
     print(f"select:    {select['seconds']:7.1f} s  peak {select['peak_mb']:6.0f} MB  "
           f"({select['tokens_selected'] / 1e6:.2f} M tokens kept, method=tokens)", flush=True)
-    rate = run_step(step_embedding_rate, pool, data)
+    rate = run_step(step_embedding_rate, pool, data, args.rate_documents)
     documents = sum(1 for _ in open(pool / "eng.txt", "rb"))
     print(f"embedding selection: {rate['docs_per_s']:.0f} documents/s -> ~{documents / rate['docs_per_s'] / 60:.0f} min "
           f"for this pool's {documents} documents; brute-force kNN of 100k x 1k vectors: "

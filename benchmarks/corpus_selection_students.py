@@ -7,8 +7,13 @@ three corpora of the same token budget drawn from it; one student each; frozen c
 demo tasks over several seeds; the selected student's test F1 against the random one's with the
 one-sided KS test (``analysis.stats.compare``), printed either way.
 
-    python benchmarks/corpus_selection_students.py                  # budget 12k tokens, 5 seeds
-    python benchmarks/corpus_selection_students.py --budget 8000 --seeds 3 --method embedding
+    python benchmarks/corpus_selection_students.py --seeds 10       # the demo budget (below), 10 seeds
+    python benchmarks/corpus_selection_students.py --budget 12000 --seeds 5 --method embedding
+
+The demo budget (the default, ``--budget demo``) is the token count of the demo's in-domain corpus
+in ``--lang``: the issue's "demo budget", about 20k tokens for English. The pool then holds that
+many in-domain tokens plus as many general ones, so a perfect selection could keep only in-domain
+text while the random sample keeps about half of each.
 
 Corpora (``corpus.select``, same budget, same tokenizer):
   selected  the pool's documents nearest the task's training texts (``--method``)
@@ -20,6 +25,7 @@ The last line: ``selected vs random: ...``.
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import statistics
 import time
@@ -29,28 +35,30 @@ from pathlib import Path
 from hydra import compose, initialize_config_dir
 from omegaconf import open_dict
 
+from domain_distil.analysis.corpus_fit import token_profile
 from domain_distil.analysis.stats import compare
 from domain_distil.classification.encoders import local_encoder
 from domain_distil.common.configs import config_dir
 from domain_distil.common.io import write_json
-from domain_distil.corpus.reader import discover_files
+from domain_distil.corpus.reader import discover_files, iter_documents
 from domain_distil.corpus.select import RandomScorer, TokenScorer, read_selection, select_corpus
 from domain_distil.modeling.teachers import load_teacher_tokenizer, resolve_teacher_path
 from domain_distil.stages.classify import classify
 from domain_distil.tasks.corpus_fit import task_texts
 from domain_distil.tasks.demo import classify_job, demo_data, distil_student
 
-LANG = "eng"
-
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--budget", type=int, default=12_000, help="tokens per corpus (no specials)")
+    parser.add_argument("--budget", default="demo",
+                        help="tokens per corpus (no specials), or 'demo': the demo in-domain corpus's token count")
     parser.add_argument("--seeds", type=int, default=5)
+    parser.add_argument("--lang", default="eng", help="one demo language (eng, esp, jap, por, rus)")
     parser.add_argument("--method", default="tokens", choices=["tokens", "embedding"])
     parser.add_argument("--cache", default="cache")
     parser.add_argument("--out", default="outputs/corpus_selection")
     args = parser.parse_args()
+    lang = args.lang
     logging.basicConfig(level=logging.WARNING)
     warnings.filterwarnings("ignore")
     started = time.perf_counter()
@@ -61,23 +69,30 @@ def main() -> None:
         cfg.paths.cache_dir = str(cache)
         cfg.paths.root_dir = str(Path.cwd())
         cfg.paths.output_dir = str(Path(args.out).resolve())  # no Hydra run here to fill ${hydra:...}
-        cfg.demo.data.languages = [LANG]
-        cfg.demo.langs = [LANG]
+        cfg.demo.data.languages = [lang]
+        cfg.demo.langs = [lang]
         cfg.demo.seeds = list(range(args.seeds))
     data = demo_data(cfg.demo.data, cache)
     teacher_path = resolve_teacher_path(cfg.demo.teacher, cache)
     tokenizer = load_teacher_tokenizer(cfg.demo.teacher, teacher_path)
-    pool = {LANG: discover_files(data / "in_domain")[LANG] + discover_files(data / "general")[LANG]}
-    general = {LANG: discover_files(data / "general")[LANG]}
+    pool = {lang: discover_files(data / "in_domain")[lang] + discover_files(data / "general")[lang]}
+    general = {lang: discover_files(data / "general")[lang]}
+    if args.budget == "demo":
+        # the in-domain corpus's own size in the teacher's tokens, counted as select_corpus counts them
+        in_domain = (text for path in discover_files(data / "in_domain")[lang] for text, _ in iter_documents(path))
+        budget = token_profile(tokenizer, in_domain).tokens
+    else:
+        budget = int(args.budget)
+    print(f"budget: {budget} tokens per corpus ({args.budget}), {lang}, {args.seeds} seeds", flush=True)
     # The task texts the selection aims at: both demo tasks' training rows (one pool, one student).
-    texts = {LANG: []}
+    texts: dict[str, list[str]] = {lang: []}
     for task in cfg.demo.tasks:
         task_cfg = cfg.demo.task_configs[task].copy()
         with open_dict(task_cfg):
             task_cfg.files = [str(data / "tasks" / f"{task}.jsonl")]
             task_cfg.dir = None
-            task_cfg.languages = [LANG]
-        texts[LANG] += task_texts(task_cfg, "train", [LANG])[LANG]
+            task_cfg.languages = [lang]
+        texts[lang] += task_texts(task_cfg, "train", [lang])[lang]
     if args.method == "tokens":
         scorer = TokenScorer(tokenizer)
     else:
@@ -87,21 +102,34 @@ def main() -> None:
         model, enc_tok = load_encoder(teacher_path)
         scorer = EmbeddingScorer(model, enc_tok, encoder_hash(teacher_path, cache_dir=cache))
     corpora = {
-        "selected": select_corpus(pool, texts, args.budget, scorer, tokenizer, cache, pool_name="demo in_domain+general",
+        "selected": select_corpus(pool, texts, budget, scorer, tokenizer, cache, pool_name="demo in_domain+general",
                                   task_name="cc_intent+td_tags"),
-        "random": select_corpus(pool, texts, args.budget, RandomScorer(0), tokenizer, cache,
+        "random": select_corpus(pool, texts, budget, RandomScorer(0), tokenizer, cache,
                                 pool_name="demo in_domain+general", task_name="cc_intent+td_tags"),
-        "general": select_corpus(general, texts, args.budget, RandomScorer(0), tokenizer, cache,
-                                 pool_name="demo general", task_name="cc_intent+td_tags"),
     }
-    in_domain_lines = {str(p) for p in discover_files(data / "in_domain")[LANG]}
-    summary: dict = {"budget_tokens": args.budget, "method": args.method, "corpora": {}, "f1": {}}
+    general_tokens = token_profile(tokenizer, (t for path in general[lang] for t, _ in iter_documents(path))).tokens
+    if general_tokens > budget:
+        corpora["general"] = select_corpus(general, texts, budget, RandomScorer(0), tokenizer, cache,
+                                           pool_name="demo general", task_name="cc_intent+td_tags")
+    else:
+        # At the demo budget the general corpus can be smaller than the budget (general prose takes
+        # fewer tokens per byte): it is then used whole, and the table says so (its tokens column).
+        corpora["general"] = data / "general"
+        print(f"general: the whole general corpus ({general_tokens} tokens <= budget {budget})", flush=True)
+    in_domain_lines = {str(p) for p in discover_files(data / "in_domain")[lang]}
+    summary: dict = {"budget_tokens": budget, "lang": lang, "seeds": args.seeds, "method": args.method, "corpora": {}, "f1": {}}
     for name, folder in corpora.items():
         record = read_selection(folder)
-        lines = __import__("json").loads((folder / record["selected_lines"]).read_text())[LANG]
-        share = sum(origin.rsplit(":", 1)[0] in in_domain_lines for origin in lines) / len(lines)
-        summary["corpora"][name] = {"folder": str(folder), "in_domain_share": share, **record["languages"][LANG]}
-        print(f"{name:9s} {folder}  documents={len(lines)}  tokens={record['languages'][LANG]['tokens_selected']}  "
+        if record is None:  # a whole corpus folder (the general corpus smaller than the budget)
+            documents = sum(1 for path in general[lang] for _ in iter_documents(path))
+            stats = {"documents_selected": documents, "tokens_selected": general_tokens}
+            share = 0.0
+        else:
+            lines = json.loads((folder / record["selected_lines"]).read_text())[lang]
+            share = sum(origin.rsplit(":", 1)[0] in in_domain_lines for origin in lines) / len(lines)
+            stats = record["languages"][lang]
+        summary["corpora"][name] = {"folder": str(folder), "in_domain_share": share, **stats}
+        print(f"{name:9s} {folder}  documents={stats['documents_selected']}  tokens={stats['tokens_selected']}  "
               f"in-domain share={share:.2f}", flush=True)
     students = {f"{name}-student": distil_student(cfg, folder) for name, folder in corpora.items()}
     results_dir = Path(args.out) / "classify"
@@ -110,7 +138,7 @@ def main() -> None:
             encoder = local_encoder(encoder_id, path, cache)
             scores = []
             for seed in range(args.seeds):
-                result = classify(classify_job(cfg, data, str(task), LANG, seed, encoder, results_dir))
+                result = classify(classify_job(cfg, data, str(task), lang, seed, encoder, results_dir))
                 scores.append(float(result.test_f1))
             summary["f1"].setdefault(str(task), {})[encoder_id] = scores
     lines = ["| task | student | test F1 (mean ± sd) |", "|---|---|---|"]

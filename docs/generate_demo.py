@@ -1,6 +1,7 @@
 """Regenerate the measured part of docs/demo.md from a real run of the demo.
 
-    python docs/generate_demo.py              # runs `python run.py` in a fresh cache, then writes the docs
+    python docs/generate_demo.py              # runs `python run.py` in a fresh cache (twice), then
+                                              # task=corpus_fit on the demo's corpus pair, then writes the docs
     python docs/generate_demo.py --run-dir D  # reads an existing demo run folder instead (no run)
 
 The section between the markers in docs/demo.md is replaced by what the run printed: Table 8
@@ -48,9 +49,13 @@ def recorded_identity(text: str) -> dict[str, str] | None:
     return None
 
 
+def demo_env(work: Path) -> dict[str, str]:
+    return {**os.environ, "DOMAIN_DISTIL_CACHE": str(work / "cache")}
+
+
 def run_demo(work: Path) -> tuple[Path, float, float]:
     """Run the demo twice in ``work`` (fresh cache, then cached): the run folder and both wall times."""
-    env = {**os.environ, "DOMAIN_DISTIL_CACHE": str(work / "cache")}
+    env = demo_env(work)
     times = []
     for attempt in ("first", "second"):
         started = time.perf_counter()
@@ -60,7 +65,30 @@ def run_demo(work: Path) -> tuple[Path, float, float]:
     return work / "first", times[0], times[1]
 
 
-def section(run_dir: Path, first_s: float | None, second_s: float | None) -> str:
+FIT_TASKS = ("cc_intent", "td_tags")
+LANGUAGES = ("eng", "esp", "jap", "por", "rus")
+
+
+
+def corpus_fit(work: Path, env: dict[str, str]) -> dict[str, str]:
+    """``task=corpus_fit`` of the demo's corpus pair against each demo task: the Markdown tables."""
+    data = sorted((work / "cache" / "demo_data").iterdir())
+    if len(data) != 1:
+        raise SystemExit(f"expected one demo data folder in {work / 'cache' / 'demo_data'}, found {data}")
+    data_dir, tables = data[0], {}
+    for task in FIT_TASKS:
+        out = work / f"corpus_fit_{task}"
+        subprocess.run([sys.executable, str(ROOT / "run.py"), "task=corpus_fit", "teacher=me5_small",
+                        f"cls_task={task}", f"cls_task.files=[{data_dir / 'tasks' / f'{task}.jsonl'}]",
+                        f"cls_task.languages=[{','.join(LANGUAGES)}]", f"corpus_fit.languages=[{','.join(LANGUAGES)}]",
+                        f"corpus_fit.candidates={{in_domain: {data_dir / 'in_domain'}, general: {data_dir / 'general'}}}",
+                        "logger=none", f"hydra.run.dir={out}"], cwd=work, env=env, check=True)
+        tables[task] = (out / "corpus_fit.md").read_text(encoding="utf-8").strip()
+    return tables
+
+
+def section(run_dir: Path, first_s: float | None, second_s: float | None,
+            fit_tables: dict[str, str] | None = None) -> str:
     table8 = (run_dir / "report" / "table8.md").read_text(encoding="utf-8").strip()
     speed = (run_dir / "speed" / "speed.md").read_text(encoding="utf-8").strip()
     commit = git_commit()
@@ -78,25 +106,43 @@ def section(run_dir: Path, first_s: float | None, second_s: float | None) -> str
                      f"({100 * second_s / first_s:.0f}% of the first: every student, feature file and job "
                      "came from the cache).")
     lines += ["", "### Table 8 (as `report/table8.md` printed it)", "", table8, "",
-              "### Table 5 (as `speed/speed.md` printed it)", "", speed, "", END]
+              "### Table 5 (as `speed/speed.md` printed it)", "", speed, ""]
+    if fit_tables:
+        lines += ["### Corpus fit of the demo's pair (`task=corpus_fit`, as `corpus_fit.md` printed it)", "",
+                  "Both corpora against each task's training texts, with the teacher's tokenizer and encoder "
+                  "(docs/corpus-selection.md says what each column measures; rank 1 fits best).", ""]
+        for task, table in fit_tables.items():
+            lines += [f"#### {task}", "", table, ""]
+    lines.append(END)
     return "\n".join(lines)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run-dir", type=Path, help="an existing demo run folder (holding report/ and speed/)")
+    parser.add_argument("--work", type=Path,
+                        help="the folder of an earlier generate_demo run whose two demo runs finished: "
+                             "re-read them and run only the corpus fit (give --seconds)")
+    parser.add_argument("--seconds", type=float, nargs=2, metavar=("FIRST", "SECOND"),
+                        help="with --work: the two runs' times as the demo printed them ('demo finished in N s')")
     args = parser.parse_args()
-    if args.run_dir:
-        run_dir, first, second = args.run_dir, None, None
+    if args.work:
+        if not args.seconds:
+            parser.error("--work needs --seconds FIRST SECOND")
+        run_dir, (first, second) = args.work / "first", args.seconds
+        fit_tables = corpus_fit(args.work, demo_env(args.work))
+    elif args.run_dir:
+        run_dir, first, second, fit_tables = args.run_dir, None, None, None
     else:
         work = Path(tempfile.mkdtemp(prefix="demo-doc-"))
         run_dir, first, second = run_demo(work)
+        fit_tables = corpus_fit(work, demo_env(work))
     text = DOC.read_text(encoding="utf-8")
     if BEGIN not in text or END not in text:
         raise SystemExit(f"{DOC}: the markers {BEGIN} / {END} are missing")
     head, rest = text.split(BEGIN, 1)
     tail = rest.split(END, 1)[1]
-    DOC.write_text(head + section(run_dir, first, second) + tail, encoding="utf-8")
+    DOC.write_text(head + section(run_dir, first, second, fit_tables) + tail, encoding="utf-8")
     print(f"wrote {DOC}")
 
 

@@ -1,5 +1,6 @@
-"""conversion: batched ONNX export equals per-row ONNX and fp32; int8 agrees with fp32; the exports
-are cached; tokenizer coverage on a hand-made pair of tokenizers."""
+"""conversion: batched ONNX export equals per-row ONNX and fp32; int8 agrees with fp32; the int8
+settings change the graph as stated and key the cache; the exports are cached; tokenizer coverage on
+a hand-made pair of tokenizers."""
 
 from __future__ import annotations
 
@@ -8,12 +9,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+import yaml
 from transformers import AutoModel, AutoTokenizer, BertTokenizer
 
 from domain_distil.analysis.coverage import coverage_against_first, same_vocabulary, tokenizer_coverage
 from domain_distil.classification.features import pad_batch
+from domain_distil.conversion.int8 import Int8Settings, matmul_roles
 from domain_distil.conversion.runners import Runner, torch_runner
-from domain_distil.conversion.variants import onnx_graph, variant_runner
+from domain_distil.conversion.variants import int8_graph, onnx_graph, variant_runner
 from domain_distil.modeling.tiny import SPECIAL_TOKENS, build_tiny_teacher, tiny_tokenizer
 
 onnx = pytest.importorskip("onnx")  # the `serve` extra, installed by the README and CI
@@ -74,11 +77,13 @@ def test_onnx_batches_and_int8_agree_with_fp32(encoder) -> None:
     stamp = graph.stat().st_mtime_ns
     assert onnx_graph(model, folder) == graph and graph.stat().st_mtime_ns == stamp
 
-    # int8: quantized MatMuls, smaller file, close to fp32 on every text of a padded batch.
+    # int8 (default settings: dynamic, per-channel): quantized MatMuls, smaller file, close to fp32
+    # on every text of a padded batch.
     int8, int8_size = variant_runner("int8", model, folder)
-    ops = {node.op_type for node in onnx.load(str(folder / "int8" / "model.onnx")).graph.node}
-    assert {"DynamicQuantizeLinear", "MatMulInteger"} <= ops
-    assert int8_size < 0.8 * fp32_size  # the tiny model is mostly its fp32 embedding table
+    ops = {node.op_type for node in onnx.load(str(folder / f"int8-{Int8Settings().key()}" / "model.onnx")).graph.node}
+    assert "MatMulInteger" in ops and "MatMulNBits" not in ops
+    # The tiny model is mostly its fp32 embedding table, which stays fp32.
+    assert int8_size < 0.9 * fp32_size
     batch = _batch(tokenizer, TEXTS)
     mask = batch["attention_mask"].numpy().astype(bool)
     reference, candidate = torch_runner(model)(batch), int8(batch)
@@ -88,6 +93,81 @@ def test_onnx_batches_and_int8_agree_with_fp32(encoder) -> None:
     head = np.random.default_rng(0).normal(size=(reference.shape[-1], 8))
     same = (reference[:, 0] @ head).argmax(1) == (candidate[:, 0] @ head).argmax(1)
     assert same.mean() >= 15 / 16
+
+
+def _nodes(graph: Path) -> list:
+    return list(onnx.load(str(graph), load_external_data=False).graph.node)
+
+
+def _initializers(graph: Path) -> dict[str, np.ndarray]:
+    return {init.name: onnx.numpy_helper.to_array(init) for init in onnx.load(str(graph)).graph.initializer}
+
+
+def test_matmul_roles_follow_the_graph(encoder) -> None:
+    """One BERT layer: Q, K, V read one tensor; the FFN's two MatMuls sit around the GELU."""
+    model, _, folder = encoder
+    roles = matmul_roles(onnx_graph(model, folder))
+    assert sorted(roles.values()) == ["attn_out", "ffn_in", "ffn_out", "qkv", "qkv", "qkv"]
+
+
+def test_int8_settings_change_the_graph_and_the_cache_key(encoder) -> None:
+    model, tokenizer, folder = encoder
+    block = Int8Settings(method="blockwise")
+    dynamic = Int8Settings(method="dynamic", per_channel=False, reduce_range=False)
+    per_channel = Int8Settings(method="dynamic", per_channel=True, reduce_range=True)
+    kept_ffn = Int8Settings(method="dynamic", per_channel=True, reduce_range=True, exclude=("ffn_out",))
+    settings = (block, dynamic, per_channel, kept_ffn)
+    # Each setting is its own cache entry; a knob the method does not use changes nothing.
+    assert len({s.key() for s in settings}) == 4
+    assert Int8Settings(method="blockwise", per_channel=False).key() == block.key()
+    assert Int8Settings() == per_channel  # the default: dynamic, per-channel, 7-bit weights
+    graphs = {s: int8_graph(model, folder, s) for s in settings}
+    assert len({g.parent for g in graphs.values()}) == 4
+
+    # Block-wise: every weight MatMul is an 8-bit MatMulNBits with int8 compute, blocks of 16.
+    nbits = [n for n in _nodes(graphs[block]) if n.op_type == "MatMulNBits"]
+    assert len(nbits) == 6
+    for node in nbits:
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        assert (attrs["bits"], attrs["block_size"], attrs["accuracy_level"]) == (8, 16, 4)
+    # Dynamic: one weight scale per tensor, full int8 range; per_channel: one per output column,
+    # reduce_range: 7-bit values.
+    for s, scale_shape, limit in ((dynamic, (), 127), (per_channel, (model.config.hidden_size,), 64)):
+        nodes = _nodes(graphs[s])
+        assert sum(n.op_type == "MatMulInteger" for n in nodes) == 6
+        weights = _initializers(graphs[s])
+        attn_out = next(n for n in nodes if n.op_type == "MatMulInteger" and "layer_norm" not in n.input[0])
+        weight = attn_out.input[1]
+        assert weights[weight].dtype == np.int8 and np.abs(weights[weight]).max() <= limit
+        assert weights[weight.replace("_quantized", "_scale")].shape == scale_shape
+    assert np.abs(next(v for k, v in _initializers(graphs[dynamic]).items() if k.endswith("_quantized"))).max() > 64
+    # exclude=ffn_out: the MatMul after the GELU stays fp32, the other five are quantized.
+    nodes = _nodes(graphs[kept_ffn])
+    produced_by = {out: n.op_type for n in nodes for out in n.output}
+    assert sum(n.op_type == "MatMulInteger" for n in nodes) == 5
+    assert any(n.op_type == "MatMul" and produced_by.get(n.input[0]) == "Gelu" for n in nodes)
+
+    # Every setting stays close to fp32 on a padded batch.
+    batch = _batch(tokenizer, TEXTS)
+    mask = batch["attention_mask"].numpy().astype(bool)
+    reference = torch_runner(model)(batch)
+    for s in settings:
+        runner, _ = variant_runner("int8", model, folder, 1, s)
+        assert 0.0 < np.abs(runner(batch) - reference)[mask].max() < 0.25, s
+
+
+def test_int8_settings_validate_and_match_the_config_group() -> None:
+    group = yaml.safe_load((Path(__file__).parents[1] / "conf" / "int8" / "default.yaml").read_text())
+    assert Int8Settings.from_config(group) == Int8Settings()
+    assert Int8Settings.from_config({"method": "dynamic", "exclude": ["ffn_out"]}).exclude == ("ffn_out",)
+    with pytest.raises(ValueError, match="int8.method='fp16'"):
+        Int8Settings(method="fp16")
+    with pytest.raises(ValueError, match="unknown MatMul role"):
+        Int8Settings(exclude=("attention",))
+    with pytest.raises(ValueError, match="power of two"):
+        Int8Settings(block_size=24)
+    with pytest.raises(ValueError, match="unknown int8 setting"):
+        Int8Settings.from_config({"bits": 4})
 
 
 def test_unknown_variant_is_refused(encoder) -> None:

@@ -71,3 +71,6 @@ def test_reduced_demo_is_deterministic_and_cached(make_cfg, monkeypatch, tmp_pat
     monkeypatch.setattr("lightning.Trainer.fit", lambda *a, **k: pytest.fail("trained again"))
     again = run_demo(make_cfg(*TINY))
     assert again["students"] == summary["students"] and again["jobs"] == 9
+    # Nothing was handed to a worker process either (the patches above only reach this process).
+    assert again["distilled"] == 0 and again["trained"] == 0
+    assert summary["distilled"] == 2 and summary["trained"] == 9

@@ -10,7 +10,8 @@ import pytest
 from transformers import AutoModel, AutoModelForMaskedLM, BertConfig, BertModel
 
 from domain_distil.corpus.reader import CorpusError
-from domain_distil.tasks.distill import ensure_student, plan_distillation
+from domain_distil.stages.distil import cached_student
+from domain_distil.tasks.distill import ensure_student, plan_distillation, run_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -112,6 +113,8 @@ def test_unsupported_teacher_architecture(make_cfg, text_dir, tmp_path):
 
 def test_ensure_student_exports_and_then_hits_the_cache(make_cfg, tiny_teacher_dir, text_dir, monkeypatch):
     cfg = make_cfg(*_overrides(tiny_teacher_dir, text_dir))
+    # The look-up a parent process asks before handing a distillation to a worker: nothing yet.
+    assert cached_student(plan_distillation(cfg), run_settings(cfg, plan_distillation(cfg))) is None
     path = ensure_student(cfg).path
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "student" and manifest["steps"] > 0 and manifest["corpus_hash"]
@@ -126,6 +129,8 @@ def test_ensure_student_exports_and_then_hits_the_cache(make_cfg, tiny_teacher_d
     assert AutoModel.from_pretrained(path).config.n_layers == 2
     monkeypatch.setattr("domain_distil.stages.distil.load_teacher", lambda *a, **k: pytest.fail("distilled again"))
     assert ensure_student(cfg).path == path
+    hit = cached_student(plan_distillation(cfg), run_settings(cfg, plan_distillation(cfg)))
+    assert hit is not None and hit.path == path and hit.manifest["key"] == path.name
 
 
 @pytest.mark.slow

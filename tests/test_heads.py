@@ -44,6 +44,27 @@ def test_padded_positions_get_exactly_zero_attention() -> None:
     torch.testing.assert_close(alone.logits, out.logits[:1])
 
 
+def test_packed_scoring_equals_the_padded_formula_values_and_gradients() -> None:
+    """The head scores only real tokens; A = softmax(W_s2 tanh(W_s1 H^T)) with -inf on padding,
+    computed over the whole padded batch, must give the same attention, logits and gradients."""
+    head = _head(standardize_inputs=False)
+    hidden = torch.randn(3, 9, 16)
+    mask = torch.tensor([[1] * 9, [1] * 4 + [0] * 5, [1] * 2 + [0] * 7])
+    out = head(hidden, mask)
+    out.logits.sum().backward()
+    packed_grads = {name: p.grad.clone() for name, p in head.named_parameters()}
+    head.zero_grad()
+
+    scores = head.ws2(torch.tanh(head.ws1(hidden))).transpose(1, 2)
+    attention = torch.softmax(scores.masked_fill(~mask.bool().unsqueeze(1), float("-inf")), dim=-1)
+    logits = head.classifier(torch.tanh(head.fc((attention @ hidden).flatten(1))))
+    logits.sum().backward()
+    torch.testing.assert_close(out.attention, attention)
+    torch.testing.assert_close(out.logits, logits)
+    for name, parameter in head.named_parameters():
+        torch.testing.assert_close(packed_grads[name], parameter.grad, msg=name)
+
+
 def test_penalty_hand_made_examples() -> None:
     orthogonal = torch.tensor([[[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]])  # AA^T = I
     same_token = torch.tensor([[[1.0, 0.0], [1.0, 0.0]]])  # AA^T - I = [[0,1],[1,0]] -> 2

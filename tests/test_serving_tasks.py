@@ -12,10 +12,12 @@ from tiny_tasks import write_csv, write_jsonl
 import domain_distil.tasks.bundle as bundle_task
 import domain_distil.tasks.predict as predict_task
 from domain_distil.common.hashing import hash_dir
+from domain_distil.conversion.int8 import Int8Settings
 from domain_distil.modeling.tiny import build_tiny_teacher
 from domain_distil.serving.bundle_format import BundleError
 from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor
+from domain_distil.serving.quantize import int8_settings
 
 ROWS = [
     {"id": "a", "text": "where is my order please", "lang": "eng"},
@@ -59,6 +61,13 @@ def test_bundle_task_refuses_jobs_on_two_encoders(make_cfg, jobs, tmp_path) -> N
                                  f"bundle.encoder={other}"))
 
 
+def test_int8_config_group_reaches_the_int8_settings(make_cfg) -> None:
+    """serve, predict and bundle all read the root `int8` group through `int8_settings`."""
+    assert int8_settings(make_cfg("task=serve")) == Int8Settings()
+    chosen = int8_settings(make_cfg("task=predict", "int8.method=blockwise", "int8.exclude=[ffn_out]"))
+    assert chosen == Int8Settings(method="blockwise", exclude=("ffn_out",)) and chosen.key() != Int8Settings().key()
+
+
 @pytest.mark.slow
 def test_bundle_task_checks_int8_and_onnx(make_cfg, jobs, tmp_path) -> None:
     texts = write_jsonl(tmp_path / "heldout.jsonl", [{"text": r["text"]} for r in ROWS] * 4)
@@ -73,6 +82,8 @@ def test_bundle_task_checks_int8_and_onnx(make_cfg, jobs, tmp_path) -> None:
         for head in entry["heads"].values():
             assert head["texts"] == 20 and 0.0 <= head["flip_rate"] <= head["text_flip_rate"] <= 1.0
         assert entry["flip_rate"] == max(h["flip_rate"] for h in entry["heads"].values())
+    # The int8 variant records the settings it was quantized with (the config group's defaults).
+    assert report["variants"]["int8"]["settings"] == Int8Settings().effective()
     # ONNX Runtime computes the same function as PyTorch fp32 (up to float rounding).
     assert report["variants"]["onnx"]["flip_rate"] == 0.0
     assert max(h["max_abs_prob_diff"] for h in report["variants"]["onnx"]["heads"].values()) < 1e-4

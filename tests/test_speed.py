@@ -160,4 +160,4 @@ def test_onnx_runtime_and_int8_rows_agree_with_fp32(make_cfg: Callable[..., Dict
     assert 0.0 < rows["int8"]["agreement"] < 0.5  # int8 weights change the numbers a little, not a lot
     assert all(v > 0 for row in (rows["onnx"], rows["int8"]) for v in row["ms"].values())
     exports = Path(cfg.paths.output_dir) / "onnx" / "tiny"
-    assert (exports / "onnx" / "model.onnx").is_file() and (exports / "int8" / "model.onnx").is_file()
+    assert (exports / "onnx" / "model.onnx").is_file() and len(list(exports.glob("int8-*/model.onnx"))) == 1

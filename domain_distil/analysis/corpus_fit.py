@@ -81,12 +81,15 @@ def token_profile(tokenizer: PreTrainedTokenizerBase, texts: Iterable[str]) -> T
     """Count every token of ``texts`` (streamed: memory is one batch plus the vocabulary's counters)."""
     vocab = len(tokenizer)
     counts = np.zeros(vocab, dtype=np.int64)
-    lengths: list[int] = []
+    lengths: list[np.ndarray] = []
     for ids in token_ids(tokenizer, texts):
-        lengths.extend(len(row) for row in ids)
-        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64)
+        # one C-level pass per batch (no per-token Python code): the lengths, then every id into bincount
+        batch_lengths = np.fromiter(map(len, ids), dtype=np.int64, count=len(ids))
+        lengths.append(batch_lengths)
+        flat = np.fromiter(itertools.chain.from_iterable(ids), dtype=np.int64, count=int(batch_lengths.sum()))
         counts += np.bincount(flat, minlength=vocab)[:vocab]
-    return TokenProfile(counts=counts, lengths=np.asarray(lengths, dtype=np.int64), unk_id=tokenizer.unk_token_id)
+    all_lengths = np.concatenate(lengths) if lengths else np.zeros(0, dtype=np.int64)
+    return TokenProfile(counts=counts, lengths=all_lengths, unk_id=tokenizer.unk_token_id)
 
 
 def coverage(task: TokenProfile, corpus: TokenProfile) -> tuple[float, float]:

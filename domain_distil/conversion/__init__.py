@@ -3,6 +3,6 @@
 - ``runners``: the runner contract (a padded batch in, last hidden state out), the fp32 PyTorch
   runner and the ONNX Runtime session runner;
 - ``onnx_export``: ONNX export with dynamic batch and sequence axes;
-- ``int8``: ONNX Runtime dynamic int8 quantization of the exported graph;
+- ``int8``: ONNX Runtime int8 quantization of the exported graph (block-wise or dynamic, configurable);
 - ``variants``: fp32 / onnx / int8 built once into a folder and returned as runners.
 """

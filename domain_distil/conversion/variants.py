@@ -2,12 +2,14 @@
 
 - ``fp32``: the PyTorch model itself;
 - ``onnx``: the fp32 ONNX export run by ONNX Runtime;
-- ``int8``: that export quantized by ONNX Runtime (``conversion.int8``), run by ONNX Runtime.
+- ``int8``: that export quantized by ONNX Runtime (``conversion.int8``, :class:`Int8Settings`), run
+  by ONNX Runtime.
 
 Serving (``serving.quantize``) and Table 5 (``analysis.speed``) both go through
 :func:`variant_runner`, so what is timed is what is served. Each file is a cache entry of its own
-(``<folder>/onnx/model.onnx``, ``<folder>/int8/model.onnx``) built under a lock in a temp folder and
-renamed into place, so concurrent servers on one cache export once and never read half a file.
+(``<folder>/onnx/model.onnx``, ``<folder>/int8-<settings key>/model.onnx``) built under a lock in a
+temp folder and renamed into place, so concurrent servers on one cache export once and never read
+half a file, and an int8 export made with other settings is never reused.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from pathlib import Path
 import torch
 
 from domain_distil.common.locking import build_entry
-from domain_distil.conversion.int8 import quantize_int8
+from domain_distil.conversion.int8 import Int8Settings, quantize_int8
 from domain_distil.conversion.onnx_export import ONNX_PACKAGES, export_onnx, onnx_size_mb
 from domain_distil.conversion.runners import Runner, onnx_session_runner, torch_runner
 
@@ -35,10 +37,13 @@ def onnx_graph(model: torch.nn.Module, folder: Path) -> Path:
     return entry / GRAPH
 
 
-def int8_graph(model: torch.nn.Module, folder: Path) -> Path:
-    """The int8 ONNX graph of ``model`` under ``folder/int8`` (quantized from the fp32 export)."""
+def int8_graph(model: torch.nn.Module, folder: Path, settings: Int8Settings | None = None) -> Path:
+    """The int8 ONNX graph of ``model`` under ``folder/int8-<settings key>`` (quantized from the fp32
+    export with ``settings``, default :class:`Int8Settings`)."""
+    settings = settings or Int8Settings()
     source = onnx_graph(model, folder)
-    entry = build_entry(folder / "int8", lambda tmp: quantize_int8(source, tmp / GRAPH), _has_graph)
+    entry = build_entry(folder / f"int8-{settings.key()}", lambda tmp: quantize_int8(source, tmp / GRAPH, settings),
+                        _has_graph)
     return entry / GRAPH
 
 
@@ -52,8 +57,10 @@ def check_onnx_installed() -> None:
         raise ImportError(f"{error.name or error} not installed: pip install {ONNX_PACKAGES}") from error
 
 
-def variant_runner(kind: str, model: torch.nn.Module, folder: Path, threads: int = 1) -> tuple[Runner, float | None]:
+def variant_runner(kind: str, model: torch.nn.Module, folder: Path, threads: int = 1,
+                   int8: Int8Settings | None = None) -> tuple[Runner, float | None]:
     """``model`` as variant ``kind`` (``VARIANTS``): (runner, size of its ONNX file in MB; None for fp32).
+    ``int8`` configures the int8 variant (default :class:`Int8Settings`, the measured best).
 
     ``folder`` holds the exported files and must be specific to the model's weights (the caller
     keys it by the encoder's content hash or id). Raises ValueError for an unknown ``kind`` and
@@ -64,5 +71,5 @@ def variant_runner(kind: str, model: torch.nn.Module, folder: Path, threads: int
     if kind == "fp32":
         return torch_runner(model.eval()), None
     check_onnx_installed()
-    graph = onnx_graph(model.eval(), folder) if kind == "onnx" else int8_graph(model.eval(), folder)
+    graph = onnx_graph(model.eval(), folder) if kind == "onnx" else int8_graph(model.eval(), folder, int8)
     return onnx_session_runner(graph, threads), onnx_size_mb(graph)

@@ -27,6 +27,7 @@ CODE_GLOBS = (
     "domain_distil/encoders.py",
     "domain_distil/common/hashing.py",
     "domain_distil/common/seeding.py",
+    "domain_distil/common/workers.py",  # the thread count per job decides the arithmetic
     "domain_distil/tasks/demo.py",
     "domain_distil/tasks/classify.py",
     "domain_distil/tasks/report.py",

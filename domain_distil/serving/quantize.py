@@ -19,15 +19,19 @@ import logging
 import time
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
+from domain_distil.conversion.int8 import Int8Settings
 from domain_distil.conversion.runners import Runner
 from domain_distil.conversion.variants import VARIANTS, variant_runner
 from domain_distil.serving.bundle_load import Bundle
 from domain_distil.serving.predictor import EncoderFn, Predictor, torch_encoder
+
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = logging.getLogger(__name__)
 
@@ -43,15 +47,17 @@ def runner_encoder(runner: Runner) -> EncoderFn:
     return encode
 
 
-def encoder_backend(kind: str, bundle: Bundle, workdir: str | Path | None = None, threads: int = 1) -> EncoderFn:
-    """The bundle's encoder as ``fp32`` (PyTorch), ``int8`` (ONNX Runtime int8) or ``onnx`` (ONNX
-    Runtime fp32); exports go to ``<workdir or bundle/onnx>/encoder-<hash>/``."""
+def encoder_backend(kind: str, bundle: Bundle, workdir: str | Path | None = None, threads: int = 1,
+                    int8: Int8Settings | None = None) -> EncoderFn:
+    """The bundle's encoder as ``fp32`` (PyTorch), ``int8`` (ONNX Runtime int8, quantized with
+    ``int8``: default :class:`Int8Settings`) or ``onnx`` (ONNX Runtime fp32); exports go to
+    ``<workdir or bundle/onnx>/encoder-<hash>/``."""
     if kind not in BACKENDS:
         raise ValueError(f"unknown encoder backend {kind!r}; expected one of {BACKENDS}")
     if kind == "fp32":
         return torch_encoder(bundle.encoder)
     root = Path(workdir) if workdir is not None else bundle.root / "onnx"
-    runner, _ = variant_runner(kind, bundle.encoder, root / f"encoder-{bundle.encoder_hash[:16]}", threads)
+    runner, _ = variant_runner(kind, bundle.encoder, root / f"encoder-{bundle.encoder_hash[:16]}", threads, int8)
     return runner_encoder(runner)
 
 
@@ -86,7 +92,8 @@ def agreement(reference: list[list[dict[str, Any]]], candidate: list[list[dict[s
 
 
 def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[str] = ("int8", "onnx"),
-                     workdir: str | Path | None = None, batch_size: int = 32, threads: int = 1) -> dict[str, Any]:
+                     workdir: str | Path | None = None, batch_size: int = 32, threads: int = 1,
+                     int8: Int8Settings | None = None) -> dict[str, Any]:
     """Run fp32 and each variant over ``texts`` with every head; flipped-prediction rates per head.
 
     A variant that cannot be built (e.g. onnxruntime missing) is reported with its error instead
@@ -100,7 +107,7 @@ def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[st
         if kind == "fp32":
             continue
         try:
-            encoder = encoder_backend(kind, bundle, workdir, threads)
+            encoder = encoder_backend(kind, bundle, workdir, threads, int8)
         except Exception as error:  # noqa: BLE001  one failing variant must not hide the others
             report["variants"][kind] = {"error": f"{type(error).__name__}: {error}"}
             log.warning("%s encoder unavailable: %s", kind, error)
@@ -112,6 +119,16 @@ def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[st
             "seconds": time.perf_counter() - started,
             "flip_rate": max(h["flip_rate"] for h in heads.values()),
             "heads": heads,
+            **({"settings": (int8 or Int8Settings()).effective()} if kind == "int8" else {}),
         }
         log.info("%s vs fp32 on %d texts: worst head flip rate %.4f", kind, len(texts), report["variants"][kind]["flip_rate"])
     return report
+
+
+def int8_settings(cfg: DictConfig) -> Int8Settings:
+    """The ``int8`` config group of a run's config (``conf/int8/default.yaml``) as settings; a
+    config without it gets the defaults. serve, predict and bundle all read it here."""
+    from omegaconf import OmegaConf
+
+    group = cfg.get("int8")
+    return Int8Settings.from_config(OmegaConf.to_container(group, resolve=True) if group is not None else None)

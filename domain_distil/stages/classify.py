@@ -161,6 +161,25 @@ def finished_record(output_dir: Path, config: dict[str, Any], data_hash: str) ->
     return record if record.get("status") == "ok" and same else None
 
 
+def task_data_hash(job: ClassifyJob) -> str:
+    """The content hash of the job's task splits (reads and validates the task files)."""
+    return load_task(job.task, job.lang, job.task_files, job.task_dir).content_hash()
+
+
+def finished_result(job: ClassifyJob, data_hash: str | None = None) -> ClassifyResult | None:
+    """The job's ``results.json`` when its folder already holds this exact finished job, else None.
+
+    Reads only the task files (a bad file fails here, with its name), or none when the caller
+    passes their ``data_hash`` (:func:`task_data_hash`, shared by every job of a task and
+    language); lets a caller that hands jobs to other processes re-read finished ones without
+    starting any.
+    """
+    if not job.settings.skip_finished:
+        return None
+    record = finished_record(Path(job.output_dir), job.config, data_hash or task_data_hash(job))
+    return None if record is None else ClassifyResult(record, Path(job.output_dir) / RESULTS_FILE)
+
+
 def classify(job: ClassifyJob) -> ClassifyResult:
     started = time.perf_counter()
     output_dir = Path(job.output_dir)

@@ -44,7 +44,6 @@ from domain_distil.artifacts.students import (
 from domain_distil.common.errors import ConfigError
 from domain_distil.common.hashing import hash_object, short
 from domain_distil.common.io import read_json
-from domain_distil.common.locking import entry_lock
 from domain_distil.common.provenance import git_commit
 from domain_distil.common.seeding import seed_everything
 from domain_distil.corpus.reader import discover_files, iter_documents
@@ -245,14 +244,28 @@ def _trainer_args(plan: DistillPlan) -> dict[str, Any]:
     return dict(plan.distill.get("trainer") or {})
 
 
-def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
-    """The exported student for ``plan``: from the cache, or distilled now and cached."""
+@dataclass
+class _Prepared:
+    """What the cache key needs: the corpus shards, the kept vocabulary and the hardware's trainer."""
+
+    tokenizer: Any
+    corpus_dir: Path
+    kept: KeptVocabulary | None
+    trainer: L.Trainer
+    lookup_teacher: str
+    recipe_hash: str
+    teacher_head: str
+    teacher_identity: str
+    effective: dict[str, Any]
+    identity: dict[str, Any]
+    export_dir: Path
+
+
+def _prepare(plan: DistillPlan, run: DistillRun, callbacks: list[Callback], loggers: list[Logger]) -> _Prepared:
     cache_dir = Path(run.cache_dir)
     # Looked up by the teacher as configured (before any head fit) plus the head-fit settings.
     lookup_teacher = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
     r_hash = recipe_hash(plan.distill, plan.student, plan.teacher_cfg.get("mlm_head"))
-    # Which losses run and why, said once before any work (and recorded in the manifest).
-    log.info("%s", describe_recipe(plan.loss_weights, plan.teacher_has_mlm_head, head_fitted=plan.fit_teacher_head))
     teacher_head = "fitted" if plan.fit_teacher_head else ("trained" if plan.teacher_has_mlm_head else "none")
     if plan.fit_teacher_head:
         plan.teacher_path = fit_teacher_head(plan, cache_dir)
@@ -262,7 +275,31 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     corpus_dir = build_corpus(plan.files, tokenizer, cache_dir, plan.shard_settings,
                               num_workers=plan.corpus_num_workers)
     kept = _kept_vocabulary(plan, tokenizer, corpus_dir)
+    trainer = run.trainer(**_trainer_args(plan), callbacks=callbacks, logger=loggers or False)
+    t_identity = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
+    effective = effective_run(trainer, int(plan.distill["batch_size"]))
+    identity = {"teacher": t_identity, "corpus": corpus_dir.name, "recipe": r_hash, "effective": effective}
+    if kept is not None:  # the extra texts' content, not only their paths, decides the kept ids
+        identity["vocab"] = kept.digest()
+    return _Prepared(tokenizer, corpus_dir, kept, trainer, lookup_teacher, r_hash, teacher_head, t_identity,
+                     effective, identity, students_root(cache_dir) / student_key(identity))
 
+
+def cached_student(plan: DistillPlan, run: DistillRun) -> StudentArtifact | None:
+    """The student ``distil(plan, run)`` would take from the cache, or None when it would train.
+
+    Builds (or reuses) the corpus shards, which decide the key; loads no model weights. A caller
+    that farms distillations out to other processes asks this first, so a cached run starts none.
+    """
+    prepared = _prepare(plan, run, callbacks=[], loggers=[])
+    manifest = read_manifest(prepared.export_dir)
+    return StudentArtifact(prepared.export_dir, manifest) if manifest is not None else None
+
+
+def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
+    """The exported student for ``plan``: from the cache, or distilled now and cached."""
+    # Which losses run and why, said once before any work (and recorded in the manifest).
+    log.info("%s", describe_recipe(plan.loss_weights, plan.teacher_has_mlm_head, head_fitted=plan.fit_teacher_head))
     # step{N}.ckpt every N optimizer steps, last.ckpt always resumable (SIGINT/SIGTERM, NaN-safe).
     checkpoint = ResumableCheckpoint(every_n_train_steps=int(plan.distill["checkpoint_every_n_steps"]))
     throughput = TokenThroughput()
@@ -270,14 +307,9 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     callbacks: list[Callback] = [checkpoint, throughput, *run.callbacks]
     if loggers:
         callbacks.append(LearningRateMonitor(logging_interval="step"))
-    trainer = run.trainer(**_trainer_args(plan), callbacks=callbacks, logger=loggers or False)
-
-    t_identity = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
-    effective = effective_run(trainer, int(plan.distill["batch_size"]))
-    identity = {"teacher": t_identity, "corpus": corpus_dir.name, "recipe": r_hash, "effective": effective}
-    if kept is not None:  # the extra texts' content, not only their paths, decides the kept ids
-        identity["vocab"] = kept.digest()
-    export_dir = students_root(cache_dir) / student_key(identity)
+    prepared = _prepare(plan, run, callbacks, loggers)
+    trainer, tokenizer, corpus_dir, kept = prepared.trainer, prepared.tokenizer, prepared.corpus_dir, prepared.kept
+    identity, effective, export_dir = prepared.identity, prepared.effective, prepared.export_dir
     if read_manifest(export_dir) is not None:
         log.info("Student cache hit: %s", export_dir)
         run.finish_loggers(False)
@@ -290,7 +322,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
         write_run_record(work_dir, identity, recipe)
 
     seed_everything(plan.seed)
-    teacher = load_teacher(plan.teacher_cfg, cache_dir, path=plan.teacher_path)
+    teacher = load_teacher(plan.teacher_cfg, Path(run.cache_dir), path=plan.teacher_path)
     module, datamodule = _build_module(plan, teacher, corpus_dir, kept)
     started = time.time()
     failed = True
@@ -307,14 +339,14 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "format_version": FORMAT_VERSION,
             "key": export_dir.name,
             "lookup": {
-                "teacher_identity": lookup_teacher,
+                "teacher_identity": prepared.lookup_teacher,
                 "corpus_reference": corpus_reference(plan.corpus),
-                "recipe_hash": r_hash,
+                "recipe_hash": prepared.recipe_hash,
             },
             "identity": identity,
             "effective": effective,
             "teacher": plan.teacher_path,
-            "teacher_identity": t_identity,
+            "teacher_identity": prepared.teacher_identity,
             "corpus_hash": corpus_dir.name,
             "corpus_stats": read_json(corpus_dir / "meta.json")["languages"],
             "student_layers": list(getattr(module.student.config, "distil_layers", []) or []) or None,
@@ -324,7 +356,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "tokens_per_sec": throughput.run_average,
             "wall_seconds": round(time.time() - started, 1),
             "loss_weights": asdict(plan.loss_weights),
-            "losses_run": loss_terms(plan.loss_weights, teacher_head),
+            "losses_run": loss_terms(plan.loss_weights, prepared.teacher_head),
             "recipe": {"distill": plan.distill, "student": plan.student},
             "corpus": plan.corpus,
             # What a task-aware selection kept, from which pool, by which score (corpus/select.py).
@@ -333,9 +365,9 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "git": git_commit(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }
-        with entry_lock(export_dir):
-            export_tokenizer = trim_tokenizer(tokenizer, kept.kept_ids) if kept is not None else tokenizer
-            export_model(module.student, export_tokenizer, export_dir, manifest)
+        # export_model writes under the entry's own lock (temp folder, then rename).
+        export_tokenizer = trim_tokenizer(tokenizer, kept.kept_ids) if kept is not None else tokenizer
+        export_model(module.student, export_tokenizer, export_dir, manifest)
         log.info("Exported student to %s", export_dir)
         if not plan.distill.get("keep_checkpoints", True):
             shutil.rmtree(work_dir, ignore_errors=True)  # the export is complete; free the disk

@@ -24,7 +24,7 @@ from domain_distil.common.io import write_json
 from domain_distil.serving.bundle_build import build_bundle, find_jobs, read_job, select_heads
 from domain_distil.serving.bundle_format import BundleError
 from domain_distil.serving.bundle_load import load_bundle
-from domain_distil.serving.quantize import compare_backends
+from domain_distil.serving.quantize import compare_backends, int8_settings
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +56,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         texts = read_texts(check.texts)[: int(check.max_texts)]
         with cpu_threads(int(check.threads)):
             report = compare_backends(load_bundle(output, verify=False), texts, list(check.variants),
-                                      workdir=Path(cfg.paths.cache_dir) / "onnx", threads=int(check.threads))
+                                      workdir=Path(cfg.paths.cache_dir) / "onnx", threads=int(check.threads),
+                                      int8=int8_settings(cfg))
         report["texts_file"] = str(check.texts)
         write_json(Path(output) / "variants.json", report)
         for kind, entry in report["variants"].items():

@@ -16,27 +16,13 @@ Under ``-m`` each job runs step 2 for its own seed and language, like the demo.
 from __future__ import annotations
 
 import logging
-import time
 from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig
-from rich.console import Console
 
-from domain_distil.classification.encoders import local_encoder
 from domain_distil.common.errors import ConfigError
-from domain_distil.modeling.teachers import resolve_teacher_path
-from domain_distil.stages.classify import classify
-from domain_distil.tasks.demo import (
-    DOMAIN,
-    GENERAL,
-    TEACHER,
-    _is_multirun,
-    classify_job,
-    distil_student,
-    report,
-    stable_results_dir,
-)
+from domain_distil.tasks.demo import DOMAIN, GENERAL, run_protocol
 
 log = logging.getLogger(__name__)
 
@@ -56,35 +42,6 @@ def prepared_corpora(prepared_dir: Path, task: str) -> tuple[Path, Path]:
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    started = time.perf_counter()
-    demo, cache_dir = cfg.demo, Path(cfg.paths.cache_dir)
-    data_dir = Path(demo.data.prepared_dir)
-    in_domain, general = prepared_corpora(data_dir, str(demo.tasks[0]))
-    students = {GENERAL: distil_student(cfg, general), DOMAIN: distil_student(cfg, in_domain)}
-    encoders = {
-        TEACHER: local_encoder(TEACHER, resolve_teacher_path(demo.teacher, cache_dir), cache_dir),
-        **{encoder_id: local_encoder(encoder_id, path, cache_dir) for encoder_id, path in students.items()},
-    }
-    if _is_multirun():
-        seeds, langs = [int(cfg.seed)], [str(cfg.lang.name)]
-        results_dir = Path(cfg.paths.output_dir) / "classify"
-    else:
-        seeds, langs = [int(s) for s in demo.seeds], [str(lang) for lang in demo.langs]
-        results_dir = stable_results_dir(cfg, students, name="debian_td")
-    jobs = 0
-    # Seeds outermost: a run stopped early still has every language and encoder for its first seeds,
-    # which task=report can already compare (a rerun re-reads finished jobs and does the rest).
-    for seed in seeds:
-        for task in demo.tasks:
-            for lang in langs:
-                for encoder in encoders.values():
-                    classify(classify_job(cfg, data_dir, str(task), lang, seed, encoder, results_dir))
-                    jobs += 1
-        log.info("seed %d: %d jobs done, %.0f s", seed, jobs, time.perf_counter() - started)
-    summary: dict[str, Any] = {"data": str(data_dir), "students": {k: str(v) for k, v in students.items()},
-                               "jobs": jobs, "results": str(results_dir)}
-    if not _is_multirun():
-        summary["report"] = report(cfg, results_dir, seeds, Path(cfg.paths.output_dir) / "report")
-    summary["wall_seconds"] = round(time.perf_counter() - started, 1)
-    Console().print(f"[bold]debian_td finished in {summary['wall_seconds']:.0f} s[/]; outputs in {cfg.paths.output_dir}")
-    return summary
+    data_dir = Path(cfg.demo.data.prepared_dir)
+    in_domain, general = prepared_corpora(data_dir, str(cfg.demo.tasks[0]))
+    return run_protocol(cfg, data_dir, {GENERAL: general, DOMAIN: in_domain}, name="debian_td", with_speed=False)

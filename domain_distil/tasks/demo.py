@@ -8,6 +8,12 @@ The flow, top to bottom (every step is cached, so a second run only re-reads res
    (``stages.distil``).
 3. Frozen self-attention classifiers on the teacher and both students, seeds x languages x tasks
    (``stages.classify``).
+
+Steps 2 and 3 run in ``demo.workers`` spawned processes with ``demo.threads_per_worker`` torch
+threads each (``common/workers.py``): on a small CPU, two single-threaded processes do more matrix
+work than one with two threads, and a fixed thread count per job makes the numbers independent of
+the worker count. What is cached (students, finished jobs) is read in this process; a run with
+nothing left to do starts no worker.
 4. Table 8 with ⋆ (beats the general student, DistilmBERT's role) and † (beats the teacher).
 5. Size and single-thread batch-1 latency of the teacher next to the student.
 
@@ -20,7 +26,9 @@ own seed and language; ``task=report`` then summarises the sweep.
 from __future__ import annotations
 
 import logging
+import shutil
 import time
+from concurrent.futures import Future, as_completed
 from dataclasses import replace
 from functools import partial
 from pathlib import Path
@@ -35,10 +43,12 @@ from rich.console import Console
 from domain_distil.classification.encoders import EncoderRef, local_encoder
 from domain_distil.classification.taskfile import TaskSpec
 from domain_distil.common.hashing import hash_object, short
+from domain_distil.common.locking import build_entry
 from domain_distil.common.loggers import to_container
+from domain_distil.common.workers import WorkerPool, resolve_workers
 from domain_distil.modeling.teachers import resolve_teacher_path
-from domain_distil.stages.classify import ClassifyJob, classify
-from domain_distil.stages.distil import DistillRun, distil, plan_distillation
+from domain_distil.stages.classify import ClassifyJob, classify, finished_result, task_data_hash
+from domain_distil.stages.distil import DistillPlan, DistillRun, cached_student, distil, plan_distillation
 from domain_distil.stages.report import report as run_report
 from domain_distil.tasks.classify import classify_settings, trainer_factory
 from domain_distil.tasks.report import report_request
@@ -49,38 +59,117 @@ TEACHER, GENERAL, DOMAIN = "teacher", "general-student", "domain-student"
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
+    data_dir = demo_data(cfg.demo.data, Path(cfg.paths.cache_dir))
+    corpora = {GENERAL: data_dir / "general", DOMAIN: data_dir / "in_domain"}
+    return run_protocol(cfg, data_dir, corpora, name="demo", with_speed=True)
+
+
+def run_protocol(cfg: DictConfig, data_dir: Path, corpora: dict[str, Path], name: str,
+                 with_speed: bool) -> dict[str, Any]:
+    """Steps 2-5 on ``data_dir`` (task files in ``tasks/``) with one student per corpus in ``corpora``
+    (``experiment=debian_td`` runs them on prepared Debian data)."""
     started = time.perf_counter()
     demo, cache_dir, output_dir = cfg.demo, Path(cfg.paths.cache_dir), Path(cfg.paths.output_dir)
-    data_dir = demo_data(demo.data, cache_dir)
-    students = {
-        GENERAL: distil_student(cfg, data_dir / "general"),
-        DOMAIN: distil_student(cfg, data_dir / "in_domain"),
-    }
+    # Converted once here, before any worker process could race to convert it.
     teacher_dir = resolve_teacher_path(demo.teacher, cache_dir)
-    encoders = {
-        TEACHER: local_encoder(TEACHER, teacher_dir, cache_dir),
-        **{encoder_id: local_encoder(encoder_id, path, cache_dir) for encoder_id, path in students.items()},
-    }
     if _is_multirun():  # one job of a sweep: this seed and language only, results in the job folder
-        seeds, langs, results_dir = [int(cfg.seed)], [str(cfg.lang.name)], output_dir / "classify"
+        seeds, langs = [int(cfg.seed)], [str(cfg.lang.name)]
     else:
         seeds, langs = [int(s) for s in demo.seeds], [str(lang) for lang in demo.langs]
-        results_dir = stable_results_dir(cfg, students)
-    jobs = 0
-    for task in demo.tasks:
-        for lang in langs:
-            for encoder in encoders.values():
-                for seed in seeds:
-                    classify(classify_job(cfg, data_dir, str(task), lang, seed, encoder, results_dir))
-                    jobs += 1
+    threads = int(demo.threads_per_worker)
+    with WorkerPool(resolve_workers(demo.workers, threads), threads) as pool:
+        students, distilled = distil_students(cfg, corpora, pool)
+        encoders = {
+            TEACHER: local_encoder(TEACHER, teacher_dir, cache_dir),
+            **{encoder_id: local_encoder(encoder_id, path, cache_dir) for encoder_id, path in students.items()},
+        }
+        results_dir = output_dir / "classify" if _is_multirun() else stable_results_dir(cfg, students, name)
+        # Seed-major order: the first job of every (task, encoder) pair encodes its features, so two
+        # workers rarely wait for each other's feature file, and a run stopped early holds whole seeds.
+        jobs = [(str(task), lang, encoder, seed) for seed in seeds for task in demo.tasks for lang in langs
+                for encoder in encoders.values()]
+        trained = classify_all(cfg, data_dir, jobs, results_dir, pool)
     summary: dict[str, Any] = {"data": str(data_dir), "students": {k: str(v) for k, v in students.items()},
-                               "jobs": jobs}
+                               "jobs": len(jobs), "distilled": distilled, "trained": trained,
+                               "results": str(results_dir)}
     if not _is_multirun():
         summary["report"] = report(cfg, results_dir, seeds, output_dir / "report")
-        summary["speed"] = size_and_latency(cfg, students[DOMAIN], output_dir / "speed")
+        if with_speed:
+            summary["speed"] = size_and_latency(cfg, students[DOMAIN], output_dir / "speed",
+                                               [encoders[TEACHER].hash, encoders[DOMAIN].hash])
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
-    Console().print(f"[bold]demo finished in {summary['wall_seconds']:.0f} s[/]; outputs in {output_dir}")
+    Console().print(f"[bold]{name} finished in {summary['wall_seconds']:.0f} s[/]; outputs in {output_dir}")
     return summary
+
+
+def distil_students(cfg: DictConfig, corpora: dict[str, Path], pool: WorkerPool) -> tuple[dict[str, Path], int]:
+    """One student per corpus, same teacher and recipe: cached ones are read here, the others are
+    distilled side by side in the worker processes. Returns the folders and how many were distilled."""
+    students: dict[str, Path] = {}
+    pending: dict[str, Future] = {}
+    for name, corpus_dir in corpora.items():
+        hit = cached_student(student_plan(cfg, corpus_dir), distill_run(cfg))
+        if hit is not None:
+            log.info("student on %s: cache hit %s", corpus_dir.name, hit.path)
+            students[name] = hit.path
+        else:
+            pending[name] = pool.submit(_distil_in_worker, _portable(cfg), str(corpus_dir))
+    for name, future in pending.items():
+        students[name] = Path(future.result())
+    return {name: students[name] for name in corpora}, len(pending)
+
+
+def classify_all(cfg: DictConfig, data_dir: Path, jobs: list[tuple[str, str, EncoderRef, int]], results_dir: Path,
+                 pool: WorkerPool) -> int:
+    """Run every (task, language, encoder, seed) job not already finished in ``results_dir``."""
+    portable = _portable(cfg)
+    pending: list[Future] = []
+    data_hashes: dict[tuple[str, str], str] = {}  # every job of a task and language reads the same files
+    for task, lang, encoder, seed in jobs:
+        job = classify_job(cfg, data_dir, task, lang, seed, encoder, results_dir)
+        if (task, lang) not in data_hashes:
+            data_hashes[task, lang] = task_data_hash(job)
+        if finished_result(job, data_hashes[task, lang]) is None:
+            pending.append(pool.submit(_classify_in_worker, portable, str(data_dir), task, lang, seed, encoder,
+                                       str(results_dir)))
+    log.info("classification: %d of %d jobs to run, %d finished before", len(pending), len(jobs),
+             len(jobs) - len(pending))
+    started, step = time.perf_counter(), max(1, len(pending) // 10)
+    for done, future in enumerate(as_completed(pending), start=1):
+        future.result()  # a failed job re-raises here (its results.json says why)
+        if done % step == 0 or done == len(pending):
+            log.info("classification: %d/%d jobs done in %.0f s", done, len(pending), time.perf_counter() - started)
+    return len(pending)
+
+
+def _portable(cfg: DictConfig) -> dict[str, Any]:
+    """The config as plain, resolved data: a worker process has no Hydra context to resolve it."""
+    return OmegaConf.to_container(cfg, resolve=True)
+
+
+def _worker_cfg(portable: dict[str, Any]) -> DictConfig:
+    cfg = OmegaConf.create(portable)
+    with open_dict(cfg):
+        cfg.trainer.enable_progress_bar = False  # bars of several processes would draw over each other
+    return cfg
+
+
+def distil_student(cfg: DictConfig, corpus_dir: Path) -> Path:
+    """One student of the demo's teacher and recipe on ``corpus_dir``, in this process (cached)."""
+    started = time.perf_counter()
+    student = distil(student_plan(cfg, corpus_dir), distill_run(cfg))
+    log.info("student on %s ready in %.0f s: %s", corpus_dir.name, time.perf_counter() - started, student.path)
+    return student.path
+
+
+def _distil_in_worker(portable: dict[str, Any], corpus_dir: str) -> str:
+    return str(distil_student(_worker_cfg(portable), Path(corpus_dir)))
+
+
+def _classify_in_worker(portable: dict[str, Any], data_dir: str, task: str, lang: str, seed: int,
+                        encoder: EncoderRef, results_dir: str) -> float | None:
+    cfg = _worker_cfg(portable)
+    return classify(classify_job(cfg, Path(data_dir), task, lang, seed, encoder, Path(results_dir))).test_f1
 
 
 def demo_data(settings: DictConfig, cache_dir: Path) -> Path:
@@ -94,18 +183,18 @@ def demo_data(settings: DictConfig, cache_dir: Path) -> Path:
     return out
 
 
-def distil_student(cfg: DictConfig, corpus_dir: Path) -> Path:
-    """One student of the demo's teacher and recipe on ``corpus_dir`` (cached after the first run)."""
+def student_plan(cfg: DictConfig, corpus_dir: Path) -> DistillPlan:
+    """The demo's teacher, student and recipe on ``corpus_dir`` (validated; nothing loaded)."""
     demo = cfg.demo
     corpus = OmegaConf.to_container(demo.corpus, resolve=True) | {"dir": str(corpus_dir)}
-    plan = plan_distillation(
+    return plan_distillation(
         OmegaConf.to_container(demo.teacher, resolve=True), OmegaConf.to_container(demo.student, resolve=True),
         corpus, OmegaConf.to_container(demo.distill, resolve=True), cfg.paths.cache_dir,
     )
-    started = time.perf_counter()
-    student = distil(plan, DistillRun(cache_dir=Path(cfg.paths.cache_dir), trainer=partial(instantiate, _single_device(cfg.trainer))))
-    log.info("student on %s ready in %.0f s: %s", corpus_dir.name, time.perf_counter() - started, student.path)
-    return student.path
+
+
+def distill_run(cfg: DictConfig) -> DistillRun:
+    return DistillRun(cache_dir=Path(cfg.paths.cache_dir), trainer=partial(instantiate, _single_device(cfg.trainer)))
 
 
 def _single_device(trainer_cfg: DictConfig) -> DictConfig:
@@ -158,15 +247,53 @@ def report(cfg: DictConfig, results_dir: Path, seeds: list[int], output_dir: Pat
     return str(output_dir)
 
 
-def size_and_latency(cfg: DictConfig, student: Path, output_dir: Path) -> str:
-    """Parameters and single-thread batch-1 latency, teacher next to the in-domain student."""
+def size_and_latency(cfg: DictConfig, student: Path, output_dir: Path, model_hashes: list[str]) -> str:
+    """Parameters and single-thread batch-1 latency, teacher next to the in-domain student.
+
+    A timing, unlike the other steps, is not a function of its inputs alone, but re-timing the same
+    two models on the same machine tells nothing new: the measurement is kept in the cache under
+    the models' content hashes, the settings and the machine, and re-used (the log says so) unless
+    ``demo.remeasure_speed=true``.
+    """
     from domain_distil.tasks.speed import run as speed_task
 
     speed = OmegaConf.merge(cfg.demo.speed, {"encoders": [{"id": TEACHER, "teacher": True},
                                                           {"id": DOMAIN, "name_or_path": str(student)}]})
+    cache_dir = Path(cfg.paths.cache_dir)
+    key = short(hash_object({
+        "models": model_hashes,
+        "speed": OmegaConf.to_container(speed, resolve=True), "machine": machine_identity(),
+    }), 16)
+    measured = cache_dir / "speed" / key
+    if measured.is_dir() and not bool(cfg.demo.get("remeasure_speed", False)):
+        shutil.copytree(measured, output_dir, dirs_exist_ok=True)
+        log.info("Table 5: the same models were timed on this machine before (%s); re-used, "
+                 "demo.remeasure_speed=true times them again", measured)
+        return str(output_dir)
     paths = OmegaConf.merge(cfg.paths, {"output_dir": str(output_dir)})
     speed_task(_with(cfg, speed=speed, teacher=cfg.demo.teacher, paths=paths))
+
+    def keep(folder: Path) -> None:
+        for name in ("speed.md", "speed.json"):
+            shutil.copy2(output_dir / name, folder / name)
+
+    build_entry(measured, keep)
     return str(output_dir)
+
+
+def machine_identity() -> dict[str, Any]:
+    """What a single-thread latency depends on besides the model: CPU, torch build, Python."""
+    import platform
+
+    import torch
+
+    cpu = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), "")
+    return {"cpu": cpu or platform.processor(), "machine": platform.machine(), "torch": torch.__version__,
+            "python": platform.python_version()}
 
 
 def _with(cfg: DictConfig, **nodes: Any) -> DictConfig:

@@ -5,7 +5,7 @@ plus the tokenizer coverage of every encoder whose tokenizer differs from the fi
         {id: TD-DistilmBERT, name_or_path: outputs/td/student}]' 'speed.variants.encoders=[TD-DistilmBERT]'
     python run.py task=speed speed.realistic.texts=data/cc/eng.jsonl speed.repeats=50
 
-Writes speed.md, speed.json and the ONNX exports (onnx/<id>/{onnx,int8}/model.onnx) to
+Writes speed.md, speed.json and the ONNX exports (onnx/<id>/onnx/model.onnx, onnx/<id>/int8-<settings key>/model.onnx) to
 ``paths.output_dir``.
 For comparable numbers, run it on an otherwise idle machine.
 """

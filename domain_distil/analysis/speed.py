@@ -64,6 +64,23 @@ def state_dict_mb(model: torch.nn.Module) -> float:
     return buffer.getbuffer().nbytes / 2**20
 
 
+def machine_identity() -> dict[str, str]:
+    """What a single-thread latency depends on besides the model: the CPU model, torch, Python.
+
+    ``platform.processor()`` is empty on many Linux systems, so the CPU model comes from
+    ``/proc/cpuinfo`` where there is one.
+    """
+    import platform
+
+    cpu = ""
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+                    if line.startswith("model name")), "")
+    return {"cpu": cpu or platform.processor(), "machine": platform.machine(), "torch": torch.__version__,
+            "python": platform.python_version()}
+
+
 @contextmanager
 def cpu_threads(threads: int) -> Iterator[None]:
     """Pin torch's intra-op thread pool for the measurement and restore it afterwards."""

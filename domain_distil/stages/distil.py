@@ -310,10 +310,11 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     prepared = _prepare(plan, run, callbacks, loggers)
     trainer, tokenizer, corpus_dir, kept = prepared.trainer, prepared.tokenizer, prepared.corpus_dir, prepared.kept
     identity, effective, export_dir = prepared.identity, prepared.effective, prepared.export_dir
-    if read_manifest(export_dir) is not None:
+    cached = read_manifest(export_dir)
+    if cached is not None:
         log.info("Student cache hit: %s", export_dir)
         run.finish_loggers(False)
-        return StudentArtifact(export_dir, read_manifest(export_dir))
+        return StudentArtifact(export_dir, cached)
     work_dir = export_dir.with_name(f"{export_dir.name}.work")
     checkpoint.dirpath = str(work_dir / "checkpoints")
     recipe = recipe_identity(plan.distill, plan.student, plan.teacher_cfg.get("mlm_head"))

@@ -10,9 +10,9 @@ The flow, top to bottom (every step is cached, so a second run only re-reads res
    (``stages.classify``).
 
 Steps 2 and 3 run in ``demo.workers`` spawned processes with ``demo.threads_per_worker`` torch
-threads each (``common/workers.py``): on a small CPU, two single-threaded processes do more matrix
-work than one with two threads, and a fixed thread count per job makes the numbers independent of
-the worker count. What is cached (students, finished jobs) is read in this process; a run with
+threads each (``common/workers.py``): a small job is mostly single-threaded Python (Lightning's
+loop, collation), which a second process runs on the other core while a second torch thread would
+idle; a fixed thread count per job makes the numbers independent of the worker count. What is cached (students, finished jobs) is read in this process; a run with
 nothing left to do starts no worker.
 4. Table 8 with ⋆ (beats the general student, DistilmBERT's role) and † (beats the teacher).
 5. Size and single-thread batch-1 latency of the teacher next to the student.
@@ -107,13 +107,14 @@ def distil_students(cfg: DictConfig, corpora: dict[str, Path], pool: WorkerPool)
     distilled side by side in the worker processes. Returns the folders and how many were distilled."""
     students: dict[str, Path] = {}
     pending: dict[str, Future] = {}
+    portable = _portable(cfg)
     for name, corpus_dir in corpora.items():
         hit = cached_student(student_plan(cfg, corpus_dir), distill_run(cfg))
         if hit is not None:
             log.info("student on %s: cache hit %s", corpus_dir.name, hit.path)
             students[name] = hit.path
         else:
-            pending[name] = pool.submit(_distil_in_worker, _portable(cfg), str(corpus_dir))
+            pending[name] = pool.submit(_distil_in_worker, portable, str(corpus_dir))
     for name, future in pending.items():
         students[name] = Path(future.result())
     return {name: students[name] for name in corpora}, len(pending)
@@ -255,6 +256,7 @@ def size_and_latency(cfg: DictConfig, student: Path, output_dir: Path, model_has
     the models' content hashes, the settings and the machine, and re-used (the log says so) unless
     ``demo.remeasure_speed=true``.
     """
+    from domain_distil.analysis.speed import machine_identity
     from domain_distil.tasks.speed import run as speed_task
 
     speed = OmegaConf.merge(cfg.demo.speed, {"encoders": [{"id": TEACHER, "teacher": True},
@@ -279,21 +281,6 @@ def size_and_latency(cfg: DictConfig, student: Path, output_dir: Path, model_has
 
     build_entry(measured, keep)
     return str(output_dir)
-
-
-def machine_identity() -> dict[str, Any]:
-    """What a single-thread latency depends on besides the model: CPU, torch build, Python."""
-    import platform
-
-    import torch
-
-    cpu = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
-                    if line.startswith("model name")), "")
-    return {"cpu": cpu or platform.processor(), "machine": platform.machine(), "torch": torch.__version__,
-            "python": platform.python_version()}
 
 
 def _with(cfg: DictConfig, **nodes: Any) -> DictConfig:

@@ -13,13 +13,11 @@ For comparable numbers, run it on an otherwise idle machine.
 from __future__ import annotations
 
 import logging
-import platform
 import sys
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 from rich.table import Table
@@ -29,7 +27,7 @@ from domain_distil.analysis.coverage import coverage_against_first
 from domain_distil.analysis.encoders import parse_encoders, teacher_resolver
 from domain_distil.analysis.homonyms import all_sentences, load_homonyms
 from domain_distil.analysis.messages import read_texts, realistic_messages
-from domain_distil.analysis.speed import SpeedSettings, benchmark_encoder, cpu_threads
+from domain_distil.analysis.speed import SpeedSettings, benchmark_encoder, cpu_threads, machine_identity
 from domain_distil.analysis.table5 import coverage_table, table5
 from domain_distil.common.io import atomic_open, write_json
 from domain_distil.common.provenance import git_commit
@@ -103,7 +101,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "coverage": {"reference": encoders[0].id, "texts": len(coverage_texts),
                      "encoders": {name: asdict(c) for name, c in coverages.items()}},
         "realistic": {"source": str(rc.texts) if texts else "lognormal", **OmegaConf.to_container(rc, resolve=True)},
-        "machine": {"processor": platform.processor(), "machine": platform.machine(), "torch": torch.__version__},
+        "machine": machine_identity(),
         "git": git_commit(),
     }
     write_json(output_dir / "speed.json", record)

@@ -21,7 +21,7 @@ from typing import Any
 import lightning as L
 import torch
 from torch import Tensor, nn
-from torchmetrics import MaxMetric
+from torchmetrics import MaxMetric, MeanMetric
 
 from domain_distil.classification.metrics import (
     Threshold,
@@ -107,6 +107,11 @@ class ClassifierModule(L.LightningModule):
         self.val_metrics = metrics.clone(prefix="val/")
         self.test_metrics = metrics.clone(prefix="test/")
         self.val_f1_best = MaxMetric()
+        # Epoch-mean losses, logged once per epoch: a head on cached features takes a few
+        # milliseconds per step, and a self.log call per step cost as much as the step itself.
+        self.loss_means = nn.ModuleDict(
+            {name: MeanMetric() for name in ("train_loss", "train_penalty", "val_loss", "test_loss")}
+        )
 
     # -- forward ---------------------------------------------------------------------------
     def train(self, mode: bool = True) -> ClassifierModule:
@@ -138,6 +143,7 @@ class ClassifierModule(L.LightningModule):
     def on_train_start(self) -> None:
         # The sanity-check batches must not leak into the first epoch's validation scores.
         self.val_metrics.reset()
+        self.loss_means["val_loss"].reset()
         self.val_f1_best.reset()
         head = self.head
         if getattr(head, "standardize_inputs", False) and int(head.input_count) == 0:
@@ -166,21 +172,30 @@ class ClassifierModule(L.LightningModule):
         if count:
             self.head.fit_input_statistics(total, square, count)
 
+    def _log_epoch_mean(self, name: str, prog_bar: bool = False) -> None:
+        mean = self.loss_means[name.replace("/", "_")]
+        self.log(name, mean.compute(), prog_bar=prog_bar)
+        mean.reset()
+
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         loss, preds, output = self.model_step(batch)
         size = batch["targets"].size(0)
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=size)
-        self.log("train/penalty", output.penalty, on_step=False, on_epoch=True, batch_size=size)
+        self.loss_means["train_loss"].update(loss.detach(), size)
+        self.loss_means["train_penalty"].update(output.penalty.detach(), size)
         self.train_metrics.update(preds, batch["targets"].long())
+        if self.trainer.loggers and (self.global_step + 1) % self.trainer.log_every_n_steps == 0:
+            self.log("train/loss_step", loss.detach(), on_step=True, on_epoch=False, batch_size=size)
         return loss
 
     def on_train_epoch_end(self) -> None:
+        self._log_epoch_mean("train/loss", prog_bar=True)
+        self._log_epoch_mean("train/penalty")
         self.log_dict(self.train_metrics.compute())
         self.train_metrics.reset()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         loss, preds, output = self.model_step(batch)
-        self.log("val/loss", loss, on_step=False, on_epoch=True, batch_size=batch["targets"].size(0))
+        self.loss_means["val_loss"].update(loss, batch["targets"].size(0))
         if self.tune_threshold:
             self._val_outputs.append((probabilities(output.logits.detach(), self.task_type), batch["targets"]))
         else:
@@ -195,6 +210,7 @@ class ClassifierModule(L.LightningModule):
             self.val_metrics.update((probs >= threshold_tensor(threshold, probs)).long(), targets.long())
             # A per-label threshold is a list; its mean is the loggable summary.
             self.log("val/threshold", float(threshold_tensor(threshold, probs).mean()))
+        self._log_epoch_mean("val/loss")
         values = self.val_metrics.compute()
         self.val_metrics.reset()
         self.log_dict(values, prog_bar=True)
@@ -204,10 +220,11 @@ class ClassifierModule(L.LightningModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         loss, preds, _ = self.model_step(batch)
-        self.log("test/loss", loss, on_step=False, on_epoch=True, batch_size=batch["targets"].size(0))
+        self.loss_means["test_loss"].update(loss, batch["targets"].size(0))
         self.test_metrics.update(preds, batch["targets"].long())
 
     def on_test_epoch_end(self) -> None:
+        self._log_epoch_mean("test/loss")
         self.log_dict(self.test_metrics.compute())
         self.test_metrics.reset()
 

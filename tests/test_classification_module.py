@@ -6,6 +6,7 @@ from functools import partial
 from pathlib import Path
 
 import lightning as L
+import pytest
 import torch
 from tiny_tasks import intent_rows, write_jsonl
 from transformers import AutoModel, AutoTokenizer
@@ -69,3 +70,43 @@ def test_finetuning_trains_encoder_with_its_own_lr(tiny_teacher_dir: Path, tmp_p
     assert changed
     groups = trainer.optimizers[0].param_groups
     assert [g["lr"] for g in groups] == [1e-2, 1e-3]
+
+
+class _StepLosses(L.Callback):
+    """Records every training step's loss and batch size, to check the logged epoch mean."""
+
+    def __init__(self) -> None:
+        self.losses: list[tuple[float, int]] = []
+        self.logged: list[float] = []
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx) -> None:
+        self.losses.append((float(outputs["loss"]), int(batch["targets"].size(0))))
+
+    # Callbacks' epoch-end hooks run before the module's, which logs the epoch mean: read it when
+    # the next epoch starts, and at the end of training.
+    def on_train_epoch_start(self, trainer, module) -> None:
+        if trainer.current_epoch > 0:
+            self.logged.append(float(trainer.callback_metrics["train/loss"]))
+
+    def on_train_end(self, trainer, module) -> None:
+        self.logged.append(float(trainer.callback_metrics["train/loss"]))
+
+
+def test_logged_epoch_losses_are_the_size_weighted_step_means(tiny_teacher_dir: Path, tmp_path: Path) -> None:
+    # Losses are accumulated per step and logged once per epoch (a self.log per step cost as much
+    # as a head step): the logged value must still be the mean over the epoch's examples.
+    module, datamodule, _ = _setup(tiny_teacher_dir, tmp_path, freeze=True)
+    recorder = _StepLosses()
+    trainer = L.Trainer(accelerator="cpu", max_epochs=2, logger=False, enable_checkpointing=False,
+                        enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                        callbacks=[recorder])
+    trainer.fit(module, datamodule=datamodule)
+    per_epoch = len(recorder.losses) // 2
+    assert per_epoch == 3 and len(recorder.logged) == 2  # 22 rows in batches of 8: 8 + 8 + 6, so the weights differ
+    for epoch, logged in enumerate(recorder.logged):
+        steps = recorder.losses[epoch * per_epoch : (epoch + 1) * per_epoch]
+        expected = sum(loss * size for loss, size in steps) / sum(size for _, size in steps)
+        assert logged == pytest.approx(expected, rel=1e-6)
+    assert {"val/loss", "val/f1", "train/penalty"} <= set(trainer.callback_metrics)
+    results = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    assert results["test/loss"] > 0 and 0 <= results["test/f1"] <= 1

@@ -144,3 +144,16 @@ def test_csv_row_with_surplus_cells_names_its_line(tmp_path):
     path.write_text("text,label,lang,split,source\nhi,intentful,eng,train,natural\nhi,intentful,eng,train,natural,oops\n")
     with pytest.raises(TaskFileError, match=r"extra\.csv:3: more cells than the header has columns"):
         list(_read_rows(path))
+
+
+def test_a_task_file_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
+    # Parsed files are kept per content in the process (a worker runs many jobs of one task);
+    # a file edited between two jobs, even to the same size, must never be served from memory.
+    path = write_jsonl(tmp_path / "cc.jsonl", intent_rows())
+    first = load_task(INTENT, "eng", [path])
+    assert load_task(INTENT, "eng", [path]).splits["train"] is not first.splits["train"]  # fresh lists per job
+    text = path.read_text(encoding="utf-8")
+    assert '"intentful"' in text
+    path.write_text(text.replace('"not_intentful"', '"NOT_intentful"', 1), encoding="utf-8")  # same size
+    with pytest.raises(TaskFileError, match="NOT_intentful"):
+        load_task(INTENT, "eng", [path])

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import DictConfig
+from omegaconf import DictConfig, open_dict
 from transformers import AutoModel, AutoTokenizer, BertTokenizer
 
 from domain_distil.analysis.messages import (
@@ -156,8 +156,16 @@ def test_onnx_runtime_and_int8_rows_agree_with_fp32(make_cfg: Callable[..., Dict
     rows = {r["variant"]: r for r in run(cfg)["rows"]}
     assert rows["onnx"]["note"] == "onnxruntime CPU"
     assert rows["onnx"]["agreement"] < 1e-4  # same fp32 graph, different kernels
-    assert rows["int8"]["note"] == "onnxruntime int8 dynamic"
+    # The int8 row is the graph serving would run: the int8 group's settings, named in the note.
+    assert rows["int8"]["note"] == "onnxruntime int8 dynamic (per_channel=True, reduce_range=True)"
     assert 0.0 < rows["int8"]["agreement"] < 0.5  # int8 weights change the numbers a little, not a lot
     assert all(v > 0 for row in (rows["onnx"], rows["int8"]) for v in row["ms"].values())
     exports = Path(cfg.paths.output_dir) / "onnx" / "tiny"
     assert (exports / "onnx" / "model.onnx").is_file() and len(list(exports.glob("int8-*/model.onnx"))) == 1
+    with open_dict(cfg):
+        cfg.int8.method = "blockwise"
+        cfg.speed.variants.onnx = False
+    blockwise = {r["variant"]: r for r in run(cfg)["rows"]}["int8"]
+    assert blockwise["note"] == "onnxruntime int8 blockwise (block_size=16, accuracy_level=4)"
+    assert 0.0 < blockwise["agreement"] < 0.5
+    assert len(list(exports.glob("int8-*/model.onnx"))) == 1  # a fresh export per run, of these settings

@@ -14,6 +14,7 @@ from domain_distil.modeling.teachers import (
     TeacherError,
     load_teacher,
     load_teacher_config,
+    load_teacher_tokenizer,
     looks_like_local_path,
     pooler_free_kwargs,
     quiet_load_report,
@@ -75,3 +76,20 @@ def test_encoders_load_without_a_pooler(tiny_teacher_dir, capfd) -> None:
     from transformers import DistilBertConfig
 
     assert pooler_free_kwargs(DistilBertConfig()) == {}  # no pooler to drop, no such argument
+
+
+def test_the_tokenizer_is_loaded_once_per_folder_state(tmp_path: Path, tiny_teacher_dir: Path) -> None:
+    # One distillation asks for the teacher's tokenizer several times (corpus key, teacher): it is
+    # parsed once per process, and a folder whose files change is read again.
+    folder = tmp_path / "teacher"
+    shutil.copytree(tiny_teacher_dir, folder)
+    first = load_teacher_tokenizer({}, str(folder))
+    assert load_teacher_tokenizer({}, str(folder)) is first
+    assert load_teacher(({"name_or_path": str(folder)}), tmp_path / "cache").tokenizer is first
+    vocab = folder / "vocab.txt"
+    if vocab.exists():
+        vocab.unlink()
+    first.add_tokens(["brandnewtoken"])  # a different tokenizer saved over the old files
+    first.save_pretrained(folder)
+    again = load_teacher_tokenizer({}, str(folder))
+    assert again is not first and "brandnewtoken" in again.get_vocab()

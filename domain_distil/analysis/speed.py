@@ -29,13 +29,21 @@ import torch
 
 from domain_distil.analysis.encoders import EncoderSpec
 from domain_distil.analysis.messages import synthetic_message, tokenized_messages
+from domain_distil.conversion.int8 import Int8Settings
 from domain_distil.conversion.runners import Inputs, Runner, torch_runner
 from domain_distil.conversion.variants import variant_runner
 from domain_distil.encoders import load_encoder
 
 VARIANT_ORDER = ("int8", "onnx")
 LABELS = {"int8": "int8", "onnx": "ONNX Runtime"}
-NOTES = {"int8": "onnxruntime int8 dynamic", "onnx": "onnxruntime CPU"}
+
+
+def variant_note(variant: str, int8: Int8Settings) -> str:
+    """The Note column: which runtime, and for int8 the quantizer settings that made the graph."""
+    if variant != "int8":
+        return "onnxruntime CPU"
+    settings = {k: v for k, v in int8.effective().items() if k != "method" and v not in ([], ())}
+    return f"onnxruntime int8 {int8.method} (" + ", ".join(f"{k}={v}" for k, v in settings.items()) + ")"
 
 
 @dataclass
@@ -119,6 +127,7 @@ class SpeedSettings:
     int8: bool = True
     onnx: bool = True
     variants_for: tuple[str, ...] | None = None  # encoder ids; None = all
+    int8_settings: Int8Settings = field(default_factory=Int8Settings)  # the ``int8`` group, as served
 
 
 def benchmark_encoder(
@@ -159,7 +168,8 @@ def benchmark_encoder(
             continue
         try:
             progress(f"{spec.id}: {variant} conversion")
-            runner, size = variant_runner(variant, model, onnx_dir / spec.id, settings.threads)
+            runner, size = variant_runner(variant, model, onnx_dir / spec.id, settings.threads,
+                                          int8=settings.int8_settings)
         except ImportError as error:
             rows.append(_unavailable(spec.id, variant, params, messages, str(error)))
             continue
@@ -169,7 +179,7 @@ def benchmark_encoder(
             continue
         rows.append(SpeedRow(
             f"{spec.id} ({LABELS[variant]})", variant, params, size, timed(runner, f"{spec.id} {variant}"),
-            max_abs_difference(reference, runner, held_out), NOTES[variant],
+            max_abs_difference(reference, runner, held_out), variant_note(variant, settings.int8_settings),
         ))
     return rows
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -299,9 +300,27 @@ def read_task(paths: Sequence[Path], spec: TaskSpec) -> tuple[TaskSpec, list[Exa
     """Read and validate every row of every file (all languages: a bad row fails every job).
 
     Returns the spec with its label set resolved (from the files when ``spec.labels`` is empty)
-    and the examples.
+    and the examples (shared between calls: treat them as read-only). A process that runs many
+    jobs of one task (a demo worker, a sweep's local launcher) parses each file once: the result
+    is kept per spec and per file state (path, size, modification time), so an edited file is read
+    again.
     """
-    files = [Path(path) for path in paths]  # once per file: a Path per row was most of the read time
+    files = tuple(Path(path) for path in paths)  # once per file: a Path per row was most of the read time
+    states = tuple((str(path), *_file_state(path)) for path in files)
+    return _read_task_cached(states, files, spec)
+
+
+def _file_state(path: Path) -> tuple[int, int]:
+    try:
+        stat = path.stat()
+    except OSError:  # reading it fails with the reader's message, naming the file
+        return (-1, -1)
+    return (stat.st_size, stat.st_mtime_ns)
+
+
+@lru_cache(maxsize=8)
+def _read_task_cached(states: tuple[tuple[str, int, int], ...], files: tuple[Path, ...],
+                      spec: TaskSpec) -> tuple[TaskSpec, list[Example]]:
     rows = [(path, line, raw) for path in files for line, raw in _read_rows(path)]
     if not spec.labels:
         spec = labels_from_files(rows, spec)

@@ -27,6 +27,7 @@ import logging
 import math
 import os
 import shutil
+import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -104,7 +105,22 @@ def _budget_value(value: object, name: str) -> int | None:
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """Identity of a tokenizer: class, vocabulary and special tokens (not its file paths)."""
+    """Identity of a tokenizer: class, vocabulary and special tokens (not its file paths).
+
+    Kept per tokenizer object (hashing a 250k vocabulary takes a second; a shared, read-only
+    tokenizer is fingerprinted once per process).
+    """
+    size = len(tokenizer)  # a token added since changes the size: fingerprint again
+    known = _FINGERPRINTS.get(tokenizer)
+    if known is None or known[0] != size:
+        known = _FINGERPRINTS[tokenizer] = (size, _fingerprint(tokenizer))
+    return known[1]
+
+
+_FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
     return hash_object(
         {

@@ -18,6 +18,7 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -150,7 +151,33 @@ def load_teacher_config(teacher_cfg: DictConfig | dict, cache_dir: str | Path):
 
 
 def load_teacher_tokenizer(teacher_cfg: DictConfig | dict, path: str) -> PreTrainedTokenizerBase:
-    return AutoTokenizer.from_pretrained(path, **_hub_kwargs(teacher_cfg))
+    """The teacher's tokenizer (:func:`load_tokenizer`: once per process and folder state)."""
+    return load_tokenizer(path, **_hub_kwargs(teacher_cfg))
+
+
+def load_tokenizer(name_or_path: str | Path, revision: str | None = None,
+                   local_files_only: bool = False) -> PreTrainedTokenizerBase:
+    """A tokenizer, loaded once per process, folder state and hub settings.
+
+    Parsing a 250k-entry ``tokenizer.json`` takes seconds, and a run asks for the same tokenizer
+    several times (the corpus key, the teacher, the speed table's coverage and its timings). The
+    object is shared: treat it as read-only. A local folder whose files change is loaded again.
+    """
+    return _cached_tokenizer(str(name_or_path), _folder_state(name_or_path), revision, local_files_only)
+
+
+def _folder_state(path: str | Path) -> tuple[tuple[str, int, int], ...]:
+    """Names, sizes and modification times of a local folder's files (empty for a hub id)."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return ()
+    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()) if f.is_file())
+
+
+@lru_cache(maxsize=8)
+def _cached_tokenizer(path: str, state: tuple[tuple[str, int, int], ...], revision: str | None,
+                      local_files_only: bool) -> PreTrainedTokenizerBase:
+    return AutoTokenizer.from_pretrained(path, revision=revision, local_files_only=local_files_only)
 
 
 def load_teacher(
@@ -176,6 +203,6 @@ def load_teacher(
             "(distill=hidden) needs none; the soft-target loss (distill=sanh) uses a fitted one "
             "(teacher.mlm_head.strategy=fit)", path, len(missing_head), missing_head[0],
         )
-    tokenizer = AutoTokenizer.from_pretrained(path, **kwargs)
+    tokenizer = load_teacher_tokenizer(teacher_cfg, path)
     model.eval().requires_grad_(False)
     return LoadedTeacher(model=model, tokenizer=tokenizer, name_or_path=path, has_mlm_head=has_mlm_head)

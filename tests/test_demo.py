@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from domain_distil.tasks.demo import DOMAIN, GENERAL, TEACHER
+from domain_distil.tasks.demo import DOMAIN, GENERAL, TEACHER, TRIMMED
 from domain_distil.tasks.demo import run as run_demo
 
 TINY = [
@@ -55,16 +55,33 @@ def test_reduced_demo_is_deterministic_and_cached(make_cfg, monkeypatch, tmp_pat
     assert len(first) == 9
 
     # Determinism: a second run from empty caches (only the converted teacher, an input, is shared)
-    # and into another results folder gives the same metrics, job for job.
-    fresh = make_cfg(*TINY)
+    # and into another results folder gives the same metrics, job for job. It also distils the
+    # opt-in third student (demo.trimmed_student), which must leave the other jobs untouched.
+    fresh = make_cfg(*TINY, "demo.trimmed_student=true")
     with open_dict(fresh):
         fresh.paths.cache_dir = str(tmp_path / "cache2")
         fresh.paths.log_dir = str(tmp_path / "logs2")
         fresh.paths.output_dir = str(tmp_path / "output2")
     Path(fresh.paths.cache_dir).mkdir()
     os.symlink(Path(cfg.paths.cache_dir) / "teachers", Path(fresh.paths.cache_dir) / "teachers")
-    run_demo(fresh)
-    assert _metrics(Path(fresh.paths.log_dir) / "demo") == first
+    with_trimmed = run_demo(fresh)
+    second = _metrics(Path(fresh.paths.log_dir) / "demo")
+    assert {key: value for key, value in second.items() if TRIMMED not in key} == first
+    assert len(second) == 12 and with_trimmed["distilled"] == 3
+    # The trimmed student: the in-domain corpus and recipe, its vocabulary cut to the tokens of that
+    # corpus and of the tasks' training texts (never a validation or test text).
+    trimmed = Path(with_trimmed["students"][TRIMMED])
+    vocab = json.loads((trimmed / "manifest.json").read_text())["vocab"]
+    assert vocab["mode"] == "trim" and 0 < vocab["size"] < vocab["teacher_size"] / 10
+    extra = Path(fresh.paths.cache_dir).glob("demo_data/*/vocab_extra/train_texts.jsonl")
+    texts = {json.loads(line)["text"] for path in extra for line in path.read_text().splitlines()}
+    tasks = Path(fresh.paths.cache_dir).glob("demo_data/*/tasks/cc_intent.jsonl")
+    rows = [json.loads(line) for path in tasks for line in path.read_text().splitlines()]
+    assert texts == {row["text"] for row in rows if row["split"] == "train"}
+    assert TRIMMED in (Path(with_trimmed["report"]) / "table8.md").read_text()
+    rows = json.loads((Path(with_trimmed["speed"]) / "speed.json").read_text())["rows"]
+    trimmed_params = {row["model"]: row["params_m"] for row in rows}
+    assert trimmed_params[TRIMMED] < 0.35 * trimmed_params[TEACHER]  # the 250k-row table was most of it
 
     # Third run on the first cache: nothing is distilled or trained again; every job is re-read.
     monkeypatch.setattr("domain_distil.stages.distil.load_teacher", lambda *a, **k: pytest.fail("distilled again"))

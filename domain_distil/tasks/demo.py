@@ -25,6 +25,7 @@ own seed and language; ``task=report`` then summarises the sweep.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import time
@@ -42,9 +43,12 @@ from rich.console import Console
 
 from domain_distil.classification.encoders import EncoderRef, local_encoder
 from domain_distil.classification.taskfile import TaskSpec
+from domain_distil.common.errors import UserInputError
 from domain_distil.common.hashing import hash_object, short
+from domain_distil.common.io import atomic_open
 from domain_distil.common.locking import build_entry
 from domain_distil.common.loggers import to_container
+from domain_distil.common.records import iter_records
 from domain_distil.common.workers import WorkerPool, resolve_workers
 from domain_distil.modeling.teachers import resolve_teacher_path
 from domain_distil.stages.classify import ClassifyJob, classify, finished_result, task_data_hash
@@ -55,19 +59,43 @@ from domain_distil.tasks.report import report_request
 
 log = logging.getLogger(__name__)
 
-TEACHER, GENERAL, DOMAIN = "teacher", "general-student", "domain-student"
+TEACHER, GENERAL, DOMAIN, TRIMMED = "teacher", "general-student", "domain-student", "trimmed-student"
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
     data_dir = demo_data(cfg.demo.data, Path(cfg.paths.cache_dir))
     corpora = {GENERAL: data_dir / "general", DOMAIN: data_dir / "in_domain"}
-    return run_protocol(cfg, data_dir, corpora, name="demo", with_speed=True)
+    overrides: dict[str, dict[str, Any]] = {}
+    if cfg.demo.trimmed_student:
+        # The in-domain student again, with the vocabulary trimmed to what its corpus and the tasks'
+        # training texts use (student.vocab=trim): the same recipe, a quarter of the parameters.
+        corpora[TRIMMED] = data_dir / "in_domain"
+        overrides[TRIMMED] = {"vocab": "trim", "vocab_extra_texts": [str(training_texts(data_dir, cfg.demo.tasks))]}
+    return run_protocol(cfg, data_dir, corpora, name="demo", with_speed=True, student_overrides=overrides)
 
 
-def run_protocol(cfg: DictConfig, data_dir: Path, corpora: dict[str, Path], name: str,
-                 with_speed: bool) -> dict[str, Any]:
+def training_texts(data_dir: Path, tasks: Any) -> Path:
+    """The texts of the tasks' ``train`` rows (every language) as one JSONL file, for a trimmed
+    student's vocabulary: no validation or test text decides which tokens are kept."""
+    path = data_dir / "vocab_extra" / "train_texts.jsonl"
+    rows = []
+    for task in tasks:
+        for _, row in iter_records(data_dir / "tasks" / f"{task}.jsonl", UserInputError):
+            if row.get("split") == "train":
+                rows.append(json.dumps({"text": row["text"]}, ensure_ascii=False))
+    text = "\n".join(rows) + "\n"
+    if not path.is_file() or path.read_text(encoding="utf-8") != text:  # unchanged: keep its mtime
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_open(path) as handle:
+            handle.write(text)
+    return path
+
+
+def run_protocol(cfg: DictConfig, data_dir: Path, corpora: dict[str, Path], name: str, with_speed: bool,
+                 student_overrides: dict[str, dict[str, Any]] | None = None) -> dict[str, Any]:
     """Steps 2-5 on ``data_dir`` (task files in ``tasks/``) with one student per corpus in ``corpora``
-    (``experiment=debian_td`` runs them on prepared Debian data)."""
+    (``experiment=debian_td`` runs them on prepared Debian data); ``student_overrides`` changes the
+    student settings of some of them (the trimmed student)."""
     started = time.perf_counter()
     demo, cache_dir, output_dir = cfg.demo, Path(cfg.paths.cache_dir), Path(cfg.paths.output_dir)
     # Converted once here, before any worker process could race to convert it.
@@ -78,7 +106,7 @@ def run_protocol(cfg: DictConfig, data_dir: Path, corpora: dict[str, Path], name
         seeds, langs = [int(s) for s in demo.seeds], [str(lang) for lang in demo.langs]
     threads = int(demo.threads_per_worker)
     with WorkerPool(resolve_workers(demo.workers, threads), threads) as pool:
-        students, distilled = distil_students(cfg, corpora, pool)
+        students, distilled = distil_students(cfg, corpora, pool, student_overrides or {})
         encoders = {
             TEACHER: local_encoder(TEACHER, teacher_dir, cache_dir),
             **{encoder_id: local_encoder(encoder_id, path, cache_dir) for encoder_id, path in students.items()},
@@ -95,26 +123,30 @@ def run_protocol(cfg: DictConfig, data_dir: Path, corpora: dict[str, Path], name
     if not _is_multirun():
         summary["report"] = report(cfg, results_dir, seeds, output_dir / "report")
         if with_speed:
-            summary["speed"] = size_and_latency(cfg, students[DOMAIN], output_dir / "speed",
-                                               [encoders[TEACHER].hash, encoders[DOMAIN].hash])
+            timed = [s for s in (DOMAIN, TRIMMED) if s in students]
+            summary["speed"] = size_and_latency(cfg, {s: students[s] for s in timed}, output_dir / "speed",
+                                               [encoders[e].hash for e in (TEACHER, *timed)])
     summary["wall_seconds"] = round(time.perf_counter() - started, 1)
     Console().print(f"[bold]{name} finished in {summary['wall_seconds']:.0f} s[/]; outputs in {output_dir}")
     return summary
 
 
-def distil_students(cfg: DictConfig, corpora: dict[str, Path], pool: WorkerPool) -> tuple[dict[str, Path], int]:
-    """One student per corpus, same teacher and recipe: cached ones are read here, the others are
-    distilled side by side in the worker processes. Returns the folders and how many were distilled."""
+def distil_students(cfg: DictConfig, corpora: dict[str, Path], pool: WorkerPool,
+                    overrides: dict[str, dict[str, Any]] | None = None) -> tuple[dict[str, Path], int]:
+    """One student per corpus, same teacher and recipe (``overrides[name]`` changes some student
+    settings): cached ones are read here, the others are distilled side by side in the worker
+    processes. Returns the folders and how many were distilled."""
     students: dict[str, Path] = {}
     pending: dict[str, Future] = {}
     portable = _portable(cfg)
     for name, corpus_dir in corpora.items():
-        hit = cached_student(student_plan(cfg, corpus_dir), distill_run(cfg))
+        changes = (overrides or {}).get(name, {})
+        hit = cached_student(student_plan(cfg, corpus_dir, changes), distill_run(cfg))
         if hit is not None:
-            log.info("student on %s: cache hit %s", corpus_dir.name, hit.path)
+            log.info("%s on %s: cache hit %s", name, corpus_dir.name, hit.path)
             students[name] = hit.path
         else:
-            pending[name] = pool.submit(_distil_in_worker, portable, str(corpus_dir))
+            pending[name] = pool.submit(_distil_in_worker, portable, str(corpus_dir), changes)
     for name, future in pending.items():
         students[name] = Path(future.result())
     return {name: students[name] for name in corpora}, len(pending)
@@ -155,16 +187,16 @@ def _worker_cfg(portable: dict[str, Any]) -> DictConfig:
     return cfg
 
 
-def distil_student(cfg: DictConfig, corpus_dir: Path) -> Path:
+def distil_student(cfg: DictConfig, corpus_dir: Path, student_changes: dict[str, Any] | None = None) -> Path:
     """One student of the demo's teacher and recipe on ``corpus_dir``, in this process (cached)."""
     started = time.perf_counter()
-    student = distil(student_plan(cfg, corpus_dir), distill_run(cfg))
+    student = distil(student_plan(cfg, corpus_dir, student_changes), distill_run(cfg))
     log.info("student on %s ready in %.0f s: %s", corpus_dir.name, time.perf_counter() - started, student.path)
     return student.path
 
 
-def _distil_in_worker(portable: dict[str, Any], corpus_dir: str) -> str:
-    return str(distil_student(_worker_cfg(portable), Path(corpus_dir)))
+def _distil_in_worker(portable: dict[str, Any], corpus_dir: str, student_changes: dict[str, Any]) -> str:
+    return str(distil_student(_worker_cfg(portable), Path(corpus_dir), student_changes))
 
 
 def _classify_in_worker(portable: dict[str, Any], data_dir: str, task: str, lang: str, seed: int,
@@ -184,12 +216,14 @@ def demo_data(settings: DictConfig, cache_dir: Path) -> Path:
     return out
 
 
-def student_plan(cfg: DictConfig, corpus_dir: Path) -> DistillPlan:
-    """The demo's teacher, student and recipe on ``corpus_dir`` (validated; nothing loaded)."""
+def student_plan(cfg: DictConfig, corpus_dir: Path, student_changes: dict[str, Any] | None = None) -> DistillPlan:
+    """The demo's teacher, student and recipe on ``corpus_dir`` (validated; nothing loaded);
+    ``student_changes`` replaces some ``demo.student`` settings."""
     demo = cfg.demo
     corpus = OmegaConf.to_container(demo.corpus, resolve=True) | {"dir": str(corpus_dir)}
+    student = OmegaConf.to_container(demo.student, resolve=True) | dict(student_changes or {})
     return plan_distillation(
-        OmegaConf.to_container(demo.teacher, resolve=True), OmegaConf.to_container(demo.student, resolve=True),
+        OmegaConf.to_container(demo.teacher, resolve=True), student,
         corpus, OmegaConf.to_container(demo.distill, resolve=True), cfg.paths.cache_dir,
     )
 
@@ -248,8 +282,9 @@ def report(cfg: DictConfig, results_dir: Path, seeds: list[int], output_dir: Pat
     return str(output_dir)
 
 
-def size_and_latency(cfg: DictConfig, student: Path, output_dir: Path, model_hashes: list[str]) -> str:
-    """Parameters and single-thread batch-1 latency, teacher next to the in-domain student.
+def size_and_latency(cfg: DictConfig, students: dict[str, Path], output_dir: Path, model_hashes: list[str]) -> str:
+    """Parameters and single-thread batch-1 latency, teacher next to the in-domain student (and
+    the trimmed one, when the demo distils it).
 
     A timing, unlike the other steps, is not a function of its inputs alone, but re-timing the same
     two models on the same machine tells nothing new: the measurement is kept in the cache under
@@ -259,8 +294,8 @@ def size_and_latency(cfg: DictConfig, student: Path, output_dir: Path, model_has
     from domain_distil.analysis.speed import machine_identity
     from domain_distil.tasks.speed import run as speed_task
 
-    speed = OmegaConf.merge(cfg.demo.speed, {"encoders": [{"id": TEACHER, "teacher": True},
-                                                          {"id": DOMAIN, "name_or_path": str(student)}]})
+    encoders = [{"id": TEACHER, "teacher": True}, *({"id": k, "name_or_path": str(v)} for k, v in students.items())]
+    speed = OmegaConf.merge(cfg.demo.speed, {"encoders": encoders})
     cache_dir = Path(cfg.paths.cache_dir)
     key = short(hash_object({
         "models": model_hashes,

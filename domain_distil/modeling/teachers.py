@@ -171,7 +171,8 @@ def _folder_state(path: str | Path) -> tuple[tuple[str, int, int], ...]:
     folder = Path(path)
     if not folder.is_dir():
         return ()
-    return tuple((f.name, f.stat().st_size, f.stat().st_mtime_ns) for f in sorted(folder.iterdir()) if f.is_file())
+    stats = [(f.name, f.stat()) for f in sorted(folder.iterdir()) if f.is_file()]
+    return tuple((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats)
 
 
 @lru_cache(maxsize=8)

@@ -42,13 +42,11 @@ from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
 from domain_distil.classification.encoders import EncoderRef, local_encoder
-from domain_distil.classification.taskfile import TaskSpec
-from domain_distil.common.errors import UserInputError
+from domain_distil.classification.taskfile import TaskSpec, load_examples
 from domain_distil.common.hashing import hash_object, short
 from domain_distil.common.io import atomic_open
 from domain_distil.common.locking import build_entry
 from domain_distil.common.loggers import to_container
-from domain_distil.common.records import iter_records
 from domain_distil.common.workers import WorkerPool, resolve_workers
 from domain_distil.modeling.teachers import resolve_teacher_path
 from domain_distil.stages.classify import ClassifyJob, classify, finished_result, task_data_hash
@@ -70,19 +68,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         # The in-domain student again, with the vocabulary trimmed to what its corpus and the tasks'
         # training texts use (student.vocab=trim): the same recipe, a quarter of the parameters.
         corpora[TRIMMED] = data_dir / "in_domain"
-        overrides[TRIMMED] = {"vocab": "trim", "vocab_extra_texts": [str(training_texts(data_dir, cfg.demo.tasks))]}
+        overrides[TRIMMED] = {"vocab": "trim", "vocab_extra_texts": [str(training_texts(cfg, data_dir))]}
     return run_protocol(cfg, data_dir, corpora, name="demo", with_speed=True, student_overrides=overrides)
 
 
-def training_texts(data_dir: Path, tasks: Any) -> Path:
+def training_texts(cfg: DictConfig, data_dir: Path) -> Path:
     """The texts of the tasks' ``train`` rows (every language) as one JSONL file, for a trimmed
     student's vocabulary: no validation or test text decides which tokens are kept."""
     path = data_dir / "vocab_extra" / "train_texts.jsonl"
     rows = []
-    for task in tasks:
-        for _, row in iter_records(data_dir / "tasks" / f"{task}.jsonl", UserInputError):
-            if row.get("split") == "train":
-                rows.append(json.dumps({"text": row["text"]}, ensure_ascii=False))
+    for task in cfg.demo.tasks:
+        task_cfg = demo_task_config(cfg, data_dir, str(task))
+        for example in load_examples(task_cfg.files, TaskSpec.from_config(task_cfg)):
+            if example.split == "train":
+                rows.append(json.dumps({"text": example.text}, ensure_ascii=False))
     text = "\n".join(rows) + "\n"
     if not path.is_file() or path.read_text(encoding="utf-8") != text:  # unchanged: keep its mtime
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -106,7 +105,7 @@ def run_protocol(cfg: DictConfig, data_dir: Path, corpora: dict[str, Path], name
         seeds, langs = [int(s) for s in demo.seeds], [str(lang) for lang in demo.langs]
     threads = int(demo.threads_per_worker)
     with WorkerPool(resolve_workers(demo.workers, threads), threads) as pool:
-        students, distilled = distil_students(cfg, corpora, pool, student_overrides or {})
+        students, distilled = distil_students(cfg, corpora, pool, student_overrides)
         encoders = {
             TEACHER: local_encoder(TEACHER, teacher_dir, cache_dir),
             **{encoder_id: local_encoder(encoder_id, path, cache_dir) for encoder_id, path in students.items()},
@@ -242,13 +241,18 @@ def _single_device(trainer_cfg: DictConfig) -> DictConfig:
     return trainer_cfg
 
 
+def demo_task_config(cfg: DictConfig, data_dir: Path, task: str) -> DictConfig:
+    """The ``cls_task`` config of one demo task, pointed at the generated task file."""
+    return OmegaConf.merge(cfg.demo.task_configs[task], {
+        "files": [str(data_dir / "tasks" / f"{task}.jsonl")], "dir": None, "languages": list(cfg.demo.data.languages),
+    })
+
+
 def classify_job(cfg: DictConfig, data_dir: Path, task: str, lang: str, seed: int, encoder: EncoderRef,
                  results_dir: Path) -> ClassifyJob:
     """A frozen classifier on ``encoder`` for one demo task, language and seed."""
     demo = cfg.demo
-    task_cfg = OmegaConf.merge(demo.task_configs[task], {
-        "files": [str(data_dir / "tasks" / f"{task}.jsonl")], "dir": None, "languages": list(demo.data.languages),
-    })
+    task_cfg = demo_task_config(cfg, data_dir, task)
     job_dir = results_dir / task / lang / encoder.id / f"seed={seed}"
     settings = classify_settings(demo.classify)
     return ClassifyJob(

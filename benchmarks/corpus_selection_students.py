@@ -41,11 +41,21 @@ from domain_distil.classification.encoders import local_encoder
 from domain_distil.common.configs import config_dir
 from domain_distil.common.io import write_json
 from domain_distil.corpus.reader import discover_files, iter_documents
-from domain_distil.corpus.select import RandomScorer, TokenScorer, read_selection, select_corpus
+from domain_distil.corpus.select import RandomScorer, read_selection, select_corpus
 from domain_distil.modeling.teachers import load_teacher_tokenizer, resolve_teacher_path
 from domain_distil.stages.classify import classify
 from domain_distil.tasks.corpus_fit import task_texts
 from domain_distil.tasks.demo import classify_job, demo_data, distil_student
+from domain_distil.tasks.select_corpus import scorer_from_config
+
+
+def compose_select_defaults(method: str):
+    """``conf/select_corpus/default.yaml`` with ``method`` set: the settings a user's run gets."""
+    from omegaconf import OmegaConf
+
+    node = OmegaConf.load(config_dir() / "select_corpus" / "default.yaml")
+    node.method = method
+    return node
 
 
 def main() -> None:
@@ -54,7 +64,7 @@ def main() -> None:
                         help="tokens per corpus (no specials), or 'demo': the demo in-domain corpus's token count")
     parser.add_argument("--seeds", type=int, default=5)
     parser.add_argument("--lang", default="eng", help="one demo language (eng, esp, jap, por, rus)")
-    parser.add_argument("--method", default="tokens", choices=["tokens", "embedding"])
+    parser.add_argument("--method", default="tokens", choices=["tokens", "embedding", "static"])
     parser.add_argument("--cache", default="cache")
     parser.add_argument("--out", default="outputs/corpus_selection")
     args = parser.parse_args()
@@ -93,14 +103,9 @@ def main() -> None:
             task_cfg.dir = None
             task_cfg.languages = [lang]
         texts[lang] += task_texts(task_cfg, "train", [lang])[lang]
-    if args.method == "tokens":
-        scorer = TokenScorer(tokenizer)
-    else:
-        from domain_distil.corpus.select import EmbeddingScorer
-        from domain_distil.encoders import encoder_hash, load_encoder
-
-        model, enc_tok = load_encoder(teacher_path)
-        scorer = EmbeddingScorer(model, enc_tok, encoder_hash(teacher_path, cache_dir=cache))
+    # the scorer as task=select_corpus builds it from select_corpus.method (its default settings)
+    node = compose_select_defaults(args.method)
+    scorer = scorer_from_config(node, str(teacher_path), tokenizer, str(cache), False)
     corpora = {
         "selected": select_corpus(pool, texts, budget, scorer, tokenizer, cache, pool_name="demo in_domain+general",
                                   task_name="cc_intent+td_tags"),

@@ -56,7 +56,7 @@ import torch
 from transformers import AutoTokenizer, BertForMaskedLM
 
 from domain_distil.classification.features import pad_batch
-from domain_distil.conversion.int8 import Int8Settings
+from domain_distil.conversion.int8 import Int8Settings, int8_instructions
 from domain_distil.conversion.runners import Inputs, Runner, torch_runner
 from domain_distil.conversion.variants import variant_runner
 from domain_distil.demo.data.generator import generate_demo_data
@@ -253,7 +253,8 @@ def main() -> None:
         agree = results["student"]["agreement"].get("ort-int8", {})
         print(f"goal: int8 student ({Int8Settings().effective()}) / teacher fp32 @128 = "
               f"{results['student']['ms']['ort-int8'][128] / teacher_fp32:.3f} (<= 0.15), agreement cc_intent "
-              f"{agree.get('cc_intent', float('nan')):.4f} td_tags {agree.get('td_tags', float('nan')):.4f} (>= 0.99)")
+              f"{agree.get('cc_intent', float('nan')):.4f} td_tags {agree.get('td_tags', float('nan')):.4f} (>= 0.99), "
+              f"CPU int8 instructions: {int8_instructions()}")
 
 
 if __name__ == "__main__":

@@ -5,6 +5,11 @@ random teacher (``BertConfig(vocab_size=119547)``, 12 x 768):
 
 - encoder parameters (no MLM head, no pooler) of the teacher, the full student (6 layers) and the
   trimmed student;
+- single-thread, batch-1 latency at 32 and 128 tokens of the teacher, the full student, the
+  trimmed student (fp32 PyTorch) and the trimmed student in int8 (``conversion.variants``, the
+  ``int8`` settings serving uses), as ratios to the teacher's fp32; for me5 also the int8 trimmed
+  student's head agreement with its fp32 on the demo tasks (``int8_backends.agreement``: heads fit
+  on fp32 features of 200 train texts, 200 test texts per task) and the CPU's int8 instructions;
 - tokens/s of one distillation step with the paper's 5/2/1 recipe (soft targets at T=2, MLM, cosine;
   masking, teacher and student forward, backward, AdamW), full student vs trimmed student, on
   the same batches; runs alternate (full, trimmed, full, ...) and the median of each is reported.
@@ -18,6 +23,8 @@ taken on the meta device; its step runs on a real, randomly initialised model.
     python benchmarks/trim.py                       # both teachers, CPU
     python benchmarks/trim.py --device cuda --batch-size 16 --seq-len 256
 
+Goals: trimmed me5 student <= 0.35x the teacher's parameters; int8 trimmed student <= 0.15x the
+teacher's fp32 latency at 128 tokens with >= 99 % agreement; trimmed step >= 1.5x the full one.
 The last line is the smaller of the two trimmed/full tokens/s ratios (the goal is >= 1.5).
 """
 
@@ -25,13 +32,18 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from int8_backends import agreement, demo_tasks, time_candidates  # benchmarks/, this script's folder
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedModel
 
+from domain_distil.conversion.int8 import Int8Settings, int8_instructions
+from domain_distil.conversion.runners import Inputs, Runner, torch_runner
+from domain_distil.conversion.variants import variant_runner
 from domain_distil.demo.data.generator import generate_demo_data
 from domain_distil.modeling.distill_losses import LossWeights
 from domain_distil.modeling.mlm_head import load_with_fresh_head
@@ -99,6 +111,56 @@ def parameter_rows(name: str, teacher: PreTrainedModel, kept: KeptVocabulary) ->
     for label, n in counts.items():
         print(f"  {label:<16} {millions(n):>9}  ({n / counts['teacher']:.2f}x the teacher)")
     return counts
+
+
+# --------------------------------------------------------------------------- latency
+def student_ids(runner: Runner, kept: KeptVocabulary) -> Runner:
+    """A trimmed encoder fed teacher ids (what the teacher's tokenizer gives), mapped to its own."""
+    old_to_new = kept.old_to_new()
+    return lambda inputs: runner({**inputs, "input_ids": old_to_new[inputs["input_ids"]]})
+
+
+def latency(name: str, teacher: PreTrainedModel, kept: KeptVocabulary, specials: list[int], repeats: int,
+            tokenizer=None) -> float:
+    """Batch-1, one-thread ms at 32 and 128 tokens; returns int8 trimmed / teacher fp32 at 128.
+
+    With ``tokenizer`` (me5), also the int8 trimmed student's head agreement with its fp32 on the
+    demo tasks. Candidates alternate within each round (``int8_backends.time_candidates``)."""
+    student = build_student(teacher, StudentSpec(num_layers=teacher.config.num_hidden_layers // 2)).eval()
+    trimmed = trim_masked_lm(build_student(teacher, StudentSpec(num_layers=teacher.config.num_hidden_layers // 2)),
+                             kept).eval()
+    rng = np.random.default_rng(0)
+    pool = np.setdiff1d(kept.kept_ids, specials)
+    messages: dict[int, Inputs] = {}
+    for n in (32, 128):
+        ids = [specials[2], *rng.choice(pool, n - 2).tolist(), specials[3]]
+        messages[n] = {"input_ids": torch.tensor([ids]), "attention_mask": torch.ones(1, n, dtype=torch.long)}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            int8_runner, _ = variant_runner("int8", trimmed.base_model, Path(tmp), 1)
+            runners = {"fp32": torch_runner(teacher.base_model.eval()),  # time_candidates' reference name
+                       "full student": torch_runner(student.base_model),
+                       "trimmed student": student_ids(torch_runner(trimmed.base_model), kept),
+                       "trimmed int8": student_ids(int8_runner, kept)}
+            ms = time_candidates(runners, messages, repeats)
+            print(f"{name}: single-thread batch-1 latency (median of {repeats}; int8 = {Int8Settings().effective()})")
+            for label, row in ms.items():
+                print(f"  {'teacher' if label == 'fp32' else label:<16} " + "  ".join(
+                    f"@{n}: {row[n]:7.2f} ms ({row[n] / ms['fp32'][n]:.3f}x)" for n in messages))
+            ratio = ms["trimmed int8"][128] / ms["fp32"][128]
+            line = (f"goal: int8 trimmed student / teacher fp32 @128 = {ratio:.3f} (<= 0.15) "
+                    f"on a CPU with {int8_instructions()}")
+            if tokenizer is not None:
+                with tempfile.TemporaryDirectory() as data:
+                    agree = agreement({"fp32": runners["trimmed student"], "int8": runners["trimmed int8"]},
+                                      tokenizer, demo_tasks(200, Path(data)), tokenizer.pad_token_id)["int8"]
+                line += f"; agreement cc_intent {agree['cc_intent']:.4f} td_tags {agree['td_tags']:.4f} (>= 0.99)"
+            print(line, flush=True)
+    finally:
+        torch.set_num_threads(threads)
+    return ratio
 
 
 # --------------------------------------------------------------------------- the step
@@ -182,6 +244,7 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
+    parser.add_argument("--latency-repeats", type=int, default=10)
     parser.add_argument("--mbert-layers", type=int, default=12,
                         help="teacher depth of the mBERT-shaped speed run, student half of it (counts use 12)")
     args = parser.parse_args()
@@ -203,10 +266,13 @@ def main() -> None:
           f"{me5_counts['trimmed student'] / me5_counts['teacher']:.2f}x")
     me5_specials = [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
                     tokenizer.mask_token_id]
+    latency("me5_small", me5, me5_kept, me5_specials, args.latency_repeats, tokenizer)
     me5_ratio = speed("me5_small", me5, me5_kept, me5_specials, tokenizer.mask_token_id, tokenizer.pad_token_id, args)
     del me5
     torch.manual_seed(0)
     mbert = BertForMaskedLM(mbert_config(args.mbert_layers)).eval()
+    latency(f"mbert-shaped ({args.mbert_layers} layers, random weights)", mbert, mbert_kept, MBERT_SPECIALS,
+            args.latency_repeats)
     mbert_ratio = speed(f"mbert-shaped ({args.mbert_layers} layers)", mbert, mbert_kept, MBERT_SPECIALS, 103, 0, args)
     print(f"trimmed/full distillation tokens/s (the smaller of me5_small {me5_ratio:.2f}, mbert-shaped "
           f"{mbert_ratio:.2f}): {min(me5_ratio, mbert_ratio):.2f}")

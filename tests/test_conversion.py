@@ -14,7 +14,7 @@ from transformers import AutoModel, AutoTokenizer, BertTokenizer
 
 from domain_distil.analysis.coverage import coverage_against_first, same_vocabulary, tokenizer_coverage
 from domain_distil.classification.features import pad_batch
-from domain_distil.conversion.int8 import Int8Settings, matmul_roles
+from domain_distil.conversion.int8 import Int8Settings, int8_instructions, matmul_roles
 from domain_distil.conversion.runners import Runner, torch_runner
 from domain_distil.conversion.variants import int8_graph, onnx_graph, variant_runner
 from domain_distil.modeling.tiny import SPECIAL_TOKENS, build_tiny_teacher, tiny_tokenizer
@@ -168,6 +168,20 @@ def test_int8_settings_validate_and_match_the_config_group() -> None:
         Int8Settings(block_size=24)
     with pytest.raises(ValueError, match="unknown int8 setting"):
         Int8Settings.from_config({"bits": 4})
+
+
+def test_int8_instructions_are_read_from_the_cpu_flags(tmp_path: Path) -> None:
+    def cpu(flags: str) -> Path:
+        path = tmp_path / f"cpuinfo-{len(list(tmp_path.iterdir()))}"
+        # two logical CPUs, as /proc/cpuinfo lists them: the flags line repeats
+        path.write_text("".join(f"processor\t: {i}\nmodel name\t: X\nflags\t\t: {flags}\n\n" for i in range(2)))
+        return path
+
+    assert int8_instructions(cpu("fpu sse2 avx avx2 fma")) == "AVX2, no VNNI/AMX"
+    assert int8_instructions(cpu("avx2 avx512f avx512_vnni amx_tile amx_int8")) == "avx512_vnni, amx_int8"
+    assert int8_instructions(cpu("avx2 avx_vnni")) == "avx_vnni"
+    assert int8_instructions(cpu("sse2")) == "neither AVX2 nor VNNI/AMX"
+    assert int8_instructions(tmp_path / "absent").startswith("unknown")
 
 
 def test_unknown_variant_is_refused(encoder) -> None:

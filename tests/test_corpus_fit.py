@@ -22,7 +22,9 @@ from domain_distil.corpus import select as select_module
 from domain_distil.corpus.reader import discover_files
 from domain_distil.corpus.select import (
     EmbeddingScorer,
+    PoolTokens,
     RandomScorer,
+    StaticEmbeddingScorer,
     TokenScorer,
     choose,
     read_selection,
@@ -170,6 +172,49 @@ def test_embedding_selection_is_deterministic_and_within_budget(demo, encoder_di
     assert (folder / "eng.txt").read_bytes() == (again / "eng.txt").read_bytes()
     stats = read_selection(folder)["languages"]["eng"]
     assert 1500 <= stats["tokens_selected"] and stats["mean_score_selected"] >= stats["mean_score_pool"]
+
+
+def test_static_scores_are_the_knn_cosines_of_mean_input_vectors_in_any_chunking(tokenizer):
+    generator = torch.Generator().manual_seed(0)
+    table = torch.randn(len(tokenizer), 8, generator=generator)
+    documents = [[5, 6, 7], [], [9], [5, 5, 30, 31], [40, 41, 42, 43, 44], [7, 9]]
+    pool = PoolTokens(ids=np.array([i for d in documents for i in d], dtype=np.int32),
+                      offsets=np.cumsum([0] + [len(d) for d in documents]), origins=[f"f:{i}" for i in range(6)])
+    task_texts = ["the server", "a disk error", "login fails"]
+    task_vectors = torch.stack([table[tokenizer(t, add_special_tokens=False)["input_ids"]].mean(0) for t in task_texts])
+    expected = []
+    for ids in documents:
+        if not ids:
+            expected.append(-np.inf)
+            continue
+        sims = torch.nn.functional.cosine_similarity(table[ids].mean(0, keepdim=True), task_vectors)
+        expected.append(float(sims.topk(2).values.mean()))
+    for chunk in (1, 4, 65_536):
+        scorer = StaticEmbeddingScorer(table, tokenizer, "random table", k=2, documents_per_chunk=chunk)
+        np.testing.assert_allclose(scorer.score("eng", task_texts, pool, [], "text"), expected, rtol=1e-5, atol=1e-6)
+    with pytest.raises(select_module.SelectionError, match="embedding table has shape"):
+        StaticEmbeddingScorer(table[:10], tokenizer, "too small")
+
+
+def test_static_selection_prefers_in_domain_within_budget(demo, encoder_dir, tokenizer, tmp_path):
+    from domain_distil.encoders import load_encoder
+
+    model, _ = load_encoder(encoder_dir)
+    scorer = StaticEmbeddingScorer(model.get_input_embeddings().weight, tokenizer, "tiny", k=5)
+    texts = {"eng": train_texts(demo, "td_tags", "eng") + train_texts(demo, "cc_intent", "eng")}
+    folder = select_corpus(mixed_pool(demo), texts, 2000, scorer, tokenizer, tmp_path)
+    record = read_selection(folder)
+    assert record["method"] == "static" and 2000 <= record["languages"]["eng"]["tokens_selected"]
+    assert in_domain_share(folder, demo) > 0.9  # a random table still projects the bag of words
+    from omegaconf import OmegaConf
+
+    from domain_distil.tasks.select_corpus import scorer_from_config
+
+    node = OmegaConf.load(Path(__file__).parents[1] / "conf" / "select_corpus" / "default.yaml")
+    node.method = "static"
+    configured = scorer_from_config(node, str(encoder_dir), tokenizer, str(tmp_path), True)
+    assert isinstance(configured, StaticEmbeddingScorer) and configured.k == node.k
+    torch.testing.assert_close(configured.table, model.get_input_embeddings().weight.detach())
 
 
 def test_choose_takes_best_scores_until_the_budget_and_breaks_ties_by_position():

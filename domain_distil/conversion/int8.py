@@ -2,17 +2,17 @@
 
 Two methods, both maintained ONNX Runtime APIs (``onnxruntime.quantization``):
 
-- ``blockwise`` (default): ``MatMulNBitsQuantizer`` with ``bits=8``: every weight MatMul becomes a
+- ``blockwise``: ``MatMulNBitsQuantizer`` with ``bits=8``: every weight MatMul becomes a
   ``MatMulNBits`` node holding int8 weights with one scale per ``block_size`` input rows, and with
   ``accuracy_level=4`` ONNX Runtime quantizes the activations to int8 per block of the same size at
   run time and multiplies in int8. One scale per 16 values (instead of one per tensor) is what keeps
   the encoder's outlier features from costing the other features their resolution: it is the only
   setting measured at >= 99 % head agreement with fp32 on the demo tasks (``benchmarks/int8_backends.py``,
   ``docs/serving.md``). On the project's AVX2 CPU without VNNI it is *not* faster than fp32.
-- ``dynamic``: ``quantize_dynamic`` (``MatMulInteger``: one uint8 scale per activation tensor per
+- ``dynamic`` (default): ``quantize_dynamic`` (``MatMulInteger``: one uint8 scale per activation tensor per
   call), optionally with per-channel weight scales (``per_channel``), 7-bit weights
   (``reduce_range``: avoids the saturation of AVX2's u8*s8 multiply-add when the CPU has no VNNI)
-  and some MatMuls kept in fp32 (``exclude``). About 0.6x fp32's latency at 97-99 % agreement.
+  and some MatMuls kept in fp32 (``exclude``). About 0.5x fp32's latency at 96-99 % agreement.
 
 ``exclude`` names MatMul *roles*, found from the graph's structure, so it works on any BERT-shaped
 export whatever the exporter calls its nodes: ``qkv`` (three or more MatMuls reading one tensor),
@@ -85,6 +85,26 @@ class Int8Settings:
         import onnxruntime
 
         return short(hash_object({**self.effective(), "onnxruntime": onnxruntime.__version__}))
+
+
+# CPU flags (Linux /proc/cpuinfo names) of the instructions that multiply int8 faster than AVX2's
+# u8*s8 -> s16 multiply-add: VNNI (AVX-512 or AVX) and AMX tiles.
+_INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
+
+
+def int8_instructions(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+    """Which int8 dot-product instructions this CPU has, in words, for benchmark lines: int8's
+    speed-up over fp32 depends on them (about 2x the multiply rate with AVX2 alone, 4x with VNNI)."""
+    if not cpuinfo.is_file():
+        return "unknown int8 instructions (no /proc/cpuinfo)"
+    flags = set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    found = [flag for flag in _INT8_FLAGS if flag in flags]
+    if found:
+        return ", ".join(found)
+    return "AVX2, no VNNI/AMX" if "avx2" in flags else "neither AVX2 nor VNNI/AMX"
 
 
 def matmul_roles(graph_path: Path) -> dict[str, str]:

@@ -12,6 +12,11 @@ Scores (higher = nearer the task), one per pool document:
 - ``embedding`` (:class:`EmbeddingScorer`): Gururangan et al. 2020's kNN selection in spirit: the
   teacher's mean-pooled vectors, a document's score is its mean cosine similarity to its k nearest
   task texts (exact brute force in chunks; see ``analysis.corpus_fit.nearest_similarities``).
+- ``static`` (:class:`StaticEmbeddingScorer`): the same kNN score over the mean of the teacher's
+  *input* token vectors (its embedding table, no transformer layer), a bag-of-embeddings document
+  vector like the bag-of-words VAMPIRE vectors Gururangan et al. select with. It reuses the pool's
+  ids, so it costs about what ``tokens`` costs, where ``embedding`` runs the encoder over every
+  document (hours for 100 MB on a CPU: ``benchmarks/corpus_fit.py``).
 - ``random`` (:class:`RandomScorer`): a seeded uniform key, the equal-budget control.
 
 Documents are taken best score first (ties: earlier in the pool) until the selected tokens reach
@@ -176,6 +181,53 @@ class EmbeddingScorer:
         documents = self.vectors(list(_pool_texts(pool_files, text_field)), f"pool {lang}")
         # rows: documents, columns: their k nearest task texts
         return nearest_similarities(documents, task, self.k).mean(dim=1).double().numpy()
+
+
+@dataclass
+class StaticEmbeddingScorer:
+    """Mean cosine similarity of a document's mean input-token vector to its ``k`` nearest task texts.
+
+    ``table`` is the teacher's word-embedding matrix (vocabulary x hidden), indexed by the pool's
+    teacher-tokenizer ids: no second tokenisation and no encoder pass.
+    """
+
+    table: torch.Tensor
+    tokenizer: PreTrainedTokenizerBase
+    model_identity: str
+    k: int = 5
+    documents_per_chunk: int = 65_536  # bounds the (documents x task texts) similarity block
+    method: str = "static"
+
+    def __post_init__(self) -> None:
+        if self.table.ndim != 2 or self.table.shape[0] < len(self.tokenizer):
+            raise SelectionError(
+                f"select_corpus.method=static: the teacher's embedding table has shape {tuple(self.table.shape)}, "
+                f"expected (>= {len(self.tokenizer)} rows = the tokenizer's size, hidden)")
+        self.table = self.table.detach().float()
+
+    def identity(self) -> dict[str, Any]:
+        return {"method": self.method, "encoder": self.model_identity, "k": self.k}
+
+    def _mean_vectors(self, ids: np.ndarray, offsets: np.ndarray) -> torch.Tensor:
+        """One mean vector per ``offsets`` bag of ``ids`` (an empty bag gives zeros)."""
+        return torch.nn.functional.embedding_bag(torch.from_numpy(ids.astype(np.int64)), self.table,
+                                                 torch.from_numpy(offsets[:-1].astype(np.int64)), mode="mean")
+
+    def score(self, lang: str, task_texts: Sequence[str], pool: PoolTokens, pool_files: Sequence[Path],
+              text_field: str) -> np.ndarray:
+        task_rows = [row for ids in token_ids(self.tokenizer, task_texts) for row in ids if row]
+        task_offsets = np.zeros(len(task_rows) + 1, dtype=np.int64)
+        np.cumsum([len(row) for row in task_rows], out=task_offsets[1:])
+        task = self._mean_vectors(np.fromiter(itertools.chain.from_iterable(task_rows), dtype=np.int64), task_offsets)
+        scores = np.empty(len(pool.origins))
+        with progress(f"static vectors {lang}") as report:
+            for start in range(0, len(scores), self.documents_per_chunk):
+                stop = min(start + self.documents_per_chunk, len(scores))
+                offsets = pool.offsets[start : stop + 1]
+                vectors = self._mean_vectors(pool.ids[offsets[0] : offsets[-1]], offsets - offsets[0])
+                scores[start:stop] = nearest_similarities(vectors, task, self.k).mean(dim=1).double().numpy()
+                report.update(fraction=stop / len(scores), documents=stop)
+        return np.where(pool.lengths > 0, scores, -np.inf)
 
 
 @dataclass

@@ -17,11 +17,18 @@ from omegaconf import DictConfig
 
 from domain_distil.common.errors import ConfigError
 from domain_distil.corpus.reader import discover_files
-from domain_distil.corpus.select import EmbeddingScorer, RandomScorer, Scorer, TokenScorer, select_corpus
+from domain_distil.corpus.select import (
+    EmbeddingScorer,
+    RandomScorer,
+    Scorer,
+    StaticEmbeddingScorer,
+    TokenScorer,
+    select_corpus,
+)
 from domain_distil.modeling.teachers import load_teacher_tokenizer, resolve_teacher_path
 from domain_distil.tasks.corpus_fit import task_texts
 
-METHODS = ("tokens", "embedding", "random")
+METHODS = ("tokens", "embedding", "static", "random")
 
 
 def scorer_from_config(node: DictConfig, teacher_path: str, tokenizer, cache_dir: str, local_only: bool) -> Scorer:
@@ -30,10 +37,13 @@ def scorer_from_config(node: DictConfig, teacher_path: str, tokenizer, cache_dir
         return TokenScorer(tokenizer, alpha=float(node.alpha))
     if method == "random":
         return RandomScorer(seed=int(node.seed))
-    if method == "embedding":
+    if method in ("embedding", "static"):
         from domain_distil.encoders import encoder_hash, load_encoder
 
         model, encoder_tokenizer = load_encoder(teacher_path, local_files_only=local_only)
+        if method == "static":
+            return StaticEmbeddingScorer(model.get_input_embeddings().weight, tokenizer,
+                                         encoder_hash(teacher_path, cache_dir=cache_dir), k=int(node.k))
         return EmbeddingScorer(model, encoder_tokenizer, encoder_hash(teacher_path, cache_dir=cache_dir),
                                k=int(node.k), max_length=int(node.max_length), batch_size=int(node.batch_size))
     raise ConfigError(f"select_corpus.method must be one of {METHODS}, got {method!r}")

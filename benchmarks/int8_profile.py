@@ -1,0 +1,101 @@
+"""Where the int8 student's time goes: ONNX Runtime's per-operator profile, int8 against fp32.
+
+The demo teacher (multilingual-e5-small) and a 6-layer student cut from it, exported and quantized
+exactly as served (``conversion.variants``: fp32 ONNX and the default ``int8`` settings), run by
+ONNX Runtime with its profiler on one thread, batch 1, ``--tokens`` random tokens, ``--runs``
+runs after ``--warmup``. Per graph: kernel milliseconds per run by operator type, the time of the
+weight matrix products and of everything else. In the int8 graph the weight products are the
+quantized ones (``DynamicQuantizeMatMul``, ``MatMulIntegerToFloat``, ``MatMulInteger``, activation
+quantization included); its fp32 ``MatMul``/``FusedMatMul`` nodes are attention's two activation
+products, which the fp32 graph runs alike, so the fp32 graph's weight products are its
+``MatMul``/``FusedMatMul`` time minus the int8 graph's. Their ratio is the int8 speed-up this CPU's
+instructions give (``conversion.int8.int8_instructions``); everything else is what int8 cannot
+shrink.
+
+    python benchmarks/int8_profile.py                 # 128 tokens, 25 runs
+    python benchmarks/int8_profile.py --tokens 32
+
+The last line is the int8 / fp32 matrix-product time ratio.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import tempfile
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import BertForMaskedLM
+
+from domain_distil.conversion.int8 import int8_instructions
+from domain_distil.conversion.variants import int8_graph, onnx_graph
+from domain_distil.modeling.student import StudentSpec, build_student
+
+GEMM_INT8 = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger"}
+GEMM_FP32 = {"MatMul", "FusedMatMul", "Gemm"}
+
+
+def operator_ms(graph: Path, feed: dict[str, np.ndarray], runs: int, warmup: int, prefix: Path) -> dict[str, float]:
+    """Kernel milliseconds per run by operator type, from ONNX Runtime's profile of ``runs`` runs."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1
+    options.inter_op_num_threads = 1
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    for _ in range(warmup):
+        session.run(None, feed)
+    options.enable_profiling = True
+    options.profile_file_prefix = str(prefix)
+    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    for _ in range(runs):
+        session.run(None, feed)
+    events = json.loads(Path(session.end_profiling()).read_text())
+    totals: dict[str, float] = collections.defaultdict(float)
+    for event in events:
+        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
+            totals[event["args"]["op_name"]] += event["dur"] / 1000 / runs
+    return dict(totals)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--teacher", type=Path, default=None, help="teacher folder (default: cache/teachers/me5_small-*)")
+    parser.add_argument("--tokens", type=int, default=128)
+    parser.add_argument("--runs", type=int, default=25)
+    parser.add_argument("--warmup", type=int, default=3)
+    args = parser.parse_args()
+    teacher_dir = args.teacher or next(iter(sorted(Path("cache/teachers").glob("me5_small-*"))), None)
+    if teacher_dir is None or not (teacher_dir / "config.json").is_file():
+        raise SystemExit("no demo teacher folder: run `python run.py` once or pass --teacher <folder>")
+    torch.set_num_threads(1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        teacher = BertForMaskedLM.from_pretrained(teacher_dir).eval()
+    student = build_student(teacher, StudentSpec(num_layers=6)).base_model.eval()
+    rng = np.random.default_rng(0)
+    feed = {"input_ids": rng.integers(1000, teacher.config.vocab_size, (1, args.tokens)).astype(np.int64),
+            "attention_mask": np.ones((1, args.tokens), dtype=np.int64)}
+    with tempfile.TemporaryDirectory() as tmp:
+        graphs = {"fp32": onnx_graph(student, Path(tmp)), "int8": int8_graph(student, Path(tmp))}
+        ms = {name: operator_ms(graph, feed, args.runs, args.warmup, Path(tmp) / f"profile_{name}")
+              for name, graph in graphs.items()}
+    attention = sum(t for op, t in ms["int8"].items() if op in GEMM_FP32)
+    gemm = {"int8": sum(t for op, t in ms["int8"].items() if op in GEMM_INT8),
+            "fp32": sum(t for op, t in ms["fp32"].items() if op in GEMM_FP32) - attention}
+    for name, per_op in ms.items():
+        total = sum(per_op.values())
+        print(f"{name}: {total:.2f} ms of kernels per run at {args.tokens} tokens; weight matrix products "
+              f"{gemm[name]:.2f} ms ({100 * gemm[name] / total:.0f} %), everything else {total - gemm[name]:.2f} ms")
+        for op, t in sorted(per_op.items(), key=lambda item: -item[1])[:10]:
+            print(f"  {op:<26} {t:6.2f} ms  {100 * t / total:5.1f} %")
+    print(f"CPU int8 instructions: {int8_instructions()}")
+    print(f"int8 / fp32 weight matrix-product time: {gemm['int8'] / gemm['fp32']:.3f}")
+
+
+if __name__ == "__main__":
+    main()

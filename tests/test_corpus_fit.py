@@ -194,6 +194,8 @@ def test_static_scores_are_the_knn_cosines_of_mean_input_vectors_in_any_chunking
         np.testing.assert_allclose(scorer.score("eng", task_texts, pool, [], "text"), expected, rtol=1e-5, atol=1e-6)
     with pytest.raises(select_module.SelectionError, match="embedding table has shape"):
         StaticEmbeddingScorer(table[:10], tokenizer, "too small")
+    with pytest.raises(select_module.SelectionError, match="no eng task text has a token"):
+        scorer.score("eng", ["", "   "], pool, [], "text")
 
 
 def test_static_selection_prefers_in_domain_within_budget(demo, encoder_dir, tokenizer, tmp_path):

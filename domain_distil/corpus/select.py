@@ -216,6 +216,8 @@ class StaticEmbeddingScorer:
     def score(self, lang: str, task_texts: Sequence[str], pool: PoolTokens, pool_files: Sequence[Path],
               text_field: str) -> np.ndarray:
         task_rows = [row for ids in token_ids(self.tokenizer, task_texts) for row in ids if row]
+        if not task_rows:
+            raise SelectionError(f"select_corpus: no {lang} task text has a token for method=static")
         task_offsets = np.zeros(len(task_rows) + 1, dtype=np.int64)
         np.cumsum([len(row) for row in task_rows], out=task_offsets[1:])
         task = self._mean_vectors(np.fromiter(itertools.chain.from_iterable(task_rows), dtype=np.int64), task_offsets)

@@ -3,7 +3,7 @@
 The demo teacher (multilingual-e5-small) and a 6-layer student cut from it, exported and quantized
 exactly as served (``conversion.variants``: fp32 ONNX and the default ``int8`` settings), run by
 ONNX Runtime with its profiler on one thread, batch 1, ``--tokens`` random tokens, ``--runs``
-runs after ``--warmup``. Per graph: kernel milliseconds per run by operator type, the time of the
+runs after ``--warmup``, the two graphs alternating run by run. Per graph: kernel milliseconds per run by operator type, the time of the
 weight matrix products and of everything else. In the int8 graph the weight products are the
 quantized ones (``DynamicQuantizeMatMul``, ``MatMulIntegerToFloat``, ``MatMulInteger``, activation
 quantization included); its fp32 ``MatMul``/``FusedMatMul`` nodes are attention's two activation
@@ -39,27 +39,37 @@ GEMM_INT8 = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger"}
 GEMM_FP32 = {"MatMul", "FusedMatMul", "Gemm"}
 
 
-def operator_ms(graph: Path, feed: dict[str, np.ndarray], runs: int, warmup: int, prefix: Path) -> dict[str, float]:
-    """Kernel milliseconds per run by operator type, from ONNX Runtime's profile of ``runs`` runs."""
+def operator_ms(graphs: dict[str, Path], feed: dict[str, np.ndarray], runs: int, warmup: int,
+                folder: Path) -> dict[str, dict[str, float]]:
+    """Per graph: kernel milliseconds per run by operator type, over the ``runs`` runs that follow
+    ``warmup`` untimed ones in the same profiled session (its first runs allocate). The graphs
+    alternate run by run, so a change in the machine's speed during the benchmark hits them alike."""
     import onnxruntime as ort
 
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = 1
-    options.inter_op_num_threads = 1
-    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    for _ in range(warmup):
-        session.run(None, feed)
-    options.enable_profiling = True
-    options.profile_file_prefix = str(prefix)
-    session = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
-    for _ in range(runs):
-        session.run(None, feed)
-    events = json.loads(Path(session.end_profiling()).read_text())
-    totals: dict[str, float] = collections.defaultdict(float)
-    for event in events:
-        if event.get("cat") == "Node" and event["name"].endswith("_kernel_time"):
-            totals[event["args"]["op_name"]] += event["dur"] / 1000 / runs
-    return dict(totals)
+    sessions = {}
+    for name, graph in graphs.items():
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.enable_profiling = True
+        options.profile_file_prefix = str(folder / f"profile_{name}")
+        sessions[name] = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+    for _ in range(warmup + runs):
+        for session in sessions.values():
+            session.run(None, feed)
+    out = {}
+    for name, session in sessions.items():
+        events = json.loads(Path(session.end_profiling()).read_text())
+        run_ends = sorted(e["ts"] + e["dur"] for e in events if e.get("name") == "model_run")
+        if len(run_ends) != warmup + runs:
+            raise SystemExit(f"the {name} profile holds {len(run_ends)} runs, expected {warmup + runs}")
+        timed_from = run_ends[warmup - 1] if warmup else 0
+        totals: dict[str, float] = collections.defaultdict(float)
+        for event in events:
+            if event.get("cat") == "Node" and event["name"].endswith("_kernel_time") and event["ts"] >= timed_from:
+                totals[event["args"]["op_name"]] += event["dur"] / 1000 / runs
+        out[name] = dict(totals)
+    return out
 
 
 def main() -> None:
@@ -82,8 +92,7 @@ def main() -> None:
             "attention_mask": np.ones((1, args.tokens), dtype=np.int64)}
     with tempfile.TemporaryDirectory() as tmp:
         graphs = {"fp32": onnx_graph(student, Path(tmp)), "int8": int8_graph(student, Path(tmp))}
-        ms = {name: operator_ms(graph, feed, args.runs, args.warmup, Path(tmp) / f"profile_{name}")
-              for name, graph in graphs.items()}
+        ms = operator_ms(graphs, feed, args.runs, args.warmup, Path(tmp))
     attention = sum(t for op, t in ms["int8"].items() if op in GEMM_FP32)
     gemm = {"int8": sum(t for op, t in ms["int8"].items() if op in GEMM_INT8),
             "fp32": sum(t for op, t in ms["fp32"].items() if op in GEMM_FP32) - attention}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 from pathlib import Path
 
@@ -154,6 +155,9 @@ def test_a_task_file_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
     assert load_task(INTENT, "eng", [path]).splits["train"] is not first.splits["train"]  # fresh lists per job
     text = path.read_text(encoding="utf-8")
     assert '"intentful"' in text
+    before = path.stat()
     path.write_text(text.replace('"not_intentful"', '"NOT_intentful"', 1), encoding="utf-8")  # same size
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))  # and the same time: only the bytes differ
+    assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     with pytest.raises(TaskFileError, match="NOT_intentful"):
         load_task(INTENT, "eng", [path])

@@ -25,7 +25,7 @@ import torch
 
 from domain_distil.classification.metrics import THRESHOLD_MODES
 from domain_distil.common.errors import ConfigError, UserInputError
-from domain_distil.common.hashing import hash_object
+from domain_distil.common.hashing import hash_file, hash_object
 from domain_distil.common.records import iter_records
 
 log = logging.getLogger(__name__)
@@ -302,24 +302,24 @@ def read_task(paths: Sequence[Path], spec: TaskSpec) -> tuple[TaskSpec, list[Exa
     Returns the spec with its label set resolved (from the files when ``spec.labels`` is empty)
     and the examples (shared between calls: treat them as read-only). A process that runs many
     jobs of one task (a demo worker, a sweep's local launcher) parses each file once: the result
-    is kept per spec and per file state (path, size, modification time), so an edited file is read
-    again.
+    is kept per spec and per file *content* (SHA-256 of its bytes, milliseconds against the
+    parse), so an edited file is read again even when its size and modification time are not
+    changed (file times tick coarsely on some file systems).
     """
     files = tuple(Path(path) for path in paths)  # once per file: a Path per row was most of the read time
-    states = tuple((str(path), *_file_state(path)) for path in files)
-    return _read_task_cached(states, files, spec)
+    digests = tuple((str(path), _content_digest(path)) for path in files)
+    return _read_task_cached(digests, files, spec)
 
 
-def _file_state(path: Path) -> tuple[int, int]:
+def _content_digest(path: Path) -> str:
     try:
-        stat = path.stat()
+        return hash_file(path)
     except OSError:  # reading it fails with the reader's message, naming the file
-        return (-1, -1)
-    return (stat.st_size, stat.st_mtime_ns)
+        return ""
 
 
 @lru_cache(maxsize=8)
-def _read_task_cached(states: tuple[tuple[str, int, int], ...], files: tuple[Path, ...],
+def _read_task_cached(digests: tuple[tuple[str, str], ...], files: tuple[Path, ...],
                       spec: TaskSpec) -> tuple[TaskSpec, list[Example]]:
     rows = [(path, line, raw) for path in files for line, raw in _read_rows(path)]
     if not spec.labels:

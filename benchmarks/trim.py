@@ -45,8 +45,8 @@ from domain_distil.conversion.int8 import Int8Settings, int8_instructions
 from domain_distil.conversion.runners import Inputs, Runner, torch_runner
 from domain_distil.conversion.variants import variant_runner
 from domain_distil.demo.data.generator import generate_demo_data
-from domain_distil.modeling.distill_losses import LossWeights
 from domain_distil.modeling.mlm_head import load_with_fresh_head
+from domain_distil.modeling.objectives import Objective
 from domain_distil.modeling.student import StudentSpec, build_student
 from domain_distil.modeling.vocab_trim import (
     KeptVocabulary,
@@ -174,7 +174,7 @@ def make_module(teacher: PreTrainedModel, kept: KeptVocabulary | None, specials:
         student=student, teacher=teacher, token_counts=torch.ones(teacher.config.vocab_size),
         special_token_ids=specials, mask_token_id=mask_id, pad_token_id=pad_id,
         optimizer=lambda params: torch.optim.AdamW(params, lr=5e-4, betas=(0.9, 0.98), eps=1e-6),
-        loss_weights=LossWeights(alpha_ce=5.0, alpha_mlm=2.0, alpha_cos=1.0), kept_vocabulary=kept,
+        objective=Objective.paper(), kept_vocabulary=kept,
     )
 
 

@@ -13,6 +13,11 @@ and keeps ``last.ckpt`` (a hard link to the newest one) plus ``last.json``, a sm
   write ``last.ckpt`` and raise :class:`TrainingInterrupted` (exit status 128 + signal number). A
   second SIGINT interrupts at once, leaving the previous ``last.ckpt``. SIGKILL cannot be caught:
   it leaves the newest periodic checkpoint, which is why checkpoints are written atomically.
+
+Atomically means in the checkpoint's own folder (:class:`FolderLocalCheckpointIO`): a temp file beside
+the target, flushed and fsynced, then renamed. A save that fails (a full disk) removes its temp file,
+leaves no partial ``step*.ckpt``, keeps ``last.ckpt`` and ``last.json`` at the previous step and
+stops with :class:`CheckpointWriteError`, which names that step.
 """
 
 from __future__ import annotations
@@ -30,10 +35,13 @@ from typing import Any
 
 import lightning as L
 import torch
+from lightning.fabric.plugins.io import TorchCheckpointIO
 from lightning.pytorch.callbacks import Checkpoint
 from lightning.pytorch.utilities import rank_zero_warn
 from lightning.pytorch.utilities.exceptions import SIGTERMException
 
+from domain_distil.common.errors import RunInterrupted, UserInputError
+from domain_distil.common.io import atomic_open, write_json
 from lightning_modules.distillation import NonFiniteLossError
 
 log = logging.getLogger(__name__)
@@ -43,34 +51,62 @@ LAST_RECORD = "last.json"
 _HANDLED_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
-class TrainingInterrupted(SIGTERMException):
+class TrainingInterrupted(SIGTERMException, RunInterrupted):
     """Training stopped on a signal after writing ``last.ckpt``; exits with status 128 + signal.
 
     A ``SystemExit`` (through Lightning's ``SIGTERMException``) so that no ``except Exception`` swallows
-    it and the unfinished student is never exported.
+    it and the unfinished student is never exported; the command line prints its message
+    (:class:`~domain_distil.common.errors.RunInterrupted`), from global rank 0 only.
     """
 
-    def __init__(self, signum: int, step: int, path: Path) -> None:
+    def __init__(self, signum: int, step: int, path: Path, announce: bool = True) -> None:
         super().__init__(128 + signum)
-        self.signum, self.step, self.path = signum, step, path
+        self.signum, self.step, self.path, self.announce = signum, step, path, announce
 
     def __str__(self) -> str:
         return (
-            f"{signal.Signals(self.signum).name} received: stopped at optimizer step {self.step} and wrote "
-            f"{self.path}; continue with ckpt_path=last"
+            f"{signal.Signals(self.signum).name} received: stopped at optimizer step {self.step}; "
+            f"continue with ckpt_path=last ({self.path} holds that step)"
         )
+
+
+class CheckpointWriteError(UserInputError):
+    """A checkpoint could not be written (a full or read-only disk): nothing partial was left behind.
+
+    A user-input error because the fix is the user's (free space, or point ``paths.cache_dir`` at a
+    larger disk), so the command line prints the one-line message instead of Lightning's traceback.
+    """
+
+
+class FolderLocalCheckpointIO(TorchCheckpointIO):
+    """``torch.save`` into a temp file beside the checkpoint, flushed, fsynced and renamed over it.
+
+    Lightning's default stages the file under the system temp folder (fsspec's transaction) and then
+    moves it across file systems, so each save also needs the checkpoint's size free in ``/tmp``
+    and a full target disk leaves a partial file under the final name. Here a failed write removes
+    its temp file and whatever was at the path stays as it was. Used by :class:`ResumableCheckpoint`
+    for local folders (it only replaces Lightning's default ``TorchCheckpointIO``).
+    """
+
+    def save_checkpoint(self, checkpoint: dict[str, Any], path: str | Path, storage_options: Any | None = None) -> None:
+        if storage_options is not None:
+            raise TypeError(f"{type(self).__name__} takes no storage_options (local folders only)")
+        try:
+            with atomic_open(path, "wb") as handle:
+                torch.save(checkpoint, handle)
+        except RuntimeError as error:
+            # After a failed write (ENOSPC) torch's zip writer fails again while closing the archive
+            # ("unexpected pos ...") and that RuntimeError hides the OSError: raise the cause instead.
+            cause = error.__context__
+            if not isinstance(cause, OSError):
+                raise
+            raise cause from error
 
 
 def read_last_record(dirpath: str | Path) -> dict[str, Any] | None:
     """``last.json`` of a checkpoint folder: which step ``last.ckpt`` holds and why it was written."""
     path = Path(dirpath) / LAST_RECORD
     return json.loads(path.read_text()) if path.exists() else None
-
-
-def _write_json_atomically(path: Path, payload: dict[str, Any]) -> None:
-    temp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(temp, path)
 
 
 class ResumableCheckpoint(Checkpoint):
@@ -134,6 +170,8 @@ class ResumableCheckpoint(Checkpoint):
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         if trainer.is_global_zero:
             self.folder.mkdir(parents=True, exist_ok=True)
+        if type(trainer.strategy.checkpoint_io) is TorchCheckpointIO:  # a custom one (cloud storage) is kept
+            trainer.strategy.checkpoint_io = FolderLocalCheckpointIO()
 
     def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._requested_signal, self._saved_on_signal = None, False
@@ -165,24 +203,24 @@ class ResumableCheckpoint(Checkpoint):
         if stop:
             signum = self._requested_signal or signal.SIGTERM  # another rank received it
             self._saved_on_signal = True
-            raise TrainingInterrupted(signum, step, self.last_path)
+            raise TrainingInterrupted(signum, step, self.last_path, announce=trainer.is_global_zero)
 
     def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._restore_signal_handlers()
 
     def on_exception(self, trainer: L.Trainer, pl_module: L.LightningModule, exception: BaseException) -> None:
         self._restore_signal_handlers()
-        if self._saved_on_signal:
-            return
+        if self._saved_on_signal or isinstance(exception, CheckpointWriteError):
+            return  # its own message already says where training stopped and what last.ckpt holds
         if self.diverged_at_step is None and isinstance(exception, NonFiniteLossError):
             self.diverged_at_step = trainer.global_step  # the step whose loss came out NaN/inf
         if self.diverged_at_step is not None:
             self._write_record(trainer, reason=None)
+        finite = ", the last step whose loss and weights were finite" if self.diverged_at_step is not None else ""
         rank_zero_warn(
             f"Training stopped at optimizer step {trainer.global_step} ({type(exception).__name__}). "
             + (
-                f"{self.last_path} holds step {self.last_finite_step}, the last step whose loss and weights were "
-                "finite; resume from it with ckpt_path=last."
+                f"{self.last_path} holds step {self.last_finite_step}{finite}; resume from it with ckpt_path=last."
                 if self.last_finite_step is not None
                 else "No checkpoint was written yet."
             )
@@ -205,21 +243,48 @@ class ResumableCheckpoint(Checkpoint):
         return bool(flags[0].item()), bool(flags[1].item())
 
     def _save(self, trainer: L.Trainer, reason: str) -> None:
+        """Write ``step{N}.ckpt``, point ``last.ckpt`` at it and update ``last.json``; every rank agrees
+        on the outcome, and ``last_finite_step`` ends as the step ``last.ckpt`` really holds."""
         step = trainer.global_step
-        self.last_finite_step = step  # before saving: it is part of the checkpoint's callback state
+        held_before = self.last_finite_step
+        # Set before the dump: it is part of the checkpoint's callback state, so the file names its
+        # own step (a resume from it continues from there); put back below if the file never lands.
+        self.last_finite_step = step
         target = self.folder / f"step{step:08d}.ckpt" if self.keep_step_checkpoints else self.last_path
-        trainer.save_checkpoint(target)  # every rank takes part; rank 0 writes (atomically)
-        if trainer.is_global_zero and target != self.last_path:
-            # A hard link swapped in by rename: last.ckpt is always one complete checkpoint.
-            temp = self.folder / f".{LAST_CHECKPOINT}.{os.getpid()}.tmp"
-            temp.unlink(missing_ok=True)
+        error = _write_checkpoint(trainer, target)
+        if error is None and trainer.is_global_zero and target != self.last_path:
+            error = self._point_last_at(target)
+        held = held_before if error is not None else step
+        if error is None:
+            try:
+                self._write_record(trainer, reason=reason)
+            except OSError as record_error:  # last.ckpt already holds `step`; only last.json is stale
+                error = record_error
+        # One broadcast from rank 0 (the only writer) doubles as the barrier before training goes on.
+        failure, held = trainer.strategy.broadcast((_describe(error), held), src=0)
+        self.last_finite_step = held
+        if failure is not None:
+            raise CheckpointWriteError(
+                f"could not write the checkpoint of optimizer step {step} in {self.folder}: {failure}. "
+                + (f"{self.last_path} holds step {held}; " if held is not None else "No checkpoint was written yet; ")
+                + "free space there (or point paths.cache_dir at a larger disk) and continue with ckpt_path=last."
+            ) from error
+
+    def _point_last_at(self, target: Path) -> OSError | None:
+        """Swap ``last.ckpt`` for a hard link to ``target`` (a copy where links are unsupported) by one
+        rename, so it is always one complete checkpoint; on failure it stays as it was."""
+        temp = self.folder / f".{LAST_CHECKPOINT}.{os.getpid()}.tmp"
+        temp.unlink(missing_ok=True)
+        try:
             try:
                 os.link(target, temp)
             except OSError:  # file systems without hard links
                 shutil.copyfile(target, temp)
             os.replace(temp, self.last_path)
-        self._write_record(trainer, reason=reason)
-        trainer.strategy.barrier("resumable-checkpoint")
+        except OSError as error:
+            temp.unlink(missing_ok=True)
+            return error
+        return None
 
     def _write_record(self, trainer: L.Trainer, reason: str | None) -> None:
         if not trainer.is_global_zero:
@@ -233,7 +298,26 @@ class ResumableCheckpoint(Checkpoint):
             "written": previous.get("written") if reason is None else time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "diverged_at_step": self.diverged_at_step,
         }
-        _write_json_atomically(self.folder / LAST_RECORD, record)
+        write_json(self.folder / LAST_RECORD, record)
+
+
+def _write_checkpoint(trainer: L.Trainer, target: Path) -> OSError | None:
+    """``trainer.save_checkpoint`` on every rank (the dump gathers every rank's RNG); only rank 0
+    writes. A failed write is returned, not raised, after rank 0 joins the barrier it skipped, so
+    that every rank reaches the same next collective."""
+    try:
+        trainer.save_checkpoint(target)
+    except OSError as error:
+        trainer.strategy.barrier("Trainer.save_checkpoint")
+        return error
+    return None
+
+
+def _describe(error: OSError | None) -> str | None:
+    """An OS error as one line (``[Errno 28] No space left on device``) that every rank can carry."""
+    if error is None:
+        return None
+    return f"[Errno {error.errno}] {error.strerror}" if error.strerror else str(error)
 
 
 def _finite_weights(pl_module: L.LightningModule) -> bool:

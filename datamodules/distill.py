@@ -21,8 +21,10 @@ def pad_batch(sequences: list[np.ndarray], pad_id: int) -> dict[str, torch.Tenso
     token_ids = torch.full((len(sequences), int(lengths.max())), pad_id, dtype=torch.long)
     for row, seq in enumerate(sequences):
         token_ids[row, : len(seq)] = torch.from_numpy(seq.astype(np.int64))
-    # n_tokens stays a Python int (not moved to the device), so throughput needs no device sync.
-    return {"input_ids": token_ids, "lengths": lengths, "n_tokens": int(lengths.sum())}
+    # n_tokens (real tokens) and n_positions (the padded batch's size, which the models compute on)
+    # stay Python ints (not moved to the device), so throughput and padding need no device sync.
+    return {"input_ids": token_ids, "lengths": lengths, "n_tokens": int(lengths.sum()),
+            "n_positions": token_ids.numel()}
 
 
 class _Collate:

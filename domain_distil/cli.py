@@ -13,13 +13,14 @@ from __future__ import annotations
 import importlib
 import logging
 import os
+import sys
 from typing import Any
 
 import hydra
 from omegaconf import DictConfig
 
-from domain_distil.common.configs import config_dir
-from domain_distil.common.errors import UserInputError, exit_on_user_input_error
+from domain_distil.common.configs import check_group_choices, config_dir
+from domain_distil.common.errors import RunInterrupted, UserInputError, exit_on_user_input_error
 from domain_distil.common.resolvers import register_resolvers
 
 log = logging.getLogger(__name__)
@@ -48,10 +49,18 @@ def _app(cfg: DictConfig) -> Any:
         return run_task(cfg)
     except UserInputError as error:  # a wrong config value or data file: one line, exit status 2
         exit_on_user_input_error(error)
+    except RunInterrupted as stop:  # a SystemExit: Python would exit with its status and print nothing
+        if stop.announce:
+            print(stop, file=sys.stderr, flush=True)
+        raise
 
 
 def main() -> Any:
     """Console-script entry point (``domain-distil``); the configs come from :func:`config_dir`."""
+    try:
+        check_group_choices(sys.argv[1:])  # `lang=deu`: one line naming the known options, not Hydra's report
+    except UserInputError as error:
+        exit_on_user_input_error(error)
     app = hydra.main(version_base="1.3", config_path=str(config_dir()), config_name="config")(_app)
     return app()
 

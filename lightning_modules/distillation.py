@@ -11,7 +11,7 @@ space over the kept vocabulary (probabilities ``count ** -0.7`` of the kept ids,
 replacements drawn from kept ids) and the teacher is fed the same corruption in its own ids; the
 MLM labels are student ids; the teacher's logits are taken on the kept ids only, so the soft
 target is the teacher's distribution renormalised over the kept vocabulary (see
-``modeling/distill_losses.py: soft_target_loss``).
+``modeling/objectives/paper.py: soft_target_loss``).
 """
 
 from __future__ import annotations
@@ -27,16 +27,9 @@ from lightning.pytorch.utilities import rank_zero_warn
 from torch.optim import Optimizer
 from transformers import PreTrainedModel
 
-from domain_distil.modeling.distill_losses import (
-    LossWeights,
-    cosine_hidden_loss,
-    logit_mse_loss,
-    mlm_loss,
-    select_rows,
-    soft_target_loss,
-)
-from domain_distil.modeling.masking import MaskingConfig, mask_tokens, token_probabilities
-from domain_distil.modeling.mlm import mlm_body, mlm_head
+from domain_distil.modeling.masking import MaskedBatch, MaskingConfig, mask_tokens, token_probabilities
+from domain_distil.modeling.mlm import mlm_head
+from domain_distil.modeling.objectives import Objective, PairShape, TermInputs, run_body
 from domain_distil.modeling.vocab_trim import KeptVocabulary, KeptVocabularyHead
 
 # Where every rank's generator states live in a Lightning checkpoint:
@@ -74,21 +67,25 @@ class DistillationModule(L.LightningModule):
         mask_token_id: int,
         pad_token_id: int,
         optimizer: Callable[..., Optimizer],
-        loss_weights: LossWeights | None = None,
+        objective: Objective | None = None,
         masking: MaskingConfig | None = None,
         warmup_prop: float = 0.05,
         seed: int = 56,
         kept_vocabulary: KeptVocabulary | None = None,
     ) -> None:
         super().__init__()
-        loss_weights = loss_weights or LossWeights()
+        objective = objective or Objective.paper()
         masking = masking or MaskingConfig()
-        loss_weights.validate()
+        objective.validate()
         masking.validate()
+        # What the running terms need from each model, fixed for the run: nothing is asked for in vain.
+        self.pair = PairShape.of(student.config, teacher.config)
+        objective.check(self.pair)
+        self.student_needs, self.teacher_needs = objective.needs(self.pair)
         self.student = student
         self._teacher = [teacher.eval().requires_grad_(False)]  # a list keeps it out of the module tree
         self.optimizer_factory = optimizer
-        self.loss_weights = loss_weights
+        self.objective = objective
         self.masking = masking
         self.warmup_prop = warmup_prop
         self.mask_token_id, self.pad_token_id = mask_token_id, pad_token_id
@@ -120,7 +117,7 @@ class DistillationModule(L.LightningModule):
         # Plain values only: the models are rebuilt from the export, not from hyperparameters.
         self.save_hyperparameters(
             {
-                "loss_weights": asdict(loss_weights),
+                "objective": objective.settings(),
                 "masking": asdict(masking),
                 "warmup_prop": warmup_prop,
                 "seed": seed,
@@ -167,45 +164,28 @@ class DistillationModule(L.LightningModule):
             self.masking,
             generator=self.mask_generator(),
         )
-        weights = self.loss_weights
+        total, terms = self.objective.loss(self.term_inputs(batch, token_ids, student_ids))
+        return total, {name: value.detach() for name, value in terms.items()}
+
+    def term_inputs(self, batch: MaskedBatch, token_ids: torch.Tensor, student_ids: torch.Tensor) -> TermInputs:
+        """Both forwards, exposing what the running terms need, and the MLM heads on the rows they read."""
         teacher_ids = batch.input_ids
         if self.kept_ids is not None:
             # Unchanged positions keep the stored teacher id (also for a dropped token); a [MASK] or
             # a random replacement is the teacher id of the student's kept id.
             teacher_ids = torch.where(batch.input_ids == student_ids, token_ids, self.kept_ids[batch.input_ids])
         with torch.no_grad():
-            teacher_hidden = mlm_body(self.teacher)(
-                input_ids=teacher_ids, attention_mask=batch.attention_mask
-            )[0]
-        student_hidden = mlm_body(self.student)(
-            input_ids=batch.input_ids, attention_mask=batch.attention_mask
-        )[0]
-
-        terms: dict[str, torch.Tensor] = {}
-        if weights.needs_student_logits:
+            teacher = run_body(self.teacher, teacher_ids, batch.attention_mask, self.teacher_needs)
+        student = run_body(self.student, batch.input_ids, batch.attention_mask, self.student_needs)
+        inputs = TermInputs(batch.attention_mask, batch.labels, student, teacher, self.pair)
+        if self.objective.needs_student_logits:
             # Without KL/MSE the head only has to run where the MLM loss looks: the targets.
-            restrict = weights.restrict_ce_to_mask or not weights.needs_teacher_logits
-            rows = select_rows(batch.attention_mask, batch.labels, restrict)
-            student_rows = mlm_head(self.student)(student_hidden[rows])  # (N, V)
-            if weights.needs_teacher_logits:
+            inputs.rows = self.objective.logit_rows(batch.attention_mask, batch.labels)
+            inputs.student_logits = mlm_head(self.student)(student.last_hidden[inputs.rows])  # (N, V)
+            if self.objective.needs_teacher_logits:
                 with torch.no_grad():
-                    teacher_rows = self.teacher_logits(teacher_hidden[rows])
-                if weights.alpha_ce > 0:
-                    terms["ce"] = soft_target_loss(student_rows, teacher_rows, weights.temperature)
-                if weights.alpha_mse > 0:
-                    terms["mse"] = logit_mse_loss(student_rows, teacher_rows)
-            if weights.alpha_mlm > 0:
-                terms["mlm"] = mlm_loss(student_rows, batch.labels[rows])
-        if weights.alpha_cos > 0:
-            terms["cos"] = cosine_hidden_loss(student_hidden, teacher_hidden, batch.attention_mask)
-        alphas = {
-            "ce": weights.alpha_ce,
-            "mlm": weights.alpha_mlm,
-            "mse": weights.alpha_mse,
-            "cos": weights.alpha_cos,
-        }
-        total = sum(alphas[name] * value for name, value in terms.items())
-        return total, {name: value.detach() for name, value in terms.items()}
+                    inputs.teacher_logits = self.teacher_logits(teacher.last_hidden[inputs.rows])
+        return inputs
 
     def teacher_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """The teacher's MLM logits on the student's vocabulary: all ids, or the kept ids only.

@@ -13,6 +13,7 @@ from tiny_tasks import classify_overrides, intent_rows, write_jsonl
 
 from domain_distil.artifacts.students import StudentLookupError, iter_students
 from domain_distil.classification.encoders import resolve_encoder
+from domain_distil.common.errors import ConfigError
 from domain_distil.stages.classify import DistributedClassificationError
 from domain_distil.stages.distil import effective_run, student_key
 from domain_distil.tasks import classify, distill
@@ -21,9 +22,9 @@ from domain_distil.tasks import list as list_task
 WORDS = "my order refund delivery account password card payment help cancel change track".split()
 
 
-def _corpus(folder: Path) -> Path:
+def _corpus(folder: Path, words: list[str] = WORDS) -> Path:
     folder.mkdir(parents=True)
-    lines = [" ".join(WORDS[(i * 7 + j) % len(WORDS)] for j in range(14 + i % 20)) for i in range(40)]
+    lines = [" ".join(words[(i * 7 + j) % len(words)] for j in range(14 + i % 20)) for i in range(40)]
     (folder / "eng.txt").write_text("\n".join(lines) + "\n")
     return folder
 
@@ -50,11 +51,15 @@ def test_classification_finds_the_student_after_its_corpus_is_gone(make_cfg, tin
     record = classify.run(cfg)
     assert record["status"] == "ok" and record["encoder"]["name_or_path"] == str(student.path)
 
-    # Another recipe has no student: the error names the teacher's students instead of distilling.
+    # Another recipe has no student: the error names the cache's students, their corpus and what
+    # differs, instead of distilling.
     other = make_cfg(*overrides, "distill.optimizer.lr=1e-3")
     with pytest.raises(StudentLookupError, match="No distilled student") as error:
         resolve_encoder(other)
-    assert student.path.name in str(error.value)
+    message = error.value.one_line()
+    assert f"key={student.path.name}" in message and f"corpus={corpus.resolve()}" in message
+    assert "differs in: recipe.distill.optimizer.lr: 0.0005 -> 0.001" in message
+    assert "corpus=None" not in message
 
 
 def test_two_runs_of_one_recipe_are_told_apart_by_their_effective_run(make_cfg, tiny_teacher_dir, tmp_path):
@@ -106,3 +111,59 @@ def test_classify_refuses_a_world_size_above_one(make_cfg, tiny_teacher_dir, tmp
         classify.run(cfg)
     record = json.loads((Path(cfg.paths.output_dir) / "results.json").read_text())
     assert record["status"] == "failed" and "world size 2" in record["error"]
+
+
+def test_a_student_is_named_by_its_key_alone(make_cfg, tiny_teacher_dir, tmp_path, capsys, monkeypatch):
+    monkeypatch.delenv("DOMAIN_DISTIL_CACHE", raising=False)
+    students = {}
+    for name, words in (("chats", WORDS), ("general", WORDS[::-1])):  # an in-domain and a general corpus
+        path = Path(distill.run(make_cfg("task=distill", *_distill_overrides(tiny_teacher_dir, _corpus(tmp_path / name, words)))))
+        last_line = capsys.readouterr().out.splitlines()[-1]
+        # task=distill ends with the exact command that classifies with the student it exported.
+        assert last_line == f"python run.py task=classify encoder=distilled encoder.key={path.name}"
+        students[name] = path
+    assert students["chats"] != students["general"]
+
+    for name, path in students.items():
+        # No teacher, corpus or distill override: the key's first 6 characters name the student, and
+        # its default id tells it apart from the other one (the default teacher, mBERT, is never read).
+        ref = resolve_encoder(make_cfg("task=classify", "encoder=distilled", f"encoder.key={path.name[:6]}"))
+        assert ref.name_or_path == str(path) and ref.id == f"distilled-{name}-{path.name[:6]}"
+    named = resolve_encoder(make_cfg("task=classify", "encoder=distilled", f"encoder.key={students['chats'].name}",
+                                     "encoder.id=mine"))
+    assert named.id == "mine" and named.name_or_path == str(students["chats"])
+
+    rows = [row for row in list_task.run(make_cfg("task=list")) if row.kind == "student"]
+    assert {(row.facts["key"], row.facts["id"]) for row in rows} == {
+        (path.name, f"distilled-{name}-{path.name[:6]}") for name, path in students.items()}
+    assert f"key={students['general'].name}  id=distilled-general-" in capsys.readouterr().out
+
+
+def test_a_key_prefix_that_names_no_student_or_several_lists_the_candidates(make_cfg, tiny_teacher_dir, tmp_path):
+    student = distill.ensure_student(make_cfg("task=distill", *_distill_overrides(tiny_teacher_dir, _corpus(tmp_path / "c"))))
+    twin = student.path.with_name(student.path.name[:3] + "z" * 13)  # shares the first 3 characters
+    shutil.copytree(student.path, twin)
+
+    with pytest.raises(StudentLookupError) as error:
+        resolve_encoder(make_cfg("task=classify", "encoder=distilled", f"encoder.key={student.path.name[:3]}"))
+    message = error.value.one_line()
+    assert message.startswith(f"encoder.key='{student.path.name[:3]}' matches 2 students; give more characters")
+    assert f"key={student.path.name}" in message and f"key={twin.name}" in message
+
+    with pytest.raises(StudentLookupError, match="encoder.key='nosuchkey' matches no student in") as error:
+        resolve_encoder(make_cfg("task=classify", "encoder=distilled", "encoder.key=nosuchkey"))
+    assert f"key={student.path.name}" in str(error.value) and f"key={twin.name}" in str(error.value)
+    # Hydra reads a prefix such as 1e5 as the number 100000.0: say so instead of matching "100000.0".
+    with pytest.raises(ConfigError, match=r"encoder.key=100000.0 was read as a number, not a student key; quote it"):
+        resolve_encoder(make_cfg("task=classify", "encoder=distilled", "encoder.key=1e5"))
+
+
+def test_the_printed_command_names_the_cache_only_when_the_next_command_would_look_elsewhere(
+        make_cfg, tmp_path, monkeypatch):
+    monkeypatch.delenv("DOMAIN_DISTIL_CACHE", raising=False)
+    cfg = make_cfg("task=distill")  # cache_dir = <root_dir>/cache, the default
+    assert distill.cache_overrides(cfg) == ()
+    cfg.paths.cache_dir = str(tmp_path / "elsewhere")
+    assert distill.cache_overrides(cfg) == (f"paths.cache_dir={tmp_path / 'elsewhere'}",)
+    monkeypatch.setenv("DOMAIN_DISTIL_CACHE", str(tmp_path / "elsewhere"))  # the same shell finds it again
+    assert distill.cache_overrides(cfg) == ()

@@ -136,6 +136,13 @@ def test_content_hash_follows_the_kept_rows(tmp_path: Path) -> None:
     flipped = [dict(r) for r in rows]
     flipped[0]["label"] = "not_intentful"
     assert load_task(INTENT, "eng", files=[write_jsonl(tmp_path / "c.jsonl", flipped)]).content_hash() != base
+    # Labels read from the files: a label new in another language's rows changes this language's head.
+    own = TaskSpec(name="tags", type="multilabel", labels=())
+    tags = tag_rows(langs=("eng", "rus"))
+    before = load_task(own, "eng", files=[write_jsonl(tmp_path / "d.jsonl", tags)])
+    tags[-1] = {**tags[-1], "labels": ["cobol"]}  # a Russian test row
+    after = load_task(own, "eng", files=[write_jsonl(tmp_path / "e.jsonl", tags)])
+    assert after.spec.labels == ("cobol", "java", "php", "python") and after.content_hash() != before.content_hash()
 
 
 def test_csv_row_with_surplus_cells_names_its_line(tmp_path):
@@ -161,3 +168,51 @@ def test_a_task_file_rewritten_in_place_is_read_again(tmp_path: Path) -> None:
     assert path.stat().st_size == before.st_size and path.stat().st_mtime_ns == before.st_mtime_ns
     with pytest.raises(TaskFileError, match="NOT_intentful"):
         load_task(INTENT, "eng", [path])
+
+
+# A task of your own (cls_task=binary / multilabel): no language list, labels read from the files.
+OWN_BINARY = TaskSpec(name="spam", type="binary", labels=(), positive_label="spam")
+
+
+def _own_rows(langs: tuple[str, ...]) -> list[dict]:
+    return [{**row, "label": "spam" if row["label"] == "intentful" else "ham"} for row in intent_rows(langs=langs)]
+
+
+def test_own_task_row_in_an_unknown_language_names_its_line(tmp_path: Path) -> None:
+    rows = _own_rows(("eng",))
+    rows[5]["lang"] = "en"  # a typo of eng: before, no job read the row and nothing said so
+    message = _error(tmp_path, rows, spec=OWN_BINARY)
+    assert message.startswith(f"{tmp_path / 'bad.jsonl'}:6: unknown language 'en'; the known languages are "
+                              "eng, esp, jap, por, rus"), message
+    assert "cls_task.languages" in message
+
+
+def test_rows_of_other_known_languages_are_counted_in_one_line(tmp_path: Path, caplog) -> None:
+    path = write_jsonl(tmp_path / "spam.jsonl", _own_rows(("eng", "esp", "jap"))[:-5])  # jap: 5 rows fewer
+    with caplog.at_level("INFO", logger="domain_distil.classification.taskfile"):
+        splits = load_task(OWN_BINARY, "esp", files=[path])
+    assert splits.counts() == {"train": 22, "val": 8, "test": 8}
+    skipped = [r.getMessage() for r in caplog.records if "other languages" in r.getMessage()]
+    # eng and jap each wrote 40 rows (16 + 8 + 8 natural, 6 + 2 translated); jap lost its last 5.
+    assert skipped == ["spam/esp: 75 rows of other languages not used by this job (each job reads one "
+                       "language): eng 40, jap 35"]
+
+
+def test_third_label_of_a_binary_task_names_its_line(tmp_path: Path) -> None:
+    rows = _own_rows(("eng",))
+    rows[9]["label"] = "Spam"
+    message = _error(tmp_path, rows, spec=OWN_BINARY)
+    assert message == (f"{tmp_path / 'bad.jsonl'}:10: label 'Spam' makes a third label, but a binary task has "
+                       "exactly 2; the files use 'Spam' (1 rows), 'ham' (19 rows), 'spam' (20 rows): fix the rows "
+                       "with 'Spam', or use cls_task=multilabel")
+
+
+def test_lang_name_runs_a_language_without_a_config(make_cfg, tmp_path: Path) -> None:
+    """docs/own-data.md: ``lang.name=deu`` classifies German rows although conf/lang has no deu.yaml."""
+    from domain_distil.tasks.classify import classify_job
+
+    path = write_jsonl(tmp_path / "spam.jsonl", _own_rows(("deu", "eng")))
+    job = classify_job(make_cfg("task=classify", "cls_task=binary", "cls_task.name=spam",
+                                "cls_task.positive_label=spam", f"cls_task.files=[{path}]", "lang.name=deu"))
+    splits = load_task(job.task, job.lang, job.task_files, job.task_dir)
+    assert splits.lang == "deu" and splits.counts() == {"train": 22, "val": 8, "test": 8}

@@ -163,3 +163,36 @@ def test_cli_failing_job_does_not_stop_the_sweep(tiny_teacher_dir, intent_dir, t
     status = {json.loads(p.read_text())["lang"]: json.loads(p.read_text())["status"]
               for p in sweep.rglob("results.json")}
     assert status == {"rus": "failed", "eng": "ok"}
+
+
+def test_rerun_after_the_encoder_is_retrained_in_place_trains_again(make_cfg, tiny_teacher_dir, intent_dir, tmp_path,
+                                                                    monkeypatch) -> None:
+    """``encoder=path`` names a folder, not weights: a sweep re-run into its folder after the model
+    there was retrained must train again, and only an unchanged model is skipped (issue 21.2)."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    model = shutil.copytree(tiny_teacher_dir, tmp_path / "my_student")
+    fits = []
+    real_fit = classify_stage.L.Trainer.fit
+    monkeypatch.setattr(classify_stage.L.Trainer, "fit", lambda self, *a, **k: (fits.append(1), real_fit(self, *a, **k)))
+    base = classify_overrides(model, intent_dir, "classify.trainer.max_epochs=1", "seed=0")
+    first = classify.run(_cfg(make_cfg, tmp_path / "job", *base))
+    assert len(fits) == 1 and first["encoder"]["hash"] == hash_dir(model)
+
+    weights = load_file(model / "model.safetensors")
+    name = next(key for key in weights if key.endswith("word_embeddings.weight"))
+    weights[name] = weights[name] + 0.5
+    save_file(weights, str(model / "model.safetensors"), metadata={"format": "pt"})  # retrained, same folder
+
+    second = classify.run(_cfg(make_cfg, tmp_path / "job", *base))
+    on_disk = json.loads((tmp_path / "job" / "results.json").read_text())
+    assert len(fits) == 2 and second["config"] == first["config"]
+    assert on_disk["encoder"]["hash"] == hash_dir(model) != first["encoder"]["hash"]
+    assert second["feature_cache"]["misses"] == 3  # features of the new weights, not the old ones
+
+    # Same config, data and weights: skipped, the finished record comes back untouched.
+    assert classify.run(_cfg(make_cfg, tmp_path / "job", *base)) == on_disk and len(fits) == 2
+    job = classify.classify_job(_cfg(make_cfg, tmp_path / "job", *base))
+    assert classify_stage.finished_result(job).record == on_disk  # what the demo's launcher asks first

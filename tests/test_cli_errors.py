@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 from hydra.core.global_hydra import GlobalHydra
-from tiny_tasks import tag_rows, write_jsonl
+from tiny_tasks import tag_rows, write_jsonl, write_result
 
 from domain_distil import cli
 from domain_distil.classification.taskfile import TaskFileError
@@ -144,3 +144,77 @@ def test_invalid_utf8_in_a_corpus_is_one_line_and_status_2(monkeypatch, capsys, 
                         f"corpus.dir={corpus}", "student.num_layers=2", "logger=none")
     assert code == 2
     _assert_one_line(err, f"{corpus / 'eng.txt'}:22: invalid UTF-8 (byte 0xff", "corpus.encoding_errors=replace")
+
+
+def test_unknown_language_option_lists_the_languages_in_one_line(monkeypatch, capsys, tmp_path):
+    expected = "lang=deu: there is no lang option 'deu'; the lang options are eng, esp, jap, por, rus"
+    code, err = run_cli(monkeypatch, capsys, tmp_path, "task=classify", "lang=deu")
+    assert code == 2
+    _assert_one_line(err, expected)
+    # In a sweep the whole multirun is refused before its first job, not after the eng job ran.
+    code, err = run_cli(monkeypatch, capsys, tmp_path, "-m", "task=classify", "lang=eng,deu",
+                        f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert code == 2 and not (tmp_path / "sweep").exists()
+    _assert_one_line(err, expected)
+
+
+def test_empty_corpus_file_is_one_line_before_any_work(monkeypatch, capsys, tmp_path, tiny_teacher_dir):
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "eng.txt").write_text("".join(f"order {i} was refunded after the delivery failed\n" for i in range(30)))
+    (corpus / "esp.txt").write_text("")  # before: distilled on English alone, exit 0
+    code, err = run_cli(monkeypatch, capsys, tmp_path, "task=distill", f"teacher.name_or_path={tiny_teacher_dir}",
+                        f"corpus.dir={corpus}", "student.num_layers=2", "logger=none")
+    assert code == 2
+    _assert_one_line(err, f"{corpus / 'esp.txt'}: the corpus file of language 'esp' is empty (0 bytes)")
+    assert not (tmp_path / "cache" / "corpus").exists()  # refused before any tokenisation
+
+
+def test_student_key_that_matches_nothing_is_one_line(monkeypatch, capsys, tmp_path):
+    path = write_jsonl(tmp_path / "tags.jsonl", tag_rows(n=4))
+    code, err = run_cli(monkeypatch, capsys, tmp_path, "task=classify", "cls_task=multilabel",
+                        f"cls_task.files=[{path}]", "encoder=distilled", "encoder.key=3fa2c1", "logger=none")
+    assert code == 2
+    _assert_one_line(err, "error: encoder.key='3fa2c1' matches no student in", "(none: run task=distill first)")
+
+
+def test_report_of_one_id_for_two_encoders_is_one_line(monkeypatch, capsys, tmp_path):
+    # Two students' results that both carry the id `distilled` (what encoder=distilled called every
+    # student before it named them): one line with the id, both hashes and the fix, never one row.
+    for sweep, encoder_hash in (("in_domain", "1111aaaa2222bbbb"), ("general", "3333cccc4444dddd")):
+        write_result(tmp_path / sweep, "distilled", "eng", True, 0, 0.8, encoder_hash=encoder_hash)
+        write_result(tmp_path / sweep, "teacher", "eng", True, 0, 0.7, encoder_hash="5555eeee6666ffff")
+    code, err = run_cli(monkeypatch, capsys, tmp_path, "~experiment", "task=report", "logger=none",
+                        f"report.sweep_dirs=[{tmp_path / 'in_domain'},{tmp_path / 'general'}]",
+                        "report.baselines.mbert=teacher", "~report.baselines.distilmbert")
+    assert code == 2
+    _assert_one_line(err, "encoder id 'distilled' names 2 different encoders", "hash 1111aaaa2222",
+                     "hash 3333cccc4444", "encoder.id=<name>")
+
+
+def test_report_baseline_without_runs_is_one_line_listing_the_ids(monkeypatch, capsys, tmp_path):
+    # README's own-sweeps row without its report.baselines overrides: the defaults name distilmbert.
+    write_result(tmp_path / "sweep", "distilled-chats-3fa2c1", "eng", True, 0, 0.8)
+    write_result(tmp_path / "sweep", "teacher", "eng", True, 0, 0.7, encoder_hash="5555eeee6666ffff")
+    code, err = run_cli(monkeypatch, capsys, tmp_path, "~experiment", "task=report", "logger=none",
+                        f"report.sweep_dirs=[{tmp_path / 'sweep'}]")
+    assert code == 2
+    _assert_one_line(err, "report.baselines: encoder id(s) {'distilmbert': 'distilmbert'} have no successful runs",
+                     "encoder ids found in the results: ['distilled-chats-3fa2c1', 'teacher']",
+                     "'~report.baselines.distilmbert'")
+
+
+@pytest.mark.parametrize("blocked", ["file_in_the_way", "sysfs"])
+@pytest.mark.parametrize("mode", ["run", "multirun"])
+def test_an_output_folder_that_cannot_be_written_is_one_line_and_status_2(monkeypatch, capsys, tmp_path, blocked, mode):
+    if blocked == "sysfs" and not Path("/sys/kernel").is_dir():
+        pytest.skip("no sysfs (not Linux)")
+    (tmp_path / "outputs").write_text("a file where the run folder should go\n")
+    folder = {"file_in_the_way": tmp_path / "outputs" / "run", "sysfs": Path("/sys/domain-distil-run")}[blocked]
+    setting = {"run": "hydra.run.dir", "multirun": "hydra.sweep.dir"}[mode]
+    code, err = run_cli(monkeypatch, capsys, tmp_path, *(["-m"] if mode == "multirun" else []), "task=list",
+                        f"{setting}={folder}")
+    assert code == 2
+    reason = "(Not a directory)" if blocked == "file_in_the_way" else ""  # sysfs: EPERM as root, EACCES otherwise
+    _assert_one_line(err, f"error: {setting}={folder}: cannot create or write the run's output folder {reason}",
+                     f"point paths.log_dir (or {setting}) at a writable folder")

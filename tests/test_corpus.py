@@ -70,19 +70,19 @@ def test_truncated_gzip_is_reported(tmp_path):
 def test_split_long_sequences_and_filter():
     settings = ShardSettings(max_seq_length=10, min_seq_length=4, max_unk_ratio=0.5)
     ids = list(range(10, 28))  # 18 tokens -> 20 with CLS/SEP
-    kept, short, unk = split_and_filter(ids, CLS, SEP, UNK, settings)
+    kept, short, unk, short_tokens = split_and_filter(ids, CLS, SEP, UNK, settings)
     # pieces of 8 over [CLS] 10..27 [SEP]: [CLS,10..16] [17..24] [25,26,27,SEP]
     assert kept == [[CLS, *range(10, 17), SEP], [CLS, *range(17, 25), SEP], [CLS, 25, 26, 27, SEP]]
     assert all(len(k) <= 10 and k[0] == CLS and k[-1] == SEP for k in kept)
-    assert (short, unk) == (0, 0)
-    assert split_and_filter([5], CLS, SEP, UNK, settings) == ([], 1, 0)  # 3 tokens < 4
+    assert (short, unk, short_tokens) == (0, 0, 0)
+    assert split_and_filter([5], CLS, SEP, UNK, settings) == ([], 1, 0, 3)  # 3 tokens < 4
     assert split_and_filter([UNK, UNK, 7], CLS, SEP, UNK, settings)[0]  # 2 UNK of 5 = 40%: kept
 
 
 def test_unk_threshold_is_inclusive():
     settings = ShardSettings(max_seq_length=64, min_seq_length=4, max_unk_ratio=0.5)
     assert split_and_filter([UNK, 7, 8], CLS, SEP, UNK, settings)[0]  # 1/5 kept
-    assert split_and_filter([UNK, UNK, UNK, 8], CLS, SEP, UNK, settings) == ([], 0, 1)  # 3/6 = 50% dropped
+    assert split_and_filter([UNK, UNK, UNK, 8], CLS, SEP, UNK, settings) == ([], 0, 1, 0)  # 3/6 = 50% dropped
 
 
 def test_build_corpus_roundtrip_counts_and_cache(tmp_path, tokenizer, monkeypatch):
@@ -129,3 +129,23 @@ def test_workers_give_identical_shards_and_resume_per_language(tmp_path, tokeniz
     again = build_corpus(files, tokenizer, tmp_path / "b", settings, num_workers=1)
     assert again == two and (two / "eng" / "stats.json").stat().st_mtime_ns == eng_mtime
     assert (two / "por" / "stats.json").exists() and (two / "meta.json").exists()
+
+
+def test_an_empty_corpus_file_is_named_before_any_work(tmp_path, tokenizer):
+    _write_corpus(tmp_path / "c")
+    (tmp_path / "c" / "rus.txt").write_bytes(b"")
+    with pytest.raises(CorpusError) as raised:
+        discover_files(tmp_path / "c")
+    assert str(raised.value) == (f"{tmp_path / 'c' / 'rus.txt'}: the corpus file of language 'rus' is empty (0 bytes); "
+                                 "add its text (one document per line) or remove the file")
+    (tmp_path / "c" / "rus.txt").unlink()
+    with gzip.open(tmp_path / "c" / "jap.txt.gz", "wb"):
+        pass  # a valid gzip stream of nothing
+    with pytest.raises(CorpusError, match=r"jap\.txt\.gz: the corpus file of language 'jap' is empty \(0 bytes uncompressed\)"):
+        discover_files(tmp_path / "c")
+    # Blank lines only: found while tokenising; the failed build leaves no lock or partial folder.
+    (tmp_path / "c" / "jap.txt.gz").write_bytes(gzip.compress(b"\n  \n\n"))
+    files = discover_files(tmp_path / "c")
+    with pytest.raises(CorpusError, match=r"jap\.txt\.gz: the corpus of language 'jap' is empty: 3 blank lines and no text"):
+        build_corpus(files, tokenizer, tmp_path / "cache", ShardSettings(max_seq_length=16))
+    assert list((tmp_path / "cache" / "corpus").iterdir()) == []

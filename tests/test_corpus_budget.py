@@ -153,7 +153,9 @@ def test_paragraph_per_line_file_is_reported_and_blank_line_separator_fixes_it(t
     assert s["bytes"] == files["eng"][0].stat().st_size  # every input byte accounted for
     meta = TokenSequenceDataset(by_line).meta
     assert meta["warnings"] and "corpus.document_separator=blank_line" in meta["warnings"][0]
-    assert "67% of its 180 documents" in meta["warnings"][0]
+    # Per document 4 + 2 and 5 + 2 tokens in the two short lines, 14 + 2 in the long one: 60 * 13 of 60 * 29.
+    assert (s["documents_too_short"], s["dropped_short_tokens"], s["document_tokens"]) == (120, 780, 1740)
+    assert "min_seq_length=12 dropped 120 of 180 lines (66.7%) and 780 of 1740 tokens (44.8%)" in meta["warnings"][0]
 
     settings = ShardSettings(max_seq_length=MAX_LEN, document_separator="blank_line")
     by_paragraph = build_corpus(files, tokenizer, tmp_path / "cache", settings)
@@ -162,6 +164,31 @@ def test_paragraph_per_line_file_is_reported_and_blank_line_separator_fixes_it(t
     assert s["warnings"] == [] and s["median_document_tokens"] == 25  # 4 + 5 + 14 words + [CLS]/[SEP]
     first = [text for text, _ in iter_documents(files["eng"][0], separator="blank_line")][0]
     assert first == " ".join(files["eng"][0].read_text().split("\n")[:3])
+
+
+def test_one_message_per_line_says_what_min_seq_length_dropped(tmp_path, tokenizer, caplog):
+    """The held-out chat corpus of issue 21: 47.5% of the lines dropped, and the log called it fine."""
+    short = _lines(19, 3, 1)  # 3 words: 5 tokens with [CLS]/[SEP], under min_seq_length=12
+    long = _lines(21, 12, 1, shift=3)  # 12 words: 14 tokens
+    files = _write(tmp_path / "c", {"eng": [line for pair in zip(long, short) for line in pair] + long[19:]})
+    with caplog.at_level("INFO", logger="domain_distil"):
+        root = build_corpus(files, tokenizer, tmp_path / "cache", ShardSettings(max_seq_length=MAX_LEN))
+    s = read_stats(root, "eng")
+    assert (s["documents"], s["documents_too_short"], s["sequences"]) == (40, 19, 21)
+    assert (s["dropped_short_tokens"], s["document_tokens"]) == (19 * 5, 19 * 5 + 21 * 14)
+    summary = "min_seq_length=12 dropped 19 of 40 lines (47.5%) and 95 of 389 tokens (24.4%)"
+    assert len(s["warnings"]) == 1 and s["warnings"][0].startswith(f"eng: {summary}, each under 12 tokens")
+    assert "lower corpus.min_seq_length" in s["warnings"][0] and "Fine for chat messages" not in caplog.text
+    # The build's summary line says it too, warning or not.
+    assert f"Corpus eng: 40 documents -> 21 sequences (294 tokens); {summary}; dropped 19 short" in caplog.text
+    # The two fixes of docs/own-data.md: a lower min_seq_length, or one conversation per line
+    # (here four short messages: 12 words, 14 tokens).
+    kept = build_corpus(files, tokenizer, tmp_path / "cache", ShardSettings(max_seq_length=MAX_LEN, min_seq_length=4))
+    assert read_stats(kept, "eng")["sequences"] == 40 and read_stats(kept, "eng")["warnings"] == []
+    conversations = [" ".join(short[i : i + 4]) for i in range(0, 16, 4)]
+    grouped = build_corpus(_write(tmp_path / "g", {"eng": long + conversations}), tokenizer, tmp_path / "cache",
+                           ShardSettings(max_seq_length=MAX_LEN))
+    assert (read_stats(grouped, "eng")["sequences"], read_stats(grouped, "eng")["documents_too_short"]) == (25, 0)
 
 
 def test_read_documents_accounts_for_every_line(tmp_path):
@@ -276,12 +303,28 @@ def test_two_processes_building_the_same_cache_leave_one_valid_entry(tmp_path, t
     assert len(roots) == 1 and sum(n for _, n in results) == 3  # one entry; each language tokenised once
     root = Path(roots.pop())
     entries = sorted(p.name for p in root.parent.iterdir())
-    assert entries == sorted([root.name, f".{root.name}.lock"])  # no partial or temp folder left
+    assert entries == [root.name]  # no lock file, partial or temp folder left
     alone = build_corpus(
         discover_files(tmp_path / "c"), tokenizer, tmp_path / "alone", ShardSettings(max_seq_length=MAX_LEN, budget_tokens=20_000)
     )
     assert _tree(root) == _tree(alone)  # byte-identical to a single-process build
     assert len(TokenSequenceDataset(root)) > 0
+
+
+def test_a_failed_build_leaves_no_lock_or_partial_and_the_fixed_corpus_builds(tmp_path, tokenizer):
+    """Bad input: fixing it changes the corpus key, so the failed build's partial folder could never
+    resume; it goes with its lock file (a KeyboardInterrupt keeps it, see the next test)."""
+    files = _write(tmp_path / "c", {lang: _lines(100, 8, 30, shift=k) for k, lang in enumerate(["eng", "esp", "por"])})
+    good = files["por"][0].read_bytes()
+    files["por"][0].write_bytes(good.replace(b"\n", b"\n\xff", 1))  # 'eng' and 'esp' are built before 'por' fails
+    settings = ShardSettings(max_seq_length=MAX_LEN)
+    with pytest.raises(CorpusError, match=r"por\.txt:2: invalid UTF-8"):
+        build_corpus(files, tokenizer, tmp_path / "cache", settings)
+    corpus_dir = tmp_path / "cache" / "corpus"
+    assert list(corpus_dir.iterdir()) == []
+    files["por"][0].write_bytes(good)
+    root = build_corpus(files, tokenizer, tmp_path / "cache", settings)
+    assert [p.name for p in corpus_dir.iterdir()] == [root.name]
 
 
 def test_a_killed_build_resumes_per_language_and_publishes_atomically(tmp_path, tokenizer, monkeypatch):
@@ -309,7 +352,7 @@ def test_a_killed_build_resumes_per_language_and_publishes_atomically(tmp_path, 
     monkeypatch.setattr(shards, "_tokenise_language", original)
     assert build_corpus(files, tokenizer, tmp_path / "cache", settings) == root
     assert (root / "eng" / "stats.json").stat().st_mtime_ns == eng_mtime  # eng was not rebuilt
-    assert sorted(p.name for p in corpus_dir.iterdir()) == sorted([root.name, f".{root.name}.lock"])
+    assert sorted(p.name for p in corpus_dir.iterdir()) == [root.name]  # no lock file, no partial
     assert sorted(p.name for p in root.iterdir()) == ["eng", "esp", "meta.json", "por", "token_counts.npy"]
     clean = build_corpus(files, tokenizer, tmp_path / "clean", settings)
     assert _tree(clean) == _tree(root)

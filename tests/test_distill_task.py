@@ -74,9 +74,9 @@ def test_teacher_without_mlm_head_refuses_soft_targets(make_cfg, text_dir, tmp_p
             *_overrides(
                 tmp_path / "headless",
                 text_dir,
-                "distill.alpha_ce=0",
-                "distill.alpha_mlm=0",
-                "distill.alpha_cos=1",
+                "distill.terms.ce.weight=0",
+                "distill.terms.mlm.weight=0",
+                "distill.terms.cos.weight=1",
             )
         )
     )
@@ -111,20 +111,29 @@ def test_unsupported_teacher_architecture(make_cfg, text_dir, tmp_path):
         plan_distillation(make_cfg(*_overrides(tmp_path / "gpt2", text_dir)))
 
 
-def test_ensure_student_exports_and_then_hits_the_cache(make_cfg, tiny_teacher_dir, text_dir, monkeypatch):
+def test_ensure_student_exports_and_then_hits_the_cache(make_cfg, tiny_teacher_dir, text_dir, monkeypatch, caplog):
     cfg = make_cfg(*_overrides(tiny_teacher_dir, text_dir))
     # The look-up a parent process asks before handing a distillation to a worker: nothing yet.
     assert cached_student(plan_distillation(cfg), run_settings(cfg, plan_distillation(cfg))) is None
-    path = ensure_student(cfg).path
+    with caplog.at_level("INFO", logger="domain_distil.stages.distil"):
+        path = ensure_student(cfg).path
     manifest = json.loads((path / "manifest.json").read_text())
     assert manifest["kind"] == "student" and manifest["steps"] > 0 and manifest["corpus_hash"]
     assert manifest["teacher"] == str(tiny_teacher_dir) and "commit" in manifest["git"]
     assert set(manifest["losses"]) >= {"train/loss", "train/loss_ce", "train/loss_mlm", "train/loss_cos"}
     # Which losses ran and why: the paper's 5/2/1 with the teacher's own head, no MSE.
     ran = {name: term["runs"] for name, term in manifest["losses_run"].items()}
-    assert ran == {"ce": True, "mlm": True, "cos": True, "mse": False}
+    assert ran == {"ce": True, "mlm": True, "cos": True, "mse": False, "layers": False, "attn": False, "minilm": False}
     assert "teacher's trained MLM head" in manifest["losses_run"]["ce"]["why"]
     assert manifest["effective"]["global_batch"] == 8 * 2 and manifest["tokens_per_sec"] > 0
+    # The step count beside what it trained on: one epoch of batches of 8 sequences, 2 batches a step.
+    sequences = sum(s["sequences"] for s in manifest["corpus_stats"].values())
+    tokens = sum(s["tokens"] for s in manifest["corpus_stats"].values())
+    assert manifest["steps"] == math.ceil(math.ceil(sequences / 8) / 2)
+    assert (manifest["corpus_sequences"], manifest["corpus_tokens"], manifest["sequences_per_step"]) == (
+        sequences, tokens, 16)
+    assert (f"{manifest['steps']} optimizer steps on {tokens} corpus tokens in {sequences} sequences, 16 sequences "
+            "per step: steps follow sequences, not tokens") in caplog.text
     assert AutoModelForMaskedLM.from_pretrained(path).config.model_type == "distilbert"
     assert AutoModel.from_pretrained(path).config.n_layers == 2
     monkeypatch.setattr("domain_distil.stages.distil.load_teacher", lambda *a, **k: pytest.fail("distilled again"))
@@ -192,3 +201,27 @@ def test_classifier_seed_does_not_change_the_student(make_cfg, tiny_teacher_dir,
     assert ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "seed=7"))) == first
     monkeypatch.undo()
     assert ensure_student(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "distill.seed=57"))) != first
+
+
+def test_plan_checks_the_layerwise_and_minilm_terms_against_the_models(make_cfg, tiny_teacher_dir, text_dir, tmp_path):
+    """Settings the two models cannot honour stop the plan with one line naming the key."""
+    from transformers import DistilBertConfig, DistilBertForMaskedLM
+
+    from domain_distil.common.errors import ConfigError
+
+    def plan(*extra):
+        return plan_distillation(make_cfg(*_overrides(tiny_teacher_dir, text_dir, *extra)))
+
+    assert plan("distill=layerwise", "distill.terms.attn.weight=1").objective.running[0].name == "layers"
+    with pytest.raises(ConfigError, match=r"distill.terms.minilm.relation_heads=12 must divide both hidden sizes "
+                                          r"\(student 32, teacher 32\)"):
+        plan("distill=minilm", "distill.terms.minilm.relation_heads=12")
+    with pytest.raises(ConfigError, match="distill.terms.minilm.teacher_layer=4 is out of range for a teacher with 4"):
+        plan("distill=minilm", "distill.terms.minilm.teacher_layer=4")
+    unmapped = DistilBertForMaskedLM(DistilBertConfig(vocab_size=463, dim=32, n_layers=2, n_heads=4, hidden_dim=64,
+                                                      max_position_embeddings=128))
+    unmapped.save_pretrained(tmp_path / "unmapped")
+    with pytest.raises(ConfigError, match="distill.terms.layers compares each student layer with the teacher layer it "
+                                          "was copied from, but this student records no layer map"):
+        plan("distill=layerwise", f"student.name_or_path={tmp_path / 'unmapped'}")
+    plan("distill=minilm", f"student.name_or_path={tmp_path / 'unmapped'}")  # MiniLM needs no layer map

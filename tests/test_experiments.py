@@ -37,10 +37,11 @@ def test_demo_is_the_default_and_keeps_the_reference_defaults():
         cfg = compose(config_name="config")
         distill = compose(config_name="config", overrides=["task=distill"])
     assert cfg.task == "demo" and cfg.demo.teacher.builder._target_.endswith("prepare_me5_small")
-    assert cfg.demo.distill.alpha_ce == 0 and cfg.demo.distill.alpha_cos == 1  # distill=hidden, composed under demo
+    assert cfg.demo.distill.terms.ce.weight == 0 and cfg.demo.distill.terms.cos.weight == 1  # distill=hidden, under demo
     # The demo's choices live in its own section: a plain task=distill keeps mBERT and 5/2/1.
     assert distill.teacher.name_or_path == "bert-base-multilingual-cased"
-    assert (distill.distill.alpha_ce, distill.distill.alpha_mlm, distill.distill.alpha_cos) == (5.0, 2.0, 1.0)
+    terms = distill.distill.terms
+    assert (terms.ce.weight, terms.mlm.weight, terms.cos.weight) == (5.0, 2.0, 1.0)
 
 
 def test_budget_ids_match_the_paper():

@@ -4,44 +4,24 @@ from __future__ import annotations
 
 import csv
 import json
+import re
+import shlex
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 from omegaconf import DictConfig
+from tiny_tasks import write_result
 
 from domain_distil.analysis.render import log_wandb, plot_f1, render_latex, render_markdown
 from domain_distil.analysis.results import ResultsError, collect, find_results
 from domain_distil.analysis.table8 import METRIC_NAMES, StatsSettings, build_table8
+from domain_distil.common.errors import ConfigError
 from domain_distil.tasks.report import run
 
 SEEDS = range(10)
 BASE = [0.700 + 0.002 * s for s in SEEDS]  # mean 0.709
 TASK = "cc_intent"
-
-
-def write_result(root: Path, encoder: str, lang: str, freeze: bool, seed: int, f1: float | None, status: str = "ok") -> Path:
-    """One results.json exactly as docs/formats.md specifies it."""
-    mode = "frozen" if freeze else "finetuned"
-    path = root / f"encoder={encoder},freeze={freeze},lang={lang}" / f"seed={seed}" / mode / "results.json"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    scores = None if f1 is None else {"f1": f1, "precision": min(1.0, f1 + 0.05), "recall": f1 - 0.05}
-    obj = {
-        "task": TASK,
-        "lang": lang,
-        "encoder": {"id": encoder, "name_or_path": f"/models/{encoder}", "hash": "abc123"},
-        "freeze": freeze,
-        "seed": seed,
-        "test": scores,
-        "best_val": None if scores is None else {**scores, "epoch": 3},
-        "timings": {"fit_s": 1.0},
-        "git": {"commit": "unknown"},
-        "config": {},
-        "status": status,
-        "error": None if status == "ok" else "RuntimeError: CUDA out of memory",
-    }
-    path.write_text(json.dumps(obj), encoding="utf-8")
-    return path
 
 
 def scores_for(encoder: str, lang: str, seed: int) -> float:
@@ -177,8 +157,70 @@ def test_malformed_file_names_file_and_field(tmp_path: Path, sweep: Path) -> Non
 
 
 def test_unknown_baseline_lists_the_encoders_found(sweep: Path) -> None:
-    with pytest.raises(ValueError, match=r"encoder ids found in the results: \['distil', 'student', 'teacher'\]"):
+    with pytest.raises(ConfigError, match=r"encoder ids found in the results: \['distil', 'student', 'teacher'\]"):
         build_table8(collect([sweep]), {"distilmbert": "distilmbert", "mbert": "teacher"})
+
+
+def test_a_dropped_baseline_role_leaves_one_role(make_cfg: Callable[..., DictConfig], sweep: Path) -> None:
+    # Own sweeps without a DistilmBERT run: drop that role instead of inventing a baseline.
+    cfg = make_cfg("~experiment", "task=report", "logger=none", f"report.sweep_dirs=[{sweep}]",
+                   "report.baselines.mbert=teacher", "~report.baselines.distilmbert", "report.stats.n_resamples=300",
+                   "report.formats=[md]")
+    (table,) = run(cfg).tables
+    assert table.encoders == ["distil", "student", "teacher"]  # candidates in id order, then the baseline
+    assert table.cell("f1", True, "student", "eng").marks == "†"
+    assert table.cell("f1", True, "distil", "eng").marks == ""  # a candidate now, no better than the teacher
+
+
+def test_readme_own_sweeps_row_runs_as_written(make_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text(encoding="utf-8")
+    row = next(line for line in readme.splitlines() if line.startswith("| Table 8 with significance |"))
+    command = re.search(r"`python run.py (.*?)`", row).group(1)
+    for encoder in ("distilled-chats-3fa2c1", "distilmbert", "teacher"):
+        for seed in range(3):
+            write_result(tmp_path / "sweep", encoder, "eng", True, seed, 0.7 + 0.01 * seed)
+    args = [arg.replace("outputs/classify/multiruns/...", str(tmp_path / "sweep")) for arg in shlex.split(command)]
+    (table,) = run(make_cfg(*args, "logger=none", "report.formats=[md]", "report.stats.n_resamples=300")).tables
+    assert table.encoders == ["distilled-chats-3fa2c1", "distilmbert", "teacher"]
+
+
+TWO_STUDENTS = {"in_domain": ("1111aaaa2222bbbb", 0.80), "general": ("3333cccc4444dddd", 0.70)}
+
+
+def two_students_named_alike(root: Path, encoder_id: str) -> Path:
+    """Two students' sweeps whose results carry one encoder id but their own encoder hashes."""
+    for sweep_name, (encoder_hash, f1) in TWO_STUDENTS.items():
+        for seed in range(3):
+            write_result(root / sweep_name, encoder_id, "eng", True, seed, f1 + 0.01 * seed, encoder_hash=encoder_hash)
+            write_result(root / sweep_name, "teacher", "eng", True, seed, 0.75, encoder_hash="5555eeee6666ffff")
+    return root
+
+
+def test_one_id_for_two_encoders_is_refused_never_one_row(make_cfg: Callable[..., DictConfig], tmp_path: Path) -> None:
+    # The id encoder=distilled gave every student before it named them distilled-<corpus>-<key>.
+    root = two_students_named_alike(tmp_path / "sweeps", "distilled")
+    cfg = make_cfg("~experiment", "task=report", "logger=none", f"report.sweep_dirs=[{root}]",
+                   "report.baselines.mbert=teacher", "~report.baselines.distilmbert", "report.formats=[md]")
+    with pytest.raises(ResultsError) as info:
+        run(cfg)
+    message = str(info.value)
+    assert "encoder id 'distilled' names 2 different encoders: hash 3333cccc4444 (" in message
+    assert "hash 1111aaaa2222 (" in message and "encoder.id=<name>" in message
+    assert not (Path(cfg.paths.output_dir) / "table8.md").exists()
+
+
+def test_same_encoder_twice_is_a_duplicate_and_an_unresolved_failure_merges(tmp_path: Path) -> None:
+    # Same hash, task, language, mode and seed: a duplicate. A job that failed before its encoder was
+    # resolved (hash null) is the same grid point, not a second encoder.
+    first = write_result(tmp_path / "a", "student", "eng", True, 0, 0.8, encoder_hash="1111aaaa2222bbbb")
+    write_result(tmp_path / "b", "student", "eng", True, 0, 0.8, encoder_hash="1111aaaa2222bbbb")
+    failed = write_result(tmp_path / "c", "student", "eng", True, 0, None, status="failed")
+    obj = json.loads(failed.read_text())
+    obj["encoder"]["hash"] = None
+    failed.write_text(json.dumps(obj))
+    collection = collect([tmp_path / "a", tmp_path / "b", tmp_path / "c"])
+    assert len(collection.ok) == 1 and len(collection.duplicates) == 1
+    assert len(collection.duplicates[0][1]) == 2 and first.exists()
 
 
 def test_holm_adjusts_within_a_metric_and_too_few_seeds_warns(sweep: Path) -> None:

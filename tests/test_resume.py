@@ -21,18 +21,26 @@ import torch
 from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
-from callbacks.resumable_checkpoint import ResumableCheckpoint, TrainingInterrupted, read_last_record
+from callbacks.resumable_checkpoint import (
+    CheckpointWriteError,
+    FolderLocalCheckpointIO,
+    ResumableCheckpoint,
+    TrainingInterrupted,
+    read_last_record,
+)
 from datamodules.distill import DistillDataModule
 from domain_distil.corpus.reader import discover_files
 from domain_distil.corpus.shards import ShardSettings, build_corpus
+from domain_distil.modeling.objectives import Objective
 from domain_distil.modeling.student import StudentSpec, build_student
 from domain_distil.stages.checkpoints import (
+    CorruptCheckpoint,
     ResumeCheckpointNotFound,
     resolve_resume_checkpoint,
     write_run_record,
 )
 from lightning_modules.distillation import RNG_CHECKPOINT_KEY, DistillationModule, NonFiniteLossError
-from tests.fault_injection import SignalAtStep
+from tests.fault_injection import DiskFullAtSave, SignalAtStep
 
 ROOT = Path(__file__).resolve().parent.parent
 TOLERANCE = 1e-6
@@ -53,7 +61,9 @@ def corpus_dir(tiny_teacher_dir, tmp_path_factory):
     return build_corpus(discover_files(root / "text"), tokenizer, root / "cache", ShardSettings(max_seq_length=64))
 
 
-def _build(teacher_dir: Path, corpus_dir: Path) -> tuple[DistillationModule, DistillDataModule]:
+def _build(
+    teacher_dir: Path, corpus_dir: Path, objective: Objective | None = None
+) -> tuple[DistillationModule, DistillDataModule]:
     L.seed_everything(0)
     teacher = AutoModelForMaskedLM.from_pretrained(teacher_dir)
     tokenizer = AutoTokenizer.from_pretrained(teacher_dir)
@@ -66,15 +76,17 @@ def _build(teacher_dir: Path, corpus_dir: Path) -> tuple[DistillationModule, Dis
         pad_token_id=tokenizer.pad_token_id,
         optimizer=lambda params: torch.optim.AdamW(params, lr=2e-3, betas=(0.9, 0.98), eps=1e-6),
         seed=0,
+        objective=objective,
     )
     datamodule = DistillDataModule(corpus_dir, pad_token_id=tokenizer.pad_token_id, batch_size=BATCH, seed=0)
     return module, datamodule
 
 
 def _fit(
-    teacher_dir: Path, corpus_dir: Path, root: Path, callbacks=(), ckpt_path=None, every=100, **trainer_kwargs
+    teacher_dir: Path, corpus_dir: Path, root: Path, callbacks=(), ckpt_path=None, every=100, objective=None,
+    **trainer_kwargs,
 ) -> tuple[DistillationModule, L.Trainer, ResumableCheckpoint]:
-    module, datamodule = _build(teacher_dir, corpus_dir)
+    module, datamodule = _build(teacher_dir, corpus_dir, objective)
     checkpoint = ResumableCheckpoint(root / "checkpoints", every_n_train_steps=every)
     trainer = L.Trainer(
         accelerator="cpu", devices=1, max_epochs=trainer_kwargs.pop("max_epochs", EPOCHS),
@@ -133,6 +145,28 @@ def test_resume_in_a_later_epoch_matches_the_uninterrupted_run(
     assert _max_abs_diff(_weights(module), uninterrupted) <= TOLERANCE
 
 
+def test_resume_with_the_layerwise_and_attention_terms_on_matches_the_uninterrupted_run(
+    tiny_teacher_dir, corpus_dir, tmp_path
+):
+    """The paper's terms plus every layer's hidden states and attention probabilities (Q/K hooks in
+    both models): a crash in epoch 2 of 2 and ``last.ckpt`` give the uninterrupted run's weights."""
+    objective = Objective.from_config({"terms": {
+        "ce": {"weight": 5.0, "temperature": 2.0}, "mlm": {"weight": 2.0}, "layers": {"weight": 1.0, "metric": "cosine"},
+        "attn": {"weight": 1.0, "metric": "kl"}}})
+    module, trainer, _ = _fit(tiny_teacher_dir, corpus_dir, tmp_path / "a", objective=objective, max_epochs=2)
+    assert trainer.global_step == 2 * STEPS_PER_EPOCH and set(trainer.callback_metrics) >= {
+        "train/loss_layers", "train/loss_attn", "train/loss_ce", "train/loss_mlm"}
+    uninterrupted = _weights(module)
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        _fit(tiny_teacher_dir, corpus_dir, tmp_path / "b", callbacks=[_CrashAt(7)], every=3, objective=objective,
+             max_epochs=2)
+    assert read_last_record(tmp_path / "b" / "checkpoints")["step"] == 6
+    module, trainer, _ = _fit(tiny_teacher_dir, corpus_dir, tmp_path / "b", objective=objective, max_epochs=2,
+                              ckpt_path=str(tmp_path / "b" / "checkpoints" / "last.ckpt"))
+    assert trainer.global_step == 2 * STEPS_PER_EPOCH
+    assert _max_abs_diff(_weights(module), uninterrupted) <= TOLERANCE
+
+
 @pytest.mark.parametrize(
     ("name", "batch_in_step", "stops_at"),
     [
@@ -177,6 +211,35 @@ def test_a_nan_stop_keeps_the_last_finite_checkpoint_and_says_which(tiny_teacher
     state = torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=False)
     assert state["global_step"] == 2
     assert all(torch.isfinite(t).all() for t in state["state_dict"].values() if t.is_floating_point())
+
+
+def test_a_save_on_a_full_disk_leaves_nothing_partial_and_names_the_step_last_holds(
+    tiny_teacher_dir, corpus_dir, uninterrupted, tmp_path, monkeypatch
+):
+    folder = tmp_path / "checkpoints"
+    full_disk = DiskFullAtSave(3, room=65536, watch=folder)  # steps 3 and 6 land; step 9 fills the disk
+    monkeypatch.setattr(torch, "save", full_disk)
+    with pytest.raises(CheckpointWriteError) as failed:
+        _fit(tiny_teacher_dir, corpus_dir, tmp_path, every=3)
+    assert str(failed.value) == (
+        f"could not write the checkpoint of optimizer step 9 in {folder}: [Errno 28] No space left on device. "
+        f"{folder / 'last.ckpt'} holds step 6; free space there (or point paths.cache_dir at a larger disk) "
+        "and continue with ckpt_path=last."
+    )
+    # The partial bytes went to a temp file in the checkpoint's own folder (not /tmp), which is gone now.
+    (partial,) = [name for name in full_disk.files_at_failure if name.startswith(".step00000009.ckpt.")]
+    assert full_disk.files_at_failure[partial] == 65536
+    assert sorted(p.name for p in folder.iterdir()) == ["last.ckpt", "last.json", "step00000003.ckpt", "step00000006.ckpt"]
+    assert read_last_record(folder)["step"] == 6
+    state = torch.load(folder / "last.ckpt", weights_only=False)
+    assert state["global_step"] == 6
+    (callback_state,) = [v for k, v in state["callbacks"].items() if k.startswith("ResumableCheckpoint")]
+    assert callback_state == {"last_finite_step": 6}
+    monkeypatch.undo()
+    module, trainer, checkpoint = _fit(tiny_teacher_dir, corpus_dir, tmp_path, ckpt_path=str(folder / "last.ckpt"))
+    assert isinstance(trainer.strategy.checkpoint_io, FolderLocalCheckpointIO)
+    assert trainer.global_step == EPOCHS * STEPS_PER_EPOCH and checkpoint.last_finite_step == 6
+    assert _max_abs_diff(_weights(module), uninterrupted) <= TOLERANCE
 
 
 def test_schedule_length_is_computed_without_building_the_loader(tiny_teacher_dir, corpus_dir, tmp_path):
@@ -268,11 +331,42 @@ def test_ckpt_path_resolution(tmp_path, caplog):
         resolve_resume_checkpoint(str(tmp_path / "missing.ckpt"), work, IDENTITY, RECIPE)
     assert resolve_resume_checkpoint(None, work, IDENTITY, RECIPE) is None
     (work / "checkpoints").mkdir(parents=True)
-    (work / "checkpoints" / "last.ckpt").write_bytes(b"x")
+    torch.save({"global_step": 3}, work / "checkpoints" / "last.ckpt")
     assert resolve_resume_checkpoint("last", work, IDENTITY, RECIPE) == str(work / "checkpoints" / "last.ckpt")
     with caplog.at_level("WARNING"):
         assert resolve_resume_checkpoint(None, work, IDENTITY, RECIPE) is None
     assert "Pass ckpt_path=last to continue it" in caplog.text
+
+
+@pytest.mark.parametrize("damage", ["truncated", "flipped byte", "not a checkpoint"])
+def test_a_damaged_checkpoint_is_refused_before_loading_and_names_the_others(tmp_path, damage):
+    folder = tmp_path / "students" / "cccc.work" / "checkpoints"
+    folder.mkdir(parents=True)
+    state = {"global_step": 6, "weights": torch.arange(4096, dtype=torch.float32)}
+    torch.save({**state, "global_step": 3}, folder / "step00000003.ckpt")
+    torch.save(state, folder / "step00000006.ckpt")
+    os.link(folder / "step00000006.ckpt", folder / "last.ckpt")  # as ResumableCheckpoint leaves it
+    data = bytearray((folder / "last.ckpt").read_bytes())
+    damaged = {"truncated": data[: len(data) // 2], "not a checkpoint": b"version https://git-lfs.github.com\n"}
+    if damage == "flipped byte":  # torch.load would not notice: it does not check the zip CRCs
+        data[len(data) // 2] ^= 0xFF
+        damaged[damage] = data
+    with open(folder / "last.ckpt", "r+b") as handle:  # in place: the step file is the same inode
+        handle.truncate(0)
+        handle.write(damaged[damage])
+    with pytest.raises(CorruptCheckpoint) as refused:
+        resolve_resume_checkpoint("last", folder.parent, IDENTITY, RECIPE)
+    message = str(refused.value)
+    assert message.startswith(f"ckpt_path=last: {folder / 'last.ckpt'} is cut short or damaged (")
+    assert message.endswith(f"Other checkpoints in {folder}: step00000003.ckpt; pass one as ckpt_path=<file>, "
+                            "or start afresh without ckpt_path.")
+    assert ("fails its checksum" in message) == (damage == "flipped byte")
+    lone = tmp_path / "elsewhere" / "model.ckpt"  # an explicit ckpt_path in a folder of its own
+    lone.parent.mkdir()
+    lone.write_bytes(damaged["not a checkpoint"])
+    with pytest.raises(CorruptCheckpoint, match=r"\(not a complete PyTorch checkpoint: File is not a zip file\)\. "
+                       "Start afresh without ckpt_path"):
+        resolve_resume_checkpoint(str(lone), folder.parent, IDENTITY, RECIPE)
 
 
 # --- the CLI, killed with SIGKILL and resumed ----------------------------------------------------------
@@ -353,11 +447,46 @@ def test_cli_sigkill_under_two_process_ddp_then_ckpt_path_last_is_exact(tiny_tea
     assert _kill_and_resume(tiny_teacher_dir, text_dir, tmp_path, 4, *ddp) <= TOLERANCE
 
 
-def test_ckpt_path_last_after_a_recipe_change_fails_before_training(make_cfg, tiny_teacher_dir, text_dir, tmp_path):
-    from domain_distil.tasks.distill import ensure_student
+def _error_line(code: int, err: str) -> str:
+    """The one ``error: ...`` line of a refused command (Lightning's INFO lines may precede it)."""
+    errors = [line for line in err.splitlines() if line.startswith("error: ")]
+    assert code == 2 and len(errors) == 1 and "Traceback" not in err, (code, err[-3000:])
+    return errors[0]
+
+
+def test_sigterm_then_every_resume_refusal_is_one_line_through_the_cli(
+    monkeypatch, capsys, tiny_teacher_dir, text_dir, tmp_path
+):
+    from test_cli_errors import run_cli
 
     cache = tmp_path / "cache"
-    base = _cli_overrides(tiny_teacher_dir, text_dir, cache, "distill.trainer.max_steps=2")
-    ensure_student(make_cfg(*base))  # make_cfg points paths.cache_dir at tmp_path / "cache"
-    with pytest.raises(ResumeCheckpointNotFound, match=r"distill\.optimizer\.lr: 0\.0005 -> 0\.001"):
-        ensure_student(make_cfg(*base, "distill.optimizer.lr=0.001", "ckpt_path=last"))
+    base = _cli_overrides(tiny_teacher_dir, text_dir, cache)
+    stop = "distill.callbacks=[{_target_:tests.fault_injection.SignalAtStep,step:2,signal:SIGTERM}]"
+    code, err = run_cli(monkeypatch, capsys, tmp_path, *base, stop)
+    (work,) = (cache / "students").glob("*.work")
+    assert code == 128 + signal.SIGTERM
+    assert (f"SIGTERM received: stopped at optimizer step 2; continue with ckpt_path=last "
+            f"({work / 'checkpoints' / 'last.ckpt'} holds that step)") in err.splitlines()
+
+    line = _error_line(*run_cli(monkeypatch, capsys, tmp_path, *base, "distill.optimizer.lr=0.001", "ckpt_path=last"))
+    assert f"- {work} (last.ckpt at step 2," in line and "recipe.distill.optimizer.lr: 0.0005 -> 0.001" in line
+
+    original = (text_dir / "eng.txt").read_text()
+    (text_dir / "eng.txt").write_text(original + "one more line about a refund that never arrived\n")
+    line = _error_line(*run_cli(monkeypatch, capsys, tmp_path, *base, "ckpt_path=last"))
+    assert f"- {work} (last.ckpt at step 2," in line and "the corpus content differs from the run's" in line
+    assert "No other run" not in line
+
+    elsewhere = tmp_path / "other_texts"
+    elsewhere.mkdir()
+    (elsewhere / "eng.txt").write_text("".join(reversed(original.splitlines(keepends=True))))  # another corpus
+    overrides = _cli_overrides(tiny_teacher_dir, elsewhere, cache, "ckpt_path=last")
+    line = _error_line(*run_cli(monkeypatch, capsys, tmp_path, *overrides))
+    assert "No other run of this teacher and corpus exists either; start afresh without ckpt_path." in line
+
+    (text_dir / "eng.txt").write_text(original)
+    last = work / "checkpoints" / "last.ckpt"
+    with open(last, "r+b") as handle:  # cut short in place (the step file is the same inode)
+        handle.truncate(last.stat().st_size // 2)
+    line = _error_line(*run_cli(monkeypatch, capsys, tmp_path, *base, "ckpt_path=last"))
+    assert line.startswith(f"error: ckpt_path=last: {last} is cut short or damaged (not a complete PyTorch")

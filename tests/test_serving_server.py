@@ -130,6 +130,38 @@ def test_bad_requests_get_4xx_with_message(predictor, body, status, message) -> 
         assert app.state.batcher.batches == 0  # rejected before the model
 
 
+def test_a_body_not_declared_as_json_is_415_and_json_types_are_served(predictor) -> None:
+    body = b'{"texts": ["where is my order please"], "lang": "eng", "task": "cc_intent"}'
+    with running(predictor, ServerSettings()) as (url, app, _):
+        def post(content_type: str | None) -> httpx.Response:
+            headers = {} if content_type is None else {"content-type": content_type}
+            return httpx.post(f"{url}/predict", content=body, headers=headers, timeout=30)
+
+        for refused in ("text/plain", "application/x-www-form-urlencoded", None):
+            answer = post(refused)
+            assert answer.status_code == 415, (refused, answer.text)
+            declared = f"content type {refused!r} is not JSON" if refused else "no content type"
+            assert answer.json()["detail"] == f"{declared}; send the body with Content-Type: application/json"
+        assert app.state.batcher.batches == 0  # refused before the body was read or the model ran
+        expected = predictor.predict(["where is my order please"], langs="eng", tasks="cc_intent")
+        for accepted in ("application/json; charset=utf-8", "Application/JSON", "application/problem+json"):
+            answer = post(accepted)
+            assert answer.status_code == 200, (accepted, answer.text)
+            assert_same_outputs(answer.json()["predictions"], expected)
+
+
+def test_deeply_nested_json_is_400_without_a_traceback(predictor, capfd) -> None:
+    depth = 100_000  # 200 kB, under the body limit; far past the parser's recursion limit
+    nested = b'{"texts": ' + b"[" * depth + b"]" * depth + b"}"
+    with running(predictor, ServerSettings()) as (url, _, _):
+        answer = httpx.post(f"{url}/predict", content=nested, headers={"content-type": "application/json"})
+        assert answer.status_code == 400, answer.text
+        assert answer.json()["detail"].startswith("JSON body nested too deeply")
+        assert httpx.post(f"{url}/predict", json={"texts": TEXTS[:1]}, timeout=30).status_code == 200
+    logged = capfd.readouterr().err  # uvicorn logs a failed request's traceback on stderr
+    assert "Exception in ASGI application" not in logged and "maximum recursion depth exceeded" not in logged
+
+
 def test_graceful_shutdown_answers_requests_in_flight(predictor, monkeypatch) -> None:
     real = predictor.predict_rows
     started = threading.Event()

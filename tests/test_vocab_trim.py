@@ -20,9 +20,9 @@ from transformers import (
 )
 
 from domain_distil.common.errors import ConfigError
-from domain_distil.modeling.distill_losses import LossWeights, soft_target_loss
 from domain_distil.modeling.masking import MaskingConfig
 from domain_distil.modeling.mlm import mlm_head
+from domain_distil.modeling.objectives.paper import soft_target_loss
 from domain_distil.modeling.student import StudentSpec, build_student
 from domain_distil.modeling.tiny import tiny_bert_config, tiny_tokenizer
 from domain_distil.modeling.tokenizer_trim import trim_tokenizer
@@ -240,7 +240,7 @@ def _module(student, teacher, counts, tokenizer, masking, kept=None) -> Distilla
     return DistillationModule(
         student=student, teacher=teacher, token_counts=torch.as_tensor(counts), special_token_ids=tokenizer.all_special_ids,
         mask_token_id=tokenizer.mask_token_id, pad_token_id=tokenizer.pad_token_id,
-        optimizer=lambda params: torch.optim.AdamW(params), loss_weights=LossWeights(), masking=masking, seed=3,
+        optimizer=lambda params: torch.optim.AdamW(params), masking=masking, seed=3,
         kept_vocabulary=kept,
     )
 

@@ -86,3 +86,28 @@ def classify_overrides(encoder_dir: Path, task_dir: Path, *extra: str) -> list[s
         "head.hidden_dim=8",
         *extra,
     ]
+
+
+def write_result(root: Path, encoder: str, lang: str, freeze: bool, seed: int, f1: float | None, status: str = "ok",
+                 encoder_hash: str = "abc123", task: str = "cc_intent") -> Path:
+    """One results.json exactly as docs/formats.md specifies it (what task=report reads)."""
+    mode = "frozen" if freeze else "finetuned"
+    path = root / f"encoder={encoder},freeze={freeze},lang={lang}" / f"seed={seed}" / mode / "results.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    scores = None if f1 is None else {"f1": f1, "precision": min(1.0, f1 + 0.05), "recall": f1 - 0.05}
+    obj = {
+        "task": task,
+        "lang": lang,
+        "encoder": {"id": encoder, "name_or_path": f"/models/{encoder}", "hash": encoder_hash},
+        "freeze": freeze,
+        "seed": seed,
+        "test": scores,
+        "best_val": None if scores is None else {**scores, "epoch": 3},
+        "timings": {"fit_s": 1.0},
+        "git": {"commit": "unknown"},
+        "config": {},
+        "status": status,
+        "error": None if status == "ok" else "RuntimeError: CUDA out of memory",
+    }
+    path.write_text(json.dumps(obj), encoding="utf-8")
+    return path

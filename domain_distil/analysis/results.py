@@ -4,6 +4,10 @@ A Table 8 cell is a mean over seeds, so a run that crashed or never ran silently
 cell means. This module therefore returns three lists next to the usable scores: failed runs
 (``status != "ok"``), missing runs (points of the expected grid encoders x langs x seeds x freeze
 with no file at all), and duplicates (the same point found twice, e.g. a re-run sweep).
+
+A row of the table is an encoder id, so one id must name one encoder: results whose ids agree but
+whose encoder hashes differ (two students both called ``mine``) are refused, never merged. Only
+the same encoder hash, task, language, mode and seed is a duplicate.
 """
 
 from __future__ import annotations
@@ -53,6 +57,7 @@ class RunRecord:
     status: str
     test: Mapping[str, float] | None
     error: str | None
+    encoder_hash: str | None = None  # None: the job failed before its encoder was resolved
 
 
 @dataclass
@@ -142,7 +147,7 @@ def load_record(path: Path, metrics: Sequence[str]) -> tuple[RunRecord | None, l
     if problems:
         return None, problems
     key = RunKey(obj["task"], obj["encoder"]["id"], obj["lang"], obj["freeze"], obj["seed"])
-    return RunRecord(key, path, obj["status"], obj.get("test"), obj.get("error")), []
+    return RunRecord(key, path, obj["status"], obj.get("test"), obj.get("error"), obj["encoder"]["hash"]), []
 
 
 def load_records(paths: Iterable[Path], metrics: Sequence[str]) -> list[RunRecord]:
@@ -157,6 +162,22 @@ def load_records(paths: Iterable[Path], metrics: Sequence[str]) -> list[RunRecor
     if errors:
         raise ResultsError(f"{len(errors)} malformed results file(s) (see docs/formats.md):\n" + "\n".join(errors))
     return records
+
+
+def check_one_encoder_per_id(records: Sequence[RunRecord]) -> None:
+    """Refuse an encoder id that names two encoders (two hashes): its rows would merge two models."""
+    hashes: dict[str, dict[str, Path]] = defaultdict(dict)  # id -> hash -> first file with it
+    for record in sorted(records, key=lambda r: str(r.path)):
+        if record.encoder_hash is not None:
+            hashes[record.key.encoder].setdefault(str(record.encoder_hash), record.path)
+    for encoder_id, found in sorted(hashes.items()):
+        if len(found) > 1:
+            seen = ", ".join(f"hash {digest[:12]} ({path})" for digest, path in found.items())
+            raise ResultsError(
+                f"encoder id {encoder_id!r} names {len(found)} different encoders: {seen}; their results would "
+                f"merge into one row. Give each its own id: classify again with encoder.id=<name> (encoder=distilled "
+                f"without encoder.id names each student distilled-<corpus>-<key>), or report their sweeps separately"
+            )
 
 
 def _resolve_duplicates(records: list[RunRecord]) -> tuple[list[RunRecord], list[tuple[RunRecord, list[RunRecord]]]]:
@@ -210,7 +231,9 @@ def collect(
     paths = find_results(dirs)
     if not paths:
         raise ResultsError(f"no {RESULTS_FILENAME} found under {[str(d) for d in dirs]}")
-    records, duplicates = _resolve_duplicates(load_records(paths, metrics))
+    loaded = load_records(paths, metrics)
+    check_one_encoder_per_id(loaded)
+    records, duplicates = _resolve_duplicates(loaded)
     grid = expected_grid(records, expected)
     present = {r.key for r in records}
     missing = [

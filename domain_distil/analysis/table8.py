@@ -25,6 +25,7 @@ import numpy as np
 from domain_distil.analysis.pairwise import PairTest, pairwise_tests
 from domain_distil.analysis.results import Collection
 from domain_distil.analysis.stats import ALTERNATIVES, Comparison, compare, holm, min_ks_pvalue
+from domain_distil.common.errors import ConfigError
 
 DEFAULT_SYMBOLS = {"distilmbert": "⋆", "mbert": "†"}
 # Significantly worse than the role's baseline (two-sided test only).
@@ -107,22 +108,25 @@ def _check_roles(
 ) -> None:
     missing_symbols = sorted(set(baselines) - set(symbols))
     if missing_symbols:
-        raise ValueError(f"report.symbols: no mark defined for baseline role(s) {missing_symbols}")
+        raise ConfigError(f"report.symbols: no mark defined for baseline role(s) {missing_symbols}")
     missing_worse = sorted(set(baselines) - set(worse_symbols))
     if missing_worse:
-        raise ValueError(f"report.worse_symbols: no mark defined for baseline role(s) {missing_worse}")
+        raise ConfigError(f"report.worse_symbols: no mark defined for baseline role(s) {missing_worse}")
     marks = [symbols[r] for r in baselines] + [worse_symbols[r] for r in baselines]
     if len(set(marks)) != len(marks) or not all(marks):
-        raise ValueError(
+        raise ConfigError(
             f"report.symbols {dict(symbols)} and report.worse_symbols {dict(worse_symbols)}: every role needs two "
             "distinct non-empty marks, distinct from every other role's, or a cell could not be read unambiguously"
         )
     seen = {r.key.encoder for r in collection.ok}
     absent = {role: enc for role, enc in baselines.items() if enc not in seen}
     if absent:
-        raise ValueError(
+        fixes = " ".join(f"report.baselines.{role}=<id>" for role in absent)
+        drops = " ".join(f"'~report.baselines.{role}'" for role in absent)
+        raise ConfigError(
             f"report.baselines: encoder id(s) {absent} have no successful runs; "
-            f"encoder ids found in the results: {sorted(seen)}"
+            f"encoder ids found in the results: {sorted(seen)}. Point the role(s) at one of them ({fixes}) "
+            f"or drop a role without such a baseline ({drops})"
         )
 
 

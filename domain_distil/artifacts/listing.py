@@ -40,8 +40,10 @@ def _students(cache_dir: Path) -> list[ArtifactRow]:
     rows = []
     for student in iter_students(cache_dir):
         m, eff = student.manifest, student.effective
-        ref = (m.get("lookup") or {}).get("corpus_reference") or {}
+        ref = student.corpus_reference
+        # key: what encoder=distilled encoder.key=<key> takes; id: its default row name in a report.
         rows.append(ArtifactRow("student", student.path, {
+            "key": student.key, "id": student.default_id,
             "teacher": m.get("teacher"), "corpus": ref.get("dir") or ref.get("name"),
             "corpus_hash": str(m.get("corpus_hash", ""))[:12], "layers": m.get("student_layers"),
             "steps": m.get("steps"), "precision": eff.get("precision"), "world_size": eff.get("world_size"),

@@ -7,31 +7,46 @@ can know without re-running anything: the teacher, the corpus *reference* (the c
 paths made absolute, never its content, so a classification job never reads the corpus) and the
 recipe hash. ``encoder=distilled`` matches on the lookup record; several matches (say, a CPU and a
 bf16 8-GPU student of the same recipe) are an error that lists them and how to pick one.
+``encoder=distilled encoder.key=<key or a unique prefix>`` names one student without repeating any
+of the settings that made it.
 """
 
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from domain_distil.artifacts.manifest import read_manifest
+from domain_distil.artifacts.manifest import read_manifest, setting_differences
+from domain_distil.common.errors import UserInputError
 from domain_distil.common.hashing import hash_object, memoised_model_hash
+from domain_distil.modeling.objectives import objective_identity
 
 STUDENTS_DIR = "students"
 FORMAT_VERSION = 2
 
-# distill.* keys that change how a run is executed or stored, never its weights.
-NOT_PART_OF_THE_RECIPE = frozenset({"num_workers", "checkpoint_every_n_steps", "keep_checkpoints", "callbacks"})
-NOT_PART_OF_THE_RECIPE_TRAINER = frozenset({"log_every_n_steps"})
+# distill.* keys that change how a run is executed or stored, never its weights; or, like the
+# precision and compilation, how the hardware ran it: the key has those in its effective run instead.
+NOT_PART_OF_THE_RECIPE = frozenset({"num_workers", "checkpoint_every_n_steps", "keep_checkpoints", "callbacks",
+                                    "compile"})
+NOT_PART_OF_THE_RECIPE_TRAINER = frozenset({"log_every_n_steps", "precision"})
 # corpus.* keys that change how shards are built or where they come from, never which text they hold.
 NOT_PART_OF_THE_CORPUS = frozenset({"num_workers", "shard_tokens"})
+# A student's default encoder id (results.json, report rows): this prefix, the corpus, a key prefix.
+DEFAULT_ID_PREFIX = "distilled"
+ID_KEY_CHARS = 6
+# conf/corpus/text.yaml's name says nothing about the text, so its folder names the corpus instead.
+GENERIC_CORPUS_NAMES = frozenset({"text", "corpus", ""})
 
 
-class StudentLookupError(LookupError):
-    """No student, or more than one, matches what a stage asked for; the message lists candidates."""
+class StudentLookupError(UserInputError, LookupError):
+    """No student, or more than one, matches what a stage asked for; the message lists candidates.
+
+    A :class:`UserInputError`: the command line prints it as one ``error: ...`` line (exit status 2).
+    """
 
 
 @dataclass(frozen=True)
@@ -49,17 +64,65 @@ class StudentArtifact:
     def effective(self) -> dict[str, Any]:
         return dict(self.manifest.get("effective") or {})
 
+    @property
+    def lookup(self) -> dict[str, Any]:
+        return dict(self.manifest.get("lookup") or {})
+
+    @property
+    def corpus_reference(self) -> dict[str, Any]:
+        return dict(self.lookup.get("corpus_reference") or {})
+
+    @property
+    def corpus_label(self) -> str:
+        """A short name for the corpus: its configured name, else its folder's (``my_data/chats`` -> chats)."""
+        ref = self.corpus_reference
+        name = str(ref.get("name") or "")
+        if name not in GENERIC_CORPUS_NAMES:
+            return _id_safe(name)
+        files = ref.get("files") or {}
+        first_file = next((paths[0] for paths in files.values() if paths), None) if isinstance(files, Mapping) else None
+        folder = ref.get("dir") or (Path(first_file).parent if first_file else None)
+        return _id_safe(Path(folder).name) if folder else "corpus"
+
+    @property
+    def default_id(self) -> str:
+        """``distilled-<corpus>-<key prefix>``: the encoder id ``encoder=distilled`` gives this student.
+
+        Two students (an in-domain and a general one, or two recipes on one corpus) get two ids, so
+        a report over both shows two rows; the key prefix also works as ``encoder.key=<prefix>``.
+        """
+        return f"{DEFAULT_ID_PREFIX}-{self.corpus_label}-{self.key[:ID_KEY_CHARS]}"
+
+    def settings(self) -> dict[str, Any]:
+        """What the lookup compares: teacher, corpus reference, recipe and the effective run."""
+        lookup = self.lookup
+        recipe = lookup.get("recipe")
+        if recipe is None:  # manifests before the lookup record held the recipe itself
+            made = self.manifest.get("recipe") or {}
+            recipe = recipe_identity(made.get("distill") or {}, made.get("student") or {})
+        return {"teacher": lookup.get("teacher_identity"), "corpus": self.corpus_reference, "recipe": recipe,
+                "effective": self.effective}
+
     def summary(self) -> str:
         eff = self.effective
-        lookup = self.manifest.get("lookup") or {}
-        corpus = (lookup.get("corpus") or {}).get("reference") or {}
-        where = corpus.get("dir") or corpus.get("files") or corpus.get("name")
+        ref = self.corpus_reference
+        where = ref.get("dir") or ref.get("files") or ref.get("name")
         return (
-            f"{self.path}  teacher={self.manifest.get('teacher')}  corpus={where}  "
-            f"recipe={str(lookup.get('recipe_hash', '?'))[:12]}  precision={eff.get('precision')}  "
-            f"world_size={eff.get('world_size')}  global_batch={eff.get('global_batch')}  "
-            f"created={self.manifest.get('created')}"
+            f"key={self.key}  id={self.default_id}  {self.path}  teacher={self.manifest.get('teacher')}  "
+            f"corpus={where}  recipe={str(self.lookup.get('recipe_hash', '?'))[:12]}  "
+            f"precision={eff.get('precision')}  world_size={eff.get('world_size')}  "
+            f"global_batch={eff.get('global_batch')}  created={self.manifest.get('created')}"
         )
+
+
+def classify_command(student: StudentArtifact, extra: tuple[str, ...] = ()) -> str:
+    """The command that classifies with ``student``: its key names it, no distillation setting is repeated."""
+    return " ".join(("python run.py task=classify encoder=distilled", f"encoder.key={student.key}", *extra))
+
+
+def _id_safe(text: str) -> str:
+    """``text`` with every run of characters outside ``[A-Za-z0-9._-]`` replaced by one ``_``."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "corpus"
 
 
 def students_root(cache_dir: str | Path) -> Path:
@@ -101,8 +164,12 @@ def corpus_reference(corpus: Mapping[str, Any]) -> dict[str, Any]:
 def recipe_identity(
     distill: Mapping[str, Any], student: Mapping[str, Any], teacher_head: Mapping[str, Any] | None = None
 ) -> dict[str, Any]:
-    """The distillation recipe, student layout and teacher-head fit, minus keys that never change weights."""
-    recipe = {k: v for k, v in distill.items() if k not in NOT_PART_OF_THE_RECIPE}
+    """The distillation recipe, student layout and teacher-head fit, minus keys that never change weights.
+
+    The loss terms count as ``objective_identity`` says: the running ones, so a new term (off by
+    default) leaves every existing key as it was.
+    """
+    recipe = objective_identity({k: v for k, v in distill.items() if k not in NOT_PART_OF_THE_RECIPE})
     if isinstance(recipe.get("trainer"), Mapping):
         recipe["trainer"] = {k: v for k, v in recipe["trainer"].items() if k not in NOT_PART_OF_THE_RECIPE_TRAINER}
     identity = {"distill": recipe, "student": dict(student)}
@@ -125,10 +192,23 @@ class StudentQuery:
     corpus_reference: dict[str, Any]
     recipe_hash: str
     effective: dict[str, Any] | None = None  # e.g. {"precision": "bf16-mixed", "world_size": 8}
+    recipe: dict[str, Any] | None = None  # the recipe itself (recipe_identity), to name what differs
 
     def describe(self) -> str:
         where = self.corpus_reference.get("dir") or self.corpus_reference.get("files") or self.corpus_reference
         return f"teacher {self.teacher_identity}, corpus {where}, recipe {self.recipe_hash[:12]}"
+
+    def differences(self, student: StudentArtifact) -> list[str]:
+        """``field: student's value -> this query's`` for every setting that keeps ``student`` from matching."""
+        theirs = student.settings()
+        mine = {"teacher": self.teacher_identity, "corpus": self.corpus_reference,
+                "recipe": self.recipe if self.recipe is not None else theirs["recipe"]}
+        theirs["effective"] = {k: theirs["effective"].get(k) for k in (self.effective or {})}
+        mine["effective"] = dict(self.effective or {})
+        differences = setting_differences(mine, theirs)
+        if self.recipe is None and student.lookup.get("recipe_hash") != self.recipe_hash:
+            differences.append(f"recipe hash: {student.lookup.get('recipe_hash')!r} -> {self.recipe_hash!r}")
+        return differences
 
 
 def iter_students(cache_dir: str | Path) -> list[StudentArtifact]:
@@ -160,25 +240,47 @@ def find_students(cache_dir: str | Path, query: StudentQuery) -> list[StudentArt
     return [s for s in iter_students(cache_dir) if _matches(s, query)]
 
 
+def _with_differences(student: StudentArtifact, query: StudentQuery) -> str:
+    differences = query.differences(student) or ["nothing the lookup compares"]
+    return f"\n  - {student.summary()}; differs in: " + "; ".join(differences)
+
+
 def resolve_student(cache_dir: str | Path, query: StudentQuery) -> StudentArtifact:
     """The one student that matches ``query``; none or several is a :class:`StudentLookupError`."""
     matches = find_students(cache_dir, query)
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        same_teacher = [
-            s for s in iter_students(cache_dir)
-            if (s.manifest.get("lookup") or {}).get("teacher_identity") == query.teacher_identity
-        ]
-        listing = "".join(f"\n  - {s.summary()}" for s in same_teacher) or " (none)"
+        others = iter_students(cache_dir)
+        listing = "".join(_with_differences(s, query) for s in others) or " (none)"
         raise StudentLookupError(
             f"No distilled student in {students_root(cache_dir)} for {query.describe()}. Distil it first with "
-            f"the same teacher/corpus/distill settings: `python run.py task=distill ...`, or point at a folder "
-            f"with encoder=path encoder.name_or_path=<student>. Students of this teacher:{listing}"
+            f"the same teacher/corpus/distill settings: `python run.py task=distill ...`, name one with "
+            f"encoder.key=<key>, or point at a folder with encoder=path encoder.name_or_path=<student>. "
+            f"Students in the cache (the arrow shows the student's value -> this command's):{listing}"
         )
     listing = "".join(f"\n  - {s.summary()}" for s in matches)
     raise StudentLookupError(
         f"{len(matches)} students match {query.describe()}; they differ in how they were run. Pick one with "
-        f"encoder.match.precision=<...> / encoder.match.world_size=<...>, or encoder=path "
+        f"encoder.key=<key>, encoder.match.precision=<...> / encoder.match.world_size=<...>, or encoder=path "
         f"encoder.name_or_path=<folder>:{listing}"
     )
+
+
+def student_by_key(cache_dir: str | Path, key: str) -> StudentArtifact:
+    """The student whose key is ``key`` or starts with it, from the manifests alone.
+
+    No teacher, corpus or recipe setting is needed: the key already names one student. A prefix
+    that matches none or several students is a :class:`StudentLookupError` listing the candidates.
+    """
+    key = key.strip()
+    students = iter_students(cache_dir)
+    exact = [s for s in students if s.key == key]
+    matches = exact or ([s for s in students if s.key.startswith(key)] if key else [])
+    if len(matches) == 1:
+        return matches[0]
+    candidates = matches or students
+    listing = "".join(f"\n  - {s.summary()}" for s in candidates) or " (none: run task=distill first)"
+    problem = (f"matches {len(matches)} students; give more characters of the key" if matches
+               else f"matches no student in {students_root(cache_dir)}")
+    raise StudentLookupError(f"encoder.key={key!r} {problem}. Students:{listing}")

@@ -8,7 +8,10 @@ gets in results and reports, e.g. ``TD-DistilmBERT``):
 - ``distilmbert``: ``distilbert-base-multilingual-cased`` from the hub (domain-general baseline);
 - ``path``: any exported student folder (``encoder.name_or_path``);
 - ``distilled``: the student that ``task=distill`` exported for the current teacher, corpus and
-  distill config, found through the students' manifests (``domain_distil/artifacts/students.py``).
+  distill config, found through the students' manifests (``domain_distil/artifacts/students.py``),
+  or the one ``encoder.key`` names (its key or a unique prefix) without repeating those settings.
+  Unless ``encoder.id`` is set, its id is ``distilled-<corpus>-<key prefix>``, so two students
+  never share a row in a report.
 
 The hash (``domain_distil.encoders.encoder_hash``) keys the feature cache and is written to
 ``results.json``; loading goes through the one loader, ``domain_distil.encoders.load_encoder``.
@@ -30,9 +33,12 @@ from domain_distil.artifacts.students import (
     StudentQuery,
     corpus_reference,
     recipe_hash,
+    recipe_identity,
     resolve_student,
+    student_by_key,
     teacher_identity,
 )
+from domain_distil.common.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -58,8 +64,8 @@ class EncoderRef:
 def resolve_encoder(cfg: DictConfig) -> EncoderRef:
     """Turn ``cfg.encoder`` into a concrete model location (``encoder=distilled`` reads manifests only)."""
     enc = cfg.encoder
-    encoder_id = str(enc.id)
-    kind = str(enc.get("kind") or encoder_id)
+    kind = str(enc.get("kind") or enc.id)
+    encoder_id = str(enc.id) if enc.get("id") else kind
     cache_dir = cfg.paths.cache_dir
     revision = enc.get("revision") or None
     local_files_only = bool(enc.get("local_files_only", False))
@@ -70,7 +76,10 @@ def resolve_encoder(cfg: DictConfig) -> EncoderRef:
         revision = cfg.teacher.get("revision") or None
         local_files_only = bool(cfg.teacher.get("local_files_only", False))
     elif kind == "distilled":
-        name_or_path = str(find_distilled_student(cfg).path)
+        student = distilled_student(cfg)
+        name_or_path = str(student.path)
+        encoder_id = str(enc.id) if enc.get("id") else student.default_id
+        log.info("encoder=distilled: student %s (id %s)", student.path, encoder_id)
     elif kind in ("distilmbert", "path"):
         name_or_path = enc.get("name_or_path")
         if not name_or_path:
@@ -118,14 +127,27 @@ def student_query(cfg: DictConfig) -> StudentQuery:
     teacher_path = resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     match = cfg.encoder.get("match")
+    recipe_args = (plain(cfg.distill), plain(cfg.student), plain(cfg.teacher).get("mlm_head"))
     return StudentQuery(
         teacher_identity=teacher_identity(teacher_path, cfg.teacher.get("revision"), cfg.paths.cache_dir),
         corpus_reference=corpus_reference(plain(cfg.corpus)),
-        recipe_hash=recipe_hash(plain(cfg.distill), plain(cfg.student), plain(cfg.teacher).get("mlm_head")),
+        recipe_hash=recipe_hash(*recipe_args),
         effective=plain(match) if match else None,
+        recipe=recipe_identity(*recipe_args),
     )
 
 
 def find_distilled_student(cfg: DictConfig) -> StudentArtifact:
-    """``encoder=distilled``: the student whose manifest matches this config (``task=distill`` made it)."""
+    """The student whose manifest matches this config's teacher, corpus and recipe (``task=distill`` made it)."""
     return resolve_student(cfg.paths.cache_dir, student_query(cfg))
+
+
+def distilled_student(cfg: DictConfig) -> StudentArtifact:
+    """``encoder=distilled``: the student ``encoder.key`` names, else the one this config's settings made."""
+    key = cfg.encoder.get("key")
+    if key is None or key == "":
+        return find_distilled_student(cfg)
+    if isinstance(key, float | bool):  # Hydra reads 1e5 as a number: 100000.0 is not a key prefix
+        raise ConfigError(f"encoder.key={key!r} was read as a number, not a student key; quote it "
+                          f"(encoder.key=\"'<key>'\") or give more characters of the key")
+    return student_by_key(cfg.paths.cache_dir, str(key))

@@ -15,6 +15,7 @@ are dropped), so translated data never inflates a reported score.
 from __future__ import annotations
 
 import logging
+from collections import Counter
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache
@@ -24,6 +25,7 @@ from typing import Any
 import torch
 
 from domain_distil.classification.metrics import THRESHOLD_MODES
+from domain_distil.common.configs import group_options
 from domain_distil.common.errors import ConfigError, UserInputError
 from domain_distil.common.hashing import hash_file, hash_object
 from domain_distil.common.records import iter_records
@@ -139,9 +141,11 @@ class TaskSplits:
         return target
 
     def content_hash(self) -> str:
-        """Hash of every kept row (text, labels, split, source), in order: the job's data identity."""
-        return hash_object({split: [(ex.text, ex.labels, ex.source) for ex in rows]
-                            for split, rows in self.splits.items()})
+        """Hash of every kept row (text, labels, split, source), in order, and of the label set: the
+        job's data identity. The label set is the head's output order; read from the files, it can
+        change through another language's rows while this language's rows stay the same."""
+        rows = {split: [(ex.text, ex.labels, ex.source) for ex in kept] for split, kept in self.splits.items()}
+        return hash_object({"labels": list(self.spec.labels), **rows})
 
     def counts(self) -> dict[str, int]:
         return {split: len(rows) for split, rows in self.splits.items()}
@@ -257,16 +261,17 @@ def parse_row(raw: dict[str, Any], path: Path, line: int, spec: TaskSpec) -> Exa
 
 def labels_from_files(rows: Sequence[tuple[Path, int, dict[str, Any]]], spec: TaskSpec) -> TaskSpec:
     """``spec`` with the label set the task files use: sorted; a binary task's positive label first."""
-    found: set[str] = set()
+    uses: Counter[str] = Counter()
+    first_at: dict[str, str] = {}  # label -> "file:line" of its first row
     for path, line, raw in rows:
-        found.update(_raw_labels(raw, f"{path}:{line}", spec, csv_file=path.suffix == ".csv"))
+        where = f"{path}:{line}"
+        for label in _raw_labels(raw, where, spec, csv_file=path.suffix == ".csv"):
+            uses[label] += 1
+            first_at.setdefault(label, where)
+    found = set(uses)
     names = ", ".join(sorted({str(path) for path, _, _ in rows}))
     if spec.type == "binary":
-        if spec.positive_label not in found or len(found) != 2:
-            raise TaskFileError(
-                f"{names}: a binary task needs exactly 2 labels, one of them cls_task.positive_label="
-                f"{spec.positive_label!r}; the files use {sorted(found)}"
-            )
+        check_binary_labels(uses, first_at, spec, names)
         labels = (spec.positive_label, *sorted(found - {spec.positive_label}))
     else:
         if not found:
@@ -274,6 +279,26 @@ def labels_from_files(rows: Sequence[tuple[Path, int, dict[str, Any]]], spec: Ta
         labels = tuple(sorted(found))
     log.info("%s: %d labels from the task files: %s", spec.name, len(labels), list(labels))
     return replace(spec, labels=labels)
+
+
+def check_binary_labels(uses: Counter[str], first_at: Mapping[str, str], spec: TaskSpec, names: str) -> None:
+    """A binary task's files use exactly two labels, one of them the positive label.
+
+    A third label is most likely a typo of one of the others ("Spam" beside "spam"): the message
+    names the rarest one at its first line, so the user can fix that row.
+    """
+    used = ", ".join(f"{label!r} ({count} rows)" for label, count in sorted(uses.items()))
+    if len(uses) > 2:
+        rare = min(sorted(uses), key=lambda label: uses[label])
+        raise TaskFileError(
+            f"{first_at[rare]}: label {rare!r} makes a third label, but a binary task has exactly 2; "
+            f"the files use {used}: fix the rows with {rare!r}, or use cls_task=multilabel"
+        )
+    if spec.positive_label not in uses or len(uses) != 2:
+        raise TaskFileError(
+            f"{names}: a binary task needs exactly 2 labels, one of them cls_task.positive_label="
+            f"{spec.positive_label!r}; the files use {used or 'no label'}"
+        )
 
 
 def check_unique_ids(examples: Sequence[Example]) -> None:
@@ -338,10 +363,19 @@ def split_language(examples: Sequence[Example], lang: str, spec: TaskSpec, paths
     """The rows of ``lang``: train on ``spec.train_sources``, evaluate on natural rows only."""
     if spec.languages is not None and lang not in spec.languages:
         raise TaskFileError(f"unknown language {lang!r} for task {spec.name!r} (has {list(spec.languages)})")
+    # A row in none of the known languages ('en', 'deu') would be read by no job of any sweep.
+    known = spec.languages or (*group_options("lang"), lang)
     splits: dict[str, list[Example]] = {split: [] for split in SPLITS}
     dropped = 0
+    other_languages: Counter[str] = Counter()
     for example in examples:
         if example.lang != lang:
+            if example.lang not in known:
+                raise TaskFileError(
+                    f"{example.origin}: unknown language {example.lang!r}; the known languages are "
+                    f"{', '.join(known)} (a task in other languages lists its codes in cls_task.languages)"
+                )
+            other_languages[example.lang] += 1
             continue
         allowed = spec.train_sources if example.split == "train" else ("natural",)
         if example.source in allowed:
@@ -351,6 +385,10 @@ def split_language(examples: Sequence[Example], lang: str, spec: TaskSpec, paths
     if dropped:
         log.info("%s/%s: %d translated val/test rows left out (evaluation uses natural data only)",
                  spec.name, lang, dropped)
+    if other_languages:
+        log.info("%s/%s: %d rows of other languages not used by this job (each job reads one language): %s",
+                 spec.name, lang, other_languages.total(),
+                 ", ".join(f"{code} {count}" for code, count in sorted(other_languages.items())))
     names = ", ".join(str(p) for p in paths)
     for split, rows in splits.items():
         if not rows:

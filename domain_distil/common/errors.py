@@ -27,11 +27,23 @@ class ConfigError(UserInputError):
     """A config value is missing or out of range; the message names the key (``cls_task.labels``)."""
 
 
-def exit_on_user_input_error(error: UserInputError) -> NoReturn:
+class RunInterrupted(SystemExit):
+    """A run stopped on a signal after saving what it needs to continue; its message says how.
+
+    A ``SystemExit`` (status 128 + signal) so that no ``except Exception`` swallows it. The command
+    line prints the message on stderr as it passes; ``announce`` is false on all ranks but one of a
+    multi-process run, so the line appears once.
+    """
+
+    announce: bool = True
+
+
+def exit_on_user_input_error(error: UserInputError, whole_command: bool = False) -> NoReturn:
     """What the command line does with a :class:`UserInputError` raised by a task.
 
     - ``HYDRA_FULL_ERROR=1``: re-raise, so Hydra prints the full traceback.
-    - A single run: print ``error: <message>`` as one line on stderr and exit with status 2.
+    - A single run, or an error that stops the whole command before any job (``whole_command``):
+      print ``error: <message>`` as one line on stderr and exit with status 2.
     - A job of a Hydra multirun: ``SystemExit`` is not an ``Exception``, so it would escape Hydra's
       launcher and silently skip every job after this one. Instead the one line goes to the job's
       log and a compact Hydra error is raised: the launcher records the job as failed, runs the
@@ -44,7 +56,7 @@ def exit_on_user_input_error(error: UserInputError) -> NoReturn:
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise error
     message = error.one_line()
-    if _in_multirun():
+    if _in_multirun() and not whole_command:
         import logging
 
         from hydra.errors import CompactHydraException

@@ -6,8 +6,8 @@ is unique to this process, and rename it into place in one step. Readers never s
 entry, and two builders produce one valid entry instead of two interleaved ones.
 
 ``filelock`` locks with ``fcntl.flock``: the kernel drops the lock when its process dies, so a
-SIGKILLed builder never leaves a stale lock behind. ``build_entry`` removes its lock file before
-releasing it, so a finished cache holds only its entries.
+SIGKILLed builder never leaves a stale lock behind. ``entry_lock`` removes its lock file before
+releasing it, after a build that succeeded or failed, so a cache holds only its entries.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ def _held_paths() -> set[Path]:
 def entry_lock(target: str | Path, timeout: float = -1) -> Iterator[None]:
     """Hold the exclusive build lock of ``target`` (waits for another builder; ``timeout=-1``: forever).
 
-    Re-entrant within one thread: a nested ``entry_lock`` on the same target returns at once.
+    Re-entrant within one thread: a nested ``entry_lock`` on the same target returns at once. The
+    outermost one removes the lock file on the way out, whether the work inside succeeded or not.
     """
     target = Path(target)
     path = lock_path(target).absolute()
@@ -65,6 +66,12 @@ def entry_lock(target: str | Path, timeout: float = -1) -> Iterator[None]:
             yield
         finally:
             held.discard(path)
+            # The lock file goes while we still hold it, so a cache holds only entries. filelock
+            # (>= 4) re-opens the path when the inode it finally locked has been unlinked, so every
+            # waiter ends up on one lock file again; with an older filelock two waiters could build
+            # at once after a failed build, and build_entry's check before its rename keeps the
+            # first complete entry instead of replacing it.
+            path.unlink(missing_ok=True)
 
 
 def private_temp_path(target: str | Path) -> Path:
@@ -89,25 +96,17 @@ def build_entry(
     if complete(target):
         return target
     with entry_lock(target):
+        if complete(target):  # another process built it while we waited for the lock
+            return target
+        tmp = private_temp_path(target)
+        tmp.mkdir(parents=True)
         try:
-            if complete(target):  # another process built it while we waited for the lock
-                return target
-            tmp = private_temp_path(target)
-            tmp.mkdir(parents=True)
-            try:
-                build(tmp)
-                if not complete(target):  # see below: a racing builder may have won; keep its entry
-                    if target.exists():  # an incomplete entry from an older version or a crash
-                        shutil.rmtree(target) if target.is_dir() else target.unlink()
-                    os.replace(tmp, target)
-            finally:
-                if tmp.exists():
-                    shutil.rmtree(tmp, ignore_errors=True)
+            build(tmp)
+            if not complete(target):  # a racing builder may have won (entry_lock): keep its entry
+                if target.exists():  # an incomplete entry from an older version or a crash
+                    shutil.rmtree(target) if target.is_dir() else target.unlink()
+                os.replace(tmp, target)
         finally:
-            # The lock file goes while we still hold it, so a finished cache holds only entries.
-            # filelock (>= 4) re-opens the path when the inode it finally locked has been unlinked,
-            # so every waiter ends up on one lock file again; with an older filelock two waiters
-            # could build at once after a failed build, and the check before the rename above
-            # keeps the first complete entry instead of replacing it.
-            lock_path(target).unlink(missing_ok=True)
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -5,6 +5,10 @@
 overflows the 255-byte file-name limit as soon as an override holds file lists or labels, and its
 ``=`` and ``,`` make the folder impossible to pass back to Hydra unquoted. The full overrides are in
 ``<job folder>/.hydra/overrides.yaml``, written by Hydra for every job.
+
+``${distill_precision:${trainer.accelerator},${trainer.precision}}`` is the distillation's precision
+(``conf/distill/default.yaml``): bf16-mixed on a CPU with bf16 units, else the trainer group's
+(``common/cpu.py: distill_precision``).
 """
 
 from __future__ import annotations
@@ -13,6 +17,8 @@ import hashlib
 from typing import Any
 
 from omegaconf import OmegaConf
+
+from domain_distil.common.cpu import distill_precision
 
 HASH_PREFIX = "h"  # a letter first: a name of hex digits only could read as a number to Hydra
 HASH_HEX_DIGITS = 7
@@ -36,7 +42,7 @@ def overrides_hash(*, _root_: Any) -> str:
     return short_hash(str(dirname))
 
 
-_RESOLVERS = {"overrides_hash": overrides_hash}
+_RESOLVERS = {"overrides_hash": overrides_hash, "distill_precision": distill_precision}
 
 
 def register_resolvers() -> None:

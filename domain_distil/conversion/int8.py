@@ -31,6 +31,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from domain_distil.common.cpu import CPUINFO, cpu_flags
 from domain_distil.common.hashing import hash_object, short
 
 METHODS = ("blockwise", "dynamic")
@@ -92,15 +93,12 @@ class Int8Settings:
 _INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
-def int8_instructions(cpuinfo: Path = Path("/proc/cpuinfo")) -> str:
+def int8_instructions(cpuinfo: Path = CPUINFO) -> str:
     """Which int8 dot-product instructions this CPU has, in words, for benchmark lines: int8's
     speed-up over fp32 depends on them (about 2x the multiply rate with AVX2 alone, 4x with VNNI)."""
-    if not cpuinfo.is_file():
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
         return "unknown int8 instructions (no /proc/cpuinfo)"
-    flags = set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
     found = [flag for flag in _INT8_FLAGS if flag in flags]
     if found:
         return ", ".join(found)

@@ -66,7 +66,24 @@ def discover_files(
             f"The corpus is empty: no {'/'.join(SUFFIXES)} files in corpus.dir={directory} and corpus.files is empty. "
             "Point corpus.dir at a folder of <lang>.txt files (one document per line)."
         )
+    for lang, paths in found.items():
+        for path in paths:
+            refuse_empty_file(path, lang)
     return found
+
+
+def refuse_empty_file(path: Path, lang: str) -> None:
+    """A corpus file without a single byte of text is a mistake (an export that failed, a wrong
+    file): say so by name before any work, instead of distilling with one language fewer."""
+    with _open_binary(path) as raw:
+        try:
+            empty = not raw.read(1)
+        except (EOFError, gzip.BadGzipFile, zlib.error) as error:
+            raise CorpusError(f"{path}: truncated or corrupt gzip stream ({error})") from None
+    if empty:
+        raise CorpusError(f"{path}: the corpus file of language {lang!r} is empty (0 bytes"
+                          f"{' uncompressed' if path.name.endswith('.gz') else ''}); add its text "
+                          "(one document per line) or remove the file")
 
 
 def _open_binary(path: Path) -> IO[bytes]:

@@ -9,9 +9,10 @@ Layout of a built corpus (``<cache_dir>/corpus/<hash>/``)::
     <lang>/stats.json         documents, kept sequences and tokens, drops with their reasons, warnings
 
 Building happens under the entry's lock (``common.locking``) in ``.<hash>.partial/``: each
-language is written to a private temp folder and renamed into it when complete, so a killed
-run resumes at the next unfinished language; when all are there, ``meta.json`` is written and the
-whole folder is renamed to ``<hash>/`` in one step. Readers never see a half-built corpus, and
+language is written to a private temp folder and renamed into it when complete, so a killed or
+interrupted run resumes at the next unfinished language; when all are there, ``meta.json`` is
+written and the whole folder is renamed to ``<hash>/`` in one step. A build that fails (bad input)
+removes its partial folder, and the lock file goes in either case. Readers never see a half-built corpus, and
 two processes building the same corpus produce one. ids are int32 because mBERT's vocabulary
 (119,547) does not fit in uint16 (the 2019 script's silent corruption, issue #2825).
 
@@ -31,6 +32,7 @@ import weakref
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from transformers import PreTrainedTokenizerBase
@@ -41,7 +43,7 @@ from domain_distil.common.locking import entry_lock, private_temp_path
 from domain_distil.common.progress import progress
 from domain_distil.corpus.encoding import Batch, document_batches, encoded_batches
 from domain_distil.corpus.reader import ENCODING_ERRORS, SEPARATORS, CorpusError, uncompressed_size
-from domain_distil.corpus.stats import LanguageStats
+from domain_distil.corpus.stats import LanguageStats, document_unit, short_drop_summary
 
 log = logging.getLogger(__name__)
 
@@ -146,12 +148,21 @@ def corpus_key(
     )
 
 
+class Chunks(NamedTuple):
+    """One document's chunks after filtering, and what the filters dropped."""
+
+    kept: list[list[int]]
+    short: int  # chunks shorter than min_seq_length
+    unk: int  # chunks mostly [UNK]
+    short_tokens: int  # tokens in the short chunks ([CLS]/[SEP] included)
+
+
 def split_and_filter(
     ids: list[int], cls_id: int, sep_id: int, unk_id: int | None, settings: ShardSettings
-) -> tuple[list[list[int]], int, int]:
+) -> Chunks:
     """Wrap one document in [CLS] ... [SEP], cut it into <= max_seq_length chunks, drop bad ones.
 
-    Returns ``(kept_sequences, n_dropped_short, n_dropped_unk)``. Long sequences are cut into
+    Long sequences are cut into
     consecutive pieces of ``max_seq_length - 2`` over the full sequence, and each piece gets
     [CLS]/[SEP] added unless it already starts/ends with them (the reference's order).
     """
@@ -169,15 +180,16 @@ def split_and_filter(
             if piece[-1] != sep_id:
                 piece = [*piece, sep_id]
             pieces.append(piece)
-    kept, short, unk = [], 0, 0
+    kept, short, unk, short_tokens = [], 0, 0, 0
     for piece in pieces:
         if len(piece) < settings.min_seq_length:
             short += 1
+            short_tokens += len(piece)
         elif unk_id is not None and piece.count(unk_id) / len(piece) >= settings.max_unk_ratio:
             unk += 1
         else:
             kept.append(piece)
-    return kept, short, unk
+    return Chunks(kept, short, unk, short_tokens)
 
 
 class _ShardWriter:
@@ -256,10 +268,12 @@ class _LanguageTokens:
         stats = self.stats
         stats.documents += 1
         stats.add_document_length(len(ids) + 2)
-        kept, short, unk = split_and_filter(ids, *self.ids, self.settings)
+        kept, short, unk, short_tokens = split_and_filter(ids, *self.ids, self.settings)
         stats.dropped_short += short
+        stats.dropped_short_tokens += short_tokens
         stats.dropped_unk += unk
         stats.documents_without_sequence += not kept
+        stats.documents_too_short += not kept and not unk  # every chunk under min_seq_length
         for n_kept, seq in enumerate(kept):
             # Whole chunks, first that does not fit ends the language: kept tokens are within
             # one chunk of the budget whatever the text.
@@ -310,6 +324,9 @@ def _tokenise_language(
                     break
     finally:
         writer.close()
+    if tokens.stats.documents == 0:  # only blank lines (an empty file is refused when it is found)
+        raise CorpusError(f"{', '.join(map(str, paths))}: the corpus of language {lang!r} is empty: "
+                          f"{tokens.stats.empty_lines} blank lines and no text")
     tokens.stats.finish(lang, settings.min_seq_length, settings.document_separator)
     return tokens.counts, tokens.stats
 
@@ -345,12 +362,18 @@ def build_corpus(
             log.info("Corpus cache hit (built by another process): %s", root)
             return root
         partial = _resumable_partial(root)
-        for lang, paths in sorted(files_by_lang.items()):
-            if (partial / lang / "stats.json").exists():
-                log.info("Corpus %s: language %s already tokenised, skipping", root.name, lang)
-                continue
-            _build_language(lang, paths, tokenizer, settings, partial / lang, num_workers)
-        _write_meta(partial, key, files_by_lang, tokenizer, settings)
+        try:
+            for lang, paths in sorted(files_by_lang.items()):
+                if (partial / lang / "stats.json").exists():
+                    log.info("Corpus %s: language %s already tokenised, skipping", root.name, lang)
+                    continue
+                _build_language(lang, paths, tokenizer, settings, partial / lang, num_workers)
+            _write_meta(partial, key, files_by_lang, tokenizer, settings)
+        except Exception:
+            # A bad file or setting: fixing it changes the key, so nothing would ever resume this
+            # folder. A killed or interrupted build (same input, BaseException) keeps it to resume.
+            shutil.rmtree(partial, ignore_errors=True)
+            raise
         os.replace(partial, root)
     return root
 
@@ -406,13 +429,14 @@ def _write_meta(
     )
     for lang, s in languages.items():
         log.info(
-            "Corpus %s: %d documents -> %d sequences (%d tokens%s); dropped %d short, %d mostly-[UNK], "
+            "Corpus %s: %d documents -> %d sequences (%d tokens%s); %s; dropped %d short, %d mostly-[UNK], "
             "%d over budget chunks; %d empty lines",
             lang,
             s["documents"],
             s["sequences"],
             s["tokens"],
             f" of a {s['budget_tokens']} budget" if s["budget_tokens"] is not None else "",
+            short_drop_summary(s, settings.min_seq_length, document_unit(settings.document_separator)),
             s["dropped_short"],
             s["dropped_unk"],
             s["dropped_over_budget"],

@@ -19,7 +19,7 @@ _ROOT = _PACKAGE.parent
 # Source files whose content can change the demo's tables (relative to the checkout / site-packages).
 CODE_GLOBS = (
     "domain_distil/demo/**/*.py",
-    "domain_distil/modeling/*.py",
+    "domain_distil/modeling/**/*.py",  # objectives/ decides the loss
     "domain_distil/corpus/*.py",
     "domain_distil/classification/*.py",
     "domain_distil/analysis/*.py",

@@ -10,10 +10,12 @@ predictor together, i.e. one encoder pass for all of them, each request keeping 
 filters. The model runs in a single worker thread, off the event loop, so the server keeps
 accepting (and validating) requests while a batch is computed.
 
-Errors: 400 malformed JSON; 413 body over ``max_body_bytes``, more than ``max_texts`` texts or a
-text over ``max_chars`` characters; 422 wrong schema, empty text, unknown task or language; 503
-(with ``Retry-After``) when more than ``max_pending`` texts are already waiting, so an overload
-sheds requests instead of queueing without bound. The body is ``{"detail": "<message>"}``.
+Errors: 400 malformed or too deeply nested JSON; 415 a body not declared as JSON (``Content-Type``
+``application/json`` or ``application/*+json``); 413 body over ``max_body_bytes``, more than
+``max_texts`` texts or a text over ``max_chars`` characters; 422 wrong schema, empty text, unknown
+task or language; 503 (with ``Retry-After``) when more than ``max_pending`` texts are already
+waiting, so an overload sheds requests instead of queueing without bound. The body is
+``{"detail": "<message>"}``.
 
 Graceful shutdown (SIGINT/SIGTERM, or ``server.should_exit``): uvicorn stops accepting connections
 and waits for requests in flight; then the lifespan shutdown stops the batcher, whose queue is
@@ -158,6 +160,23 @@ class DynamicBatcher:
                 start += len(pending.texts)
 
 
+def _is_json_media_type(content_type: str | None) -> bool:
+    """``application/json`` or a ``+json`` type (``application/problem+json``), any parameters
+    (``; charset=utf-8``): what a client that sends JSON declares. Anything else, a missing header
+    included, is refused, so a form post or plain text is never guessed at."""
+    media_type = (content_type or "").split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+def _parse_json(body: bytes) -> Any:
+    try:
+        return json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise HTTPException(400, f"malformed JSON body: {error}") from None
+    except RecursionError:  # the parser recurses once per nesting level; the schema needs two
+        raise HTTPException(400, "JSON body nested too deeply: expected {\"texts\": [str, ...], ...}") from None
+
+
 async def _read_body(request: Request, limit: int) -> bytes:
     declared = request.headers.get("content-length")
     if declared is not None and declared.isdigit() and int(declared) > limit:
@@ -214,12 +233,11 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Outputs]:
-        body = await _read_body(request, settings.max_body_bytes)
-        try:
-            payload = json.loads(body)
-        except (json.JSONDecodeError, UnicodeDecodeError) as error:
-            raise HTTPException(400, f"malformed JSON body: {error}") from None
-        parsed = _validate(payload, settings)
+        content_type = request.headers.get("content-type")
+        if not _is_json_media_type(content_type):
+            declared = f"content type {content_type!r} is not JSON" if content_type else "no content type"
+            raise HTTPException(415, f"{declared}; send the body with Content-Type: application/json")
+        parsed = _validate(_parse_json(await _read_body(request, settings.max_body_bytes)), settings)
         try:
             keys = predictor.select(parsed.lang, parsed.task)
         except UnknownFilterError as error:

@@ -5,20 +5,27 @@ changes the weights, so a run restarted with *any* recipe change looks in anothe
 work folder therefore carries ``run.json``: the identity the key hashes (teacher, corpus, recipe
 hash, effective run) and the recipe itself. When ``ckpt_path=last`` finds no ``last.ckpt``, the
 error lists the work folders of the same teacher and corpus and which settings differ, instead
-of silently training from scratch.
+of silently training from scratch. A folder of the same teacher whose configured corpus is the same
+(``corpus_reference``) but whose tokens differ is listed too: its corpus content changed.
+
+Every refusal is a :class:`~domain_distil.common.errors.ConfigError` (``ckpt_path`` is a setting):
+the command line prints it as one line, exit status 2.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
 import time
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from callbacks.resumable_checkpoint import LAST_CHECKPOINT, read_last_record
+from domain_distil.artifacts.manifest import setting_differences
+from domain_distil.common.errors import ConfigError
+from domain_distil.common.io import write_json
 
 log = logging.getLogger(__name__)
 
@@ -26,21 +33,31 @@ RUN_RECORD = "run.json"
 CHECKPOINTS_DIR = "checkpoints"
 
 
-class ResumeCheckpointNotFound(FileNotFoundError):
-    """``ckpt_path`` names nothing this run can resume from; the message says what exists instead."""
+class ResumeCheckpointNotFound(ConfigError, FileNotFoundError):
+    """``ckpt_path`` names nothing this run can resume from; the message says what exists instead.
+
+    Still a ``FileNotFoundError`` for callers that catch that.
+    """
 
 
-def write_run_record(work_dir: str | Path, identity: Mapping[str, Any], recipe: Mapping[str, Any]) -> Path:
-    """Write ``run.json`` (temp file + rename). ``identity`` must hold ``teacher`` and ``corpus``."""
+class CorruptCheckpoint(ConfigError):
+    """``ckpt_path`` names a file that is not a complete checkpoint (cut short or damaged)."""
+
+
+def write_run_record(
+    work_dir: str | Path,
+    identity: Mapping[str, Any],
+    recipe: Mapping[str, Any],
+    corpus_reference: Mapping[str, Any] | None = None,
+) -> Path:
+    """Write ``run.json`` (temp file + rename). ``identity`` must hold ``teacher`` and ``corpus`` (its
+    content hash); ``corpus_reference`` is the corpus as configured, which survives a content change."""
     work_dir = Path(work_dir)
-    work_dir.mkdir(parents=True, exist_ok=True)
     path = work_dir / RUN_RECORD
-    payload = {"identity": dict(identity), "recipe": dict(recipe)}
+    payload = {"identity": dict(identity), "recipe": dict(recipe), "corpus_reference": corpus_reference}
     previous = read_run_record(work_dir)
     payload["created"] = (previous or {}).get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    temp = path.with_name(f".{RUN_RECORD}.{os.getpid()}.tmp")
-    temp.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
-    os.replace(temp, path)
+    write_json(path, payload)
     return path
 
 
@@ -49,41 +66,37 @@ def read_run_record(work_dir: str | Path) -> dict[str, Any] | None:
     return json.loads(path.read_text()) if path.exists() else None
 
 
-def _flatten(value: Any, prefix: str = "") -> dict[str, Any]:
-    if isinstance(value, Mapping):
-        flat: dict[str, Any] = {}
-        for key, item in value.items():
-            flat.update(_flatten(item, f"{prefix}.{key}" if prefix else str(key)))
-        return flat
-    return {prefix: value}
-
-
 def run_differences(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
     """``field: theirs -> mine`` for every recipe or effective-run setting that differs."""
 
     def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
         effective = (record.get("identity") or {}).get("effective")
-        return _flatten({"recipe": record.get("recipe") or {}, "effective": effective or {}})
+        return {"recipe": record.get("recipe") or {}, "effective": effective or {}}
 
-    a, b = comparable(mine), comparable(theirs)
-    missing = object()
-    return [
-        f"{key}: {b.get(key, '<unset>')!r} -> {a.get(key, '<unset>')!r}"
-        for key in sorted(set(a) | set(b))
-        if a.get(key, missing) != b.get(key, missing)
-    ]
+    return setting_differences(comparable(mine), comparable(theirs))
 
 
-def sibling_runs(work_dir: str | Path, identity: Mapping[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
-    """Other work folders next to ``work_dir`` with the same teacher and corpus, oldest first."""
+def _same_corpus(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> bool:
+    """The same tokens (content hash), or the same configured corpus whose content has changed."""
+    if (mine.get("identity") or {}).get("corpus") == (theirs.get("identity") or {}).get("corpus"):
+        return True
+    reference = mine.get("corpus_reference")
+    return reference is not None and reference == theirs.get("corpus_reference")
+
+
+def sibling_runs(work_dir: str | Path, mine: Mapping[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
+    """Other work folders next to ``work_dir`` with the same teacher and corpus, oldest first.
+
+    ``mine`` is this run's record (``identity``, ``recipe``, ``corpus_reference``), as in ``run.json``.
+    """
     work_dir = Path(work_dir)
+    teacher = (mine.get("identity") or {}).get("teacher")
     found = []
     for folder in sorted(work_dir.parent.glob("*.work")) if work_dir.parent.is_dir() else []:
         record = read_run_record(folder)
         if folder == work_dir or record is None:
             continue
-        theirs = record.get("identity") or {}
-        if theirs.get("teacher") == identity.get("teacher") and theirs.get("corpus") == identity.get("corpus"):
+        if (record.get("identity") or {}).get("teacher") == teacher and _same_corpus(mine, record):
             found.append((folder, record))
     return sorted(found, key=lambda item: str(item[1].get("created", "")))
 
@@ -92,20 +105,51 @@ def _describe_sibling(folder: Path, record: Mapping[str, Any], mine: Mapping[str
     last = read_last_record(folder / CHECKPOINTS_DIR)
     has_last = (folder / CHECKPOINTS_DIR / LAST_CHECKPOINT).exists()
     where = f"last.ckpt at step {last.get('step')}" if has_last and last else "last.ckpt" if has_last else "no last.ckpt"
-    differences = run_differences(mine, record) or ["nothing in the recipe (same settings)"]
+    differences = run_differences(mine, record)
+    theirs_corpus, my_corpus = (record.get("identity") or {}).get("corpus"), (mine.get("identity") or {}).get("corpus")
+    if theirs_corpus != my_corpus:
+        differences.insert(0, f"the corpus content differs from the run's (corpus {theirs_corpus} -> {my_corpus})")
     return f"\n  - {folder} ({where}, created {record.get('created')}); differs in:" + "".join(
-        f"\n      {line}" for line in differences
+        f"\n      {line}" for line in differences or ["nothing in the recipe (same settings)"]
+    )
+
+
+def check_checkpoint_file(path: Path, ckpt_path: str) -> None:
+    """Refuse a checkpoint that is cut short or damaged, before any weight is loaded.
+
+    A PyTorch checkpoint is a zip archive with a CRC per member; ``torch.load`` does not check them,
+    so a flipped byte would load silently and a truncated file fails deep inside Lightning.
+    """
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+        problem = f"member {damaged} fails its checksum" if damaged is not None else None
+    except (zipfile.BadZipFile, OSError, EOFError) as error:
+        problem = f"not a complete PyTorch checkpoint: {error}"
+    if problem is None:
+        return
+    others = sorted(p.name for p in path.parent.glob("*.ckpt") if p.name != path.name and not p.samefile(path))
+    raise CorruptCheckpoint(
+        f"ckpt_path={ckpt_path}: {path} is cut short or damaged ({problem}). "
+        + (f"Other checkpoints in {path.parent}: {', '.join(others)}; pass one as ckpt_path=<file>, or start "
+           if others else "Start ")
+        + "afresh without ckpt_path."
     )
 
 
 def resolve_resume_checkpoint(
-    ckpt_path: str | None, work_dir: str | Path, identity: Mapping[str, Any], recipe: Mapping[str, Any]
+    ckpt_path: str | None,
+    work_dir: str | Path,
+    identity: Mapping[str, Any],
+    recipe: Mapping[str, Any],
+    corpus_reference: Mapping[str, Any] | None = None,
 ) -> str | None:
     """The checkpoint file to pass to ``Trainer.fit(ckpt_path=...)``, checked before any weight is loaded.
 
     ``None``: start fresh (warns when this run folder already holds an interrupted run).
     ``"last"``: this run folder's ``last.ckpt``, or :class:`ResumeCheckpointNotFound` listing the run
     folders of the same teacher and corpus and which settings differ. Anything else: an existing file.
+    A file that is cut short or damaged raises :class:`CorruptCheckpoint`.
     """
     work_dir = Path(work_dir)
     last = work_dir / CHECKPOINTS_DIR / LAST_CHECKPOINT
@@ -119,13 +163,15 @@ def resolve_resume_checkpoint(
         path = Path(str(ckpt_path)).expanduser()
         if not path.is_file():
             raise ResumeCheckpointNotFound(f"ckpt_path={ckpt_path}: no such checkpoint file")
+        check_checkpoint_file(path, str(ckpt_path))
         return str(path)
     if last.exists():
+        check_checkpoint_file(last, "last")
         record = read_last_record(last.parent) or {}
         log.info("Resuming from %s (optimizer step %s, written on %s)", last, record.get("step"), record.get("reason"))
         return str(last)
-    mine = {"identity": dict(identity), "recipe": dict(recipe)}
-    siblings = sibling_runs(work_dir, identity)
+    mine = {"identity": dict(identity), "recipe": dict(recipe), "corpus_reference": corpus_reference}
+    siblings = sibling_runs(work_dir, mine)
     listing = "".join(_describe_sibling(folder, record, mine) for folder, record in siblings)
     raise ResumeCheckpointNotFound(
         f"ckpt_path=last: this recipe's run folder {work_dir} has no {CHECKPOINTS_DIR}/{LAST_CHECKPOINT}, so there is "

@@ -1,8 +1,9 @@
 """The classification stage: one self-attention classifier for one (task, language, encoder, seed).
 
-Order of work: validate the task files (fails in seconds, before any model is read), skip when the
-job folder already holds an identical finished job, resolve the encoder (an artifact reference, no
-distillation here), get features (cache) or token ids, train with the best checkpoint chosen on
+Order of work: validate the task files (fails in seconds, before any model is read), resolve the
+encoder (an artifact reference and its memoised content hash, no distillation and no weights read
+here), skip when the job folder already holds a finished job of this config, data *and* encoder
+hash, get features (cache) or token ids, train with the best checkpoint chosen on
 validation F1, optionally tune the threshold on validation, test with the best checkpoint, write
 ``results.json``. A failing job still writes ``results.json`` with ``status: failed`` and the
 error, then re-raises. Classification is single-process: a trainer with world size > 1 is refused
@@ -144,11 +145,14 @@ def _tune(trainer: L.Trainer, module: ClassifierModule, datamodule: TaskDataModu
     return threshold, f1
 
 
-def finished_record(output_dir: Path, config: dict[str, Any], data_hash: str) -> dict[str, Any] | None:
-    """The ``results.json`` of a finished run of this exact config and data in ``output_dir``, if any.
+def finished_record(output_dir: Path, config: dict[str, Any], data_hash: str,
+                    encoder_hash: str) -> dict[str, Any] | None:
+    """The ``results.json`` of a finished run of this exact config, data and encoder in ``output_dir``.
 
     Re-running a killed sweep into its folder (``hydra.sweep.dir=<old sweep>``) then only runs the
-    jobs that are missing or failed.
+    jobs that are missing or failed. The config alone is not enough: ``encoder=path`` (or
+    ``distilled``) names a folder whose weights may have been retrained in place since, so the
+    resolved encoder's content hash must match too.
     """
     path = output_dir / RESULTS_FILE
     if not path.is_file():
@@ -157,7 +161,8 @@ def finished_record(output_dir: Path, config: dict[str, Any], data_hash: str) ->
         record = read_json(path)
     except ValueError:
         return None
-    same = record.get("config") == config and record.get("data_hash") == data_hash
+    same = (record.get("config") == config and record.get("data_hash") == data_hash
+            and (record.get("encoder") or {}).get("hash") == encoder_hash)
     return record if record.get("status") == "ok" and same else None
 
 
@@ -171,12 +176,13 @@ def finished_result(job: ClassifyJob, data_hash: str | None = None) -> ClassifyR
 
     Reads only the task files (a bad file fails here, with its name), or none when the caller
     passes their ``data_hash`` (:func:`task_data_hash`, shared by every job of a task and
-    language); lets a caller that hands jobs to other processes re-read finished ones without
+    language), and resolves the encoder reference (its content hash is memoised: no weights are
+    read); lets a caller that hands jobs to other processes re-read finished ones without
     starting any.
     """
     if not job.settings.skip_finished:
         return None
-    record = finished_record(Path(job.output_dir), job.config, data_hash or task_data_hash(job))
+    record = finished_record(Path(job.output_dir), job.config, data_hash or task_data_hash(job), job.encoder().hash)
     return None if record is None else ClassifyResult(record, Path(job.output_dir) / RESULTS_FILE)
 
 
@@ -193,9 +199,13 @@ def classify(job: ClassifyJob) -> ClassifyResult:
         spec = splits.spec  # its label set resolved: read from the task files when cls_task.labels is null
         data_hash = splits.content_hash()
         log.info("%s/%s splits: %s", spec.name, lang, splits.counts())
-        done = finished_record(output_dir, job.config, data_hash) if settings.skip_finished else None
+        t0 = time.perf_counter()
+        ref = job.encoder()  # no weights read: a location and its memoised content hash
+        encoder_info = {"id": ref.id, "name_or_path": ref.name_or_path, "hash": ref.hash}
+        timings["resolve_encoder_s"] = time.perf_counter() - t0
+        done = finished_record(output_dir, job.config, data_hash, ref.hash) if settings.skip_finished else None
         if done is not None:
-            log.info("%s already holds a finished job with this config and data: skipping", output_dir)
+            log.info("%s already holds a finished job with this config, data and encoder: skipping", output_dir)
             failed = False
             return ClassifyResult(done, output_dir / RESULTS_FILE)
         checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best-{epoch}",
@@ -207,11 +217,6 @@ def classify(job: ClassifyJob) -> ClassifyResult:
         trainer = job.trainer(**(settings.trainer_args or {}), logger=loggers or False, callbacks=[checkpoint])
         refuse_distributed(trainer)  # before any model is read
         seed_everything(job.seed)
-
-        t0 = time.perf_counter()
-        ref = job.encoder()
-        encoder_info = {"id": ref.id, "name_or_path": ref.name_or_path, "hash": ref.hash}
-        timings["resolve_encoder_s"] = time.perf_counter() - t0
         loaded: dict[str, Any] = {}
 
         def loader() -> tuple[Any, Any]:

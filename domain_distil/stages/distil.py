@@ -16,7 +16,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -54,9 +54,9 @@ from domain_distil.modeling.checks import (
     checkpoint_has_mlm_head,
     usable_positions,
 )
-from domain_distil.modeling.distill_losses import LossWeights, describe_recipe, loss_terms
 from domain_distil.modeling.export import export_model
 from domain_distil.modeling.masking import MaskingConfig
+from domain_distil.modeling.objectives import ModelShape, Objective, PairShape, teacher_head_kind
 from domain_distil.modeling.student import StudentSpec, build_student, resolve_layers
 from domain_distil.modeling.teachers import load_teacher, load_teacher_config, load_teacher_tokenizer
 from domain_distil.modeling.tokenizer_trim import trim_tokenizer
@@ -94,7 +94,7 @@ class DistillPlan:
     files: dict[str, list[Path]]
     shard_settings: ShardSettings
     student_spec: StudentSpec
-    loss_weights: LossWeights
+    objective: Objective
     masking: MaskingConfig
     distill: dict[str, Any]  # the distill group, resolved: optimizer, batch, trainer args, seed, ...
     student: dict[str, Any]  # the student group, resolved
@@ -134,11 +134,7 @@ def plan_distillation(
 ) -> DistillPlan:
     """Check every setting and resolve the teacher and corpus files; loads no weights, reads no text."""
     d = dict(distill)
-    weights = LossWeights(
-        alpha_ce=d["alpha_ce"], alpha_mlm=d["alpha_mlm"], alpha_cos=d["alpha_cos"], alpha_mse=d["alpha_mse"],
-        temperature=d["temperature"], restrict_ce_to_mask=d["restrict_ce_to_mask"],
-    )
-    weights.validate()
+    objective = Objective.from_config(d)
     masking = MaskingConfig(**dict(d["masking"]))
     masking.validate()
     teacher_path, teacher_config = load_teacher_config(teacher, cache_dir)
@@ -147,16 +143,18 @@ def plan_distillation(
     strategy = str(head_cfg.get("strategy", "none"))
     if strategy not in {"fit", "none"}:
         raise ConfigError(f"teacher.mlm_head.strategy must be 'fit' or 'none', got {strategy!r}")
-    fit_head = strategy == "fit" and not has_head and weights.needs_teacher_logits
-    if weights.needs_teacher_logits and not has_head and not fit_head:
+    fit_head = strategy == "fit" and not has_head and objective.needs_teacher_logits
+    if objective.needs_teacher_logits and not has_head and not fit_head:
+        weights = ", ".join(f"{term.key('weight')}={term.weight:g}" for term in objective.teacher_logit_terms())
         raise ConfigError(
-            f"Teacher {teacher_path} has no trained MLM head, so its soft targets would be noise "
-            f"(distill.alpha_ce={weights.alpha_ce}, alpha_mse={weights.alpha_mse}). Either distil with hidden "
-            "states only (distill=hidden), or fit a head first (teacher.mlm_head.strategy=fit, docs/distillation.md)."
+            f"Teacher {teacher_path} has no trained MLM head, so its soft targets would be noise ({weights}). "
+            "Either distil without teacher logits (distill=hidden, distill=layerwise, distill=minilm), or fit a "
+            "head first (teacher.mlm_head.strategy=fit, docs/distillation.md)."
         )
     student_name = student.get("name_or_path")
-    if student_name:
-        check_student_matches_teacher(AutoConfig.from_pretrained(student_name), teacher_config)
+    student_config = AutoConfig.from_pretrained(student_name) if student_name else None
+    if student_config is not None:
+        check_student_matches_teacher(student_config, teacher_config)
     if int(d["batch_size"]) < 1:
         raise ConfigError(f"distill.batch_size must be >= 1, got {d['batch_size']}")
     files = discover_files(corpus.get("dir"), corpus.get("files"), corpus.get("languages"))
@@ -177,8 +175,7 @@ def plan_distillation(
         spec_fields["layers"] = tuple(spec_fields["layers"])
     student_spec = StudentSpec(**spec_fields)
     VocabTrimSettings.from_config(student)  # student.vocab* errors before any work
-    if not student_name:
-        resolve_layers(student_spec, teacher_config.num_hidden_layers)  # layer errors before any work
+    objective.check(planned_pair(student_config, student_spec, teacher_config))  # layer errors before any work
     head_fit = None
     if fit_head:
         head_fit = HeadFitSettings(
@@ -189,9 +186,20 @@ def plan_distillation(
     return DistillPlan(
         teacher_cfg=dict(teacher), teacher_path=teacher_path, teacher_config=teacher_config,
         teacher_has_mlm_head=has_head, files=files, shard_settings=shard_settings, student_spec=student_spec,
-        loss_weights=weights, masking=masking, distill=d, student=dict(student), corpus=dict(corpus),
+        objective=objective, masking=masking, distill=d, student=dict(student), corpus=dict(corpus),
         fit_teacher_head=fit_head, head_fit=head_fit, corpus_num_workers=int(corpus.get("num_workers", 0)),
     )
+
+
+def planned_pair(student_config: PretrainedConfig | None, spec: StudentSpec,
+                 teacher_config: PretrainedConfig) -> PairShape:
+    """The student and teacher as the loss terms see them, before any weight is loaded: a given
+    student's own config, else the student ``spec`` cuts from the teacher."""
+    if student_config is not None:
+        return PairShape.of(student_config, teacher_config)
+    teacher = ModelShape.of(teacher_config)
+    layers = tuple(resolve_layers(spec, teacher.layers))
+    return PairShape(ModelShape(len(layers), teacher.hidden, teacher.heads), teacher, layers)
 
 
 def fit_teacher_head(plan: DistillPlan, cache_dir: str | Path) -> str:
@@ -236,6 +244,17 @@ def effective_run(trainer: L.Trainer, per_device_batch: int) -> dict[str, Any]:
     }
 
 
+def training_volume(corpus_stats: Mapping[str, Mapping[str, Any]], global_batch: int) -> dict[str, int]:
+    """What the optimizer steps trained on. A step is ``global_batch`` *sequences*, whatever their
+    length, so equal token budgets of short and of long documents give very different step counts
+    (one message per line: many short sequences, many steps)."""
+    return {
+        "corpus_tokens": sum(int(stats["tokens"]) for stats in corpus_stats.values()),
+        "corpus_sequences": sum(int(stats["sequences"]) for stats in corpus_stats.values()),
+        "sequences_per_step": global_batch,
+    }
+
+
 def student_key(identity: Mapping[str, Any]) -> str:
     return short(hash_object(dict(identity)), 16)
 
@@ -266,7 +285,7 @@ def _prepare(plan: DistillPlan, run: DistillRun, callbacks: list[Callback], logg
     # Looked up by the teacher as configured (before any head fit) plus the head-fit settings.
     lookup_teacher = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
     r_hash = recipe_hash(plan.distill, plan.student, plan.teacher_cfg.get("mlm_head"))
-    teacher_head = "fitted" if plan.fit_teacher_head else ("trained" if plan.teacher_has_mlm_head else "none")
+    teacher_head = teacher_head_kind(plan.teacher_has_mlm_head, plan.fit_teacher_head)
     if plan.fit_teacher_head:
         plan.teacher_path = fit_teacher_head(plan, cache_dir)
         plan.teacher_has_mlm_head = True
@@ -299,7 +318,7 @@ def cached_student(plan: DistillPlan, run: DistillRun) -> StudentArtifact | None
 def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     """The exported student for ``plan``: from the cache, or distilled now and cached."""
     # Which losses run and why, said once before any work (and recorded in the manifest).
-    log.info("%s", describe_recipe(plan.loss_weights, plan.teacher_has_mlm_head, head_fitted=plan.fit_teacher_head))
+    log.info("%s", plan.objective.describe(teacher_head_kind(plan.teacher_has_mlm_head, plan.fit_teacher_head)))
     # step{N}.ckpt every N optimizer steps, last.ckpt always resumable (SIGINT/SIGTERM, NaN-safe).
     checkpoint = ResumableCheckpoint(every_n_train_steps=int(plan.distill["checkpoint_every_n_steps"]))
     throughput = TokenThroughput()
@@ -318,9 +337,10 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     work_dir = export_dir.with_name(f"{export_dir.name}.work")
     checkpoint.dirpath = str(work_dir / "checkpoints")
     recipe = recipe_identity(plan.distill, plan.student, plan.teacher_cfg.get("mlm_head"))
-    ckpt_path = resolve_resume_checkpoint(run.ckpt_path, work_dir, identity, recipe)  # fails before loading
+    corpus_ref = corpus_reference(plan.corpus)  # finds this corpus's earlier runs after its content changed
+    ckpt_path = resolve_resume_checkpoint(run.ckpt_path, work_dir, identity, recipe, corpus_ref)  # before loading
     if trainer.is_global_zero:
-        write_run_record(work_dir, identity, recipe)
+        write_run_record(work_dir, identity, recipe, corpus_ref)
 
     seed_everything(plan.seed)
     teacher = load_teacher(plan.teacher_cfg, Path(run.cache_dir), path=plan.teacher_path)
@@ -335,6 +355,11 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     if plan.distill.get("keep_checkpoints", True):
         trainer.save_checkpoint(work_dir / "checkpoints" / "final.ckpt")
     if trainer.is_global_zero:
+        corpus_stats = read_json(corpus_dir / "meta.json")["languages"]
+        volume = training_volume(corpus_stats, int(effective["global_batch"]))
+        log.info("%d optimizer steps on %d corpus tokens in %d sequences, %d sequences per step: steps follow "
+                 "sequences, not tokens (docs/own-data.md)", trainer.global_step, volume["corpus_tokens"],
+                 volume["corpus_sequences"], volume["sequences_per_step"])
         manifest = {
             "kind": "student",
             "format_version": FORMAT_VERSION,
@@ -343,21 +368,23 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
                 "teacher_identity": prepared.lookup_teacher,
                 "corpus_reference": corpus_reference(plan.corpus),
                 "recipe_hash": prepared.recipe_hash,
+                "recipe": recipe,  # what the hash covers, so a failed lookup can name what differs
             },
             "identity": identity,
             "effective": effective,
             "teacher": plan.teacher_path,
             "teacher_identity": prepared.teacher_identity,
             "corpus_hash": corpus_dir.name,
-            "corpus_stats": read_json(corpus_dir / "meta.json")["languages"],
+            "corpus_stats": corpus_stats,
             "student_layers": list(getattr(module.student.config, "distil_layers", []) or []) or None,
             "steps": int(trainer.global_step),
+            **volume,  # the tokens and sequences those steps trained on
             "epochs": int(trainer.current_epoch),
             "losses": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")},
             "tokens_per_sec": throughput.run_average,
             "wall_seconds": round(time.time() - started, 1),
-            "loss_weights": asdict(plan.loss_weights),
-            "losses_run": loss_terms(plan.loss_weights, prepared.teacher_head),
+            "objective": plan.objective.settings(),
+            "losses_run": plan.objective.loss_terms(prepared.teacher_head),
             "recipe": {"distill": plan.distill, "student": plan.student},
             "corpus": plan.corpus,
             # What a task-aware selection kept, from which pool, by which score (corpus/select.py).
@@ -413,7 +440,7 @@ def _build_module(
         mask_token_id=tokenizer.mask_token_id,
         pad_token_id=tokenizer.pad_token_id,
         optimizer=instantiate(d["optimizer"]),
-        loss_weights=plan.loss_weights,
+        objective=plan.objective,
         masking=plan.masking,
         warmup_prop=float(d["warmup_prop"]),
         seed=plan.seed,

@@ -59,7 +59,8 @@ def classify_job(cfg: DictConfig) -> ClassifyJob:
         task_files=cfg.cls_task.get("files"),
         task_dir=cfg.cls_task.get("dir"),
         encoder=lambda: resolve_encoder(cfg),
-        encoder_id=str(cfg.encoder.id),
+        # Until the encoder is resolved (encoder=distilled names its student then) the kind stands in.
+        encoder_id=str(cfg.encoder.id or cfg.encoder.kind),
         freeze=bool(cfg.encoder.freeze),
         seed=cfg.seed,
         head=instantiate(cfg.head, _partial_=True),

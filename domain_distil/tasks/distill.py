@@ -3,6 +3,9 @@
     python run.py task=distill teacher=mbert corpus=text corpus.dir=data/my_corpus
     python run.py task=distill ... ckpt_path=last        # resume the interrupted run
 
+It ends by printing the command that classifies with the student it exported
+(``python run.py task=classify encoder=distilled encoder.key=<key>``).
+
 This module only turns the Hydra config into the stage's typed arguments
 (``domain_distil/stages/distil.py`` does the work). Everything that can be wrong with the
 configuration is checked in ``plan_distillation`` before a single weight is loaded or a line tokenised.
@@ -11,13 +14,14 @@ configuration is checked in ``plan_distillation`` before a single weight is load
 from __future__ import annotations
 
 import logging
+import os
 from functools import partial
 from pathlib import Path
 
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from domain_distil.artifacts.students import StudentArtifact
+from domain_distil.artifacts.students import StudentArtifact, classify_command
 from domain_distil.common.loggers import build_loggers, finish_wandb, sweep_group
 from domain_distil.stages import distil as stage
 
@@ -58,7 +62,21 @@ def ensure_student(cfg: DictConfig) -> StudentArtifact:
     return stage.distil(plan, run_settings(cfg, plan))
 
 
+def cache_overrides(cfg: DictConfig) -> tuple[str, ...]:
+    """``paths.cache_dir=...`` when a command started from the same folder and shell would look elsewhere.
+
+    Mirrors the default of ``conf/paths/default.yaml``: ``$DOMAIN_DISTIL_CACHE``, else ``./cache``.
+    """
+    default = Path(os.environ.get("DOMAIN_DISTIL_CACHE") or Path(cfg.paths.root_dir) / "cache")
+    cache = Path(cfg.paths.cache_dir)
+    return () if cache.resolve() == default.resolve() else (f"paths.cache_dir={cache}",)
+
+
 def run(cfg: DictConfig) -> str:
     student = ensure_student(cfg)
+    command = classify_command(student, cache_overrides(cfg))
+    log.info("Student %s (key %s, report id %s); classify with it (add your cls_task settings): %s",
+             student.path, student.key, student.default_id, command)
     print(f"Student: {student.path}")
+    print(command)
     return str(student.path)

@@ -1,5 +1,6 @@
 """``python run.py task=list``: the artifacts in the cache (students, corpora, feature caches,
-teachers, MLM heads) and the serving bundles under ``paths.log_dir``, with their key facts.
+teachers, MLM heads) and the serving bundles under ``paths.log_dir``, with their key facts; a
+student's ``key`` is what ``encoder=distilled encoder.key=<key>`` takes.
 
     python run.py task=list
     python run.py task=list paths.cache_dir=/data/dd-cache
@@ -24,4 +25,7 @@ def run(cfg: DictConfig) -> list[ArtifactRow]:
                   + (", ".join(f"{n} {kind}" for kind, n in sorted(counts.items())) or "none"))
     for row in rows:
         console.print(f"{row.kind:9} {row.path}\n          {row.describe()}", highlight=False)
+    if counts["student"]:
+        console.print("Classify with a student: python run.py task=classify encoder=distilled encoder.key=<key "
+                      "or a unique prefix>", highlight=False)
     return rows

@@ -1,0 +1,54 @@
+"""What the CPU can do, from its Linux flags (``/proc/cpuinfo``): the one reader of that file's flags.
+
+Two decisions depend on it: whether distillation on the CPU defaults to ``bf16-mixed`` autocast
+(``conf/distill/default.yaml``, :func:`distill_precision`), and what a benchmark line reports next to
+its speed-up (``conversion/int8.py: int8_instructions``, ``benchmarks/distill_speed.py``).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+CPUINFO = Path("/proc/cpuinfo")
+# Instructions that multiply bf16 natively: AVX-512 BF16 dot products and AMX tiles. Without them
+# torch's bf16 matrix products on the CPU convert to fp32 and gain nothing.
+BF16_FLAGS = ("avx512_bf16", "amx_bf16")
+# Lightning's names for full fp32 (what `conf/trainer/cpu.yaml` says), which a bf16 CPU upgrades.
+FP32_PRECISIONS = frozenset({"32", "32-true"})
+
+
+def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str] | None:
+    """The flags every ``flags`` line of ``cpuinfo`` lists; None where there is no such file (not Linux)."""
+    if not cpuinfo.is_file():
+        return None
+    flags: set[str] = set()
+    for line in cpuinfo.read_text().splitlines():
+        if line.startswith("flags"):
+            flags.update(line.split(":", 1)[1].split())
+    return flags
+
+
+def bf16_instructions(cpuinfo: Path = CPUINFO) -> str:
+    """The CPU's bf16 instructions in words, for benchmark lines (bf16's speed-up depends on them)."""
+    flags = cpu_flags(cpuinfo)
+    if flags is None:
+        return "unknown bf16 instructions (no /proc/cpuinfo)"
+    found = [flag for flag in BF16_FLAGS if flag in flags]
+    return ", ".join(found) if found else "no bf16 instructions (no avx512_bf16/amx_bf16)"
+
+
+def has_bf16_units(cpuinfo: Path = CPUINFO) -> bool:
+    flags = cpu_flags(cpuinfo)
+    return flags is not None and any(flag in flags for flag in BF16_FLAGS)
+
+
+def distill_precision(accelerator: str, precision: str, cpuinfo: Path = CPUINFO) -> str:
+    """The distillation's precision for this hardware: fp32 on a CPU with bf16 units becomes ``bf16-mixed``.
+
+    Measured on an AVX512-BF16 CPU, bf16 autocast distils 2x or more the tokens/s of fp32
+    (``benchmarks/distill_speed.py``, ``docs/distillation.md``); on a CPU without bf16 units and on
+    any other accelerator the trainer group's precision stands.
+    """
+    if str(accelerator) == "cpu" and str(precision) in FP32_PRECISIONS and has_bf16_units(cpuinfo):
+        return "bf16-mixed"
+    return str(precision)

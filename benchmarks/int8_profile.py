@@ -1,12 +1,14 @@
 """Where the int8 student's time goes: ONNX Runtime's per-operator profile, int8 against fp32.
 
 The demo teacher (multilingual-e5-small) and a 6-layer student cut from it, exported and quantized
-exactly as served (``conversion.variants``: fp32 ONNX and the default ``int8`` settings), run by
+exactly as served (``conversion.variants``: fp32 ONNX and the default ``int8`` settings, whose
+``exclude=auto`` is calibrated on demo in-domain corpus sentences: ``demo_corpus``), run by
 ONNX Runtime with its profiler on one thread, batch 1, ``--tokens`` random tokens, ``--runs``
 runs after ``--warmup``, the two graphs alternating run by run. Per graph: kernel milliseconds per run by operator type, the time of the
 weight matrix products and of everything else. In the int8 graph the weight products are the
 quantized ones (``DynamicQuantizeMatMul``, ``MatMulIntegerToFloat``, ``MatMulInteger``, activation
-quantization included); its fp32 ``MatMul``/``FusedMatMul`` nodes are attention's two activation
+quantization included, and the excluded layers' ``MatMulNBits``; the token scaling's element-wise
+nodes count as everything else); its fp32 ``MatMul``/``FusedMatMul`` nodes are attention's two activation
 products, which the fp32 graph runs alike, so the fp32 graph's weight products are its
 ``MatMul``/``FusedMatMul`` time minus the int8 graph's. Their ratio is the int8 speed-up this CPU's
 instructions give (``conversion.int8.int8_instructions``); everything else is what int8 cannot
@@ -29,13 +31,17 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import BertForMaskedLM
+from transformers import AutoTokenizer, BertForMaskedLM
 
-from domain_distil.conversion.int8 import int8_instructions
+from domain_distil.conversion.int8 import Int8Settings, int8_instructions
+from domain_distil.conversion.int8_auto import Calibration
+from domain_distil.conversion.runners import UNFUSED
 from domain_distil.conversion.variants import int8_graph, onnx_graph
+from domain_distil.demo.data.generator import generate_demo_data
 from domain_distil.modeling.student import StudentSpec, build_student
 
-GEMM_INT8 = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger"}
+# The excluded layers of the default int8 are block-wise (MatMulNBits): weight products too.
+GEMM_INT8 = {"DynamicQuantizeMatMul", "MatMulIntegerToFloat", "MatMulInteger", "MatMulNBits"}
 GEMM_FP32 = {"MatMul", "FusedMatMul", "Gemm"}
 
 
@@ -53,7 +59,8 @@ def operator_ms(graphs: dict[str, Path], feed: dict[str, np.ndarray], runs: int,
         options.inter_op_num_threads = 1
         options.enable_profiling = True
         options.profile_file_prefix = str(folder / f"profile_{name}")
-        sessions[name] = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"])
+        sessions[name] = ort.InferenceSession(str(graph), options, providers=["CPUExecutionProvider"],
+                                              disabled_optimizers=UNFUSED)  # as served (conversion/runners.py)
     for _ in range(warmup + runs):
         for session in sessions.values():
             session.run(None, feed)
@@ -70,6 +77,16 @@ def operator_ms(graphs: dict[str, Path], feed: dict[str, np.ndarray], runs: int,
                 totals[event["args"]["op_name"]] += event["dur"] / 1000 / runs
         out[name] = dict(totals)
     return out
+
+
+def demo_corpus(folder: Path, per_language: int = 26) -> list[str]:
+    """Held-out in-domain sentences for the default int8's ``exclude=auto``: the first lines of
+    each language of a freshly generated demo corpus (as ``benchmarks/int8.py`` calibrates)."""
+    generate_demo_data(folder / "demo_data", seed=0, corpus_mb_per_lang=0.02, n_train=10, n_val=10, n_test=10)
+    lines: list[str] = []
+    for path in sorted((folder / "demo_data" / "in_domain").glob("*.txt")):
+        lines += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()][:per_language]
+    return lines
 
 
 def main() -> None:
@@ -91,7 +108,9 @@ def main() -> None:
     feed = {"input_ids": rng.integers(1000, teacher.config.vocab_size, (1, args.tokens)).astype(np.int64),
             "attention_mask": np.ones((1, args.tokens), dtype=np.int64)}
     with tempfile.TemporaryDirectory() as tmp:
-        graphs = {"fp32": onnx_graph(student, Path(tmp)), "int8": int8_graph(student, Path(tmp))}
+        calibration = Calibration.from_texts(AutoTokenizer.from_pretrained(teacher_dir), demo_corpus(Path(tmp)))
+        graphs = {"fp32": onnx_graph(student, Path(tmp)), "int8": int8_graph(student, Path(tmp), Int8Settings(),
+                                                                                calibration)}
         ms = operator_ms(graphs, feed, args.runs, args.warmup, Path(tmp))
     attention = sum(t for op, t in ms["int8"].items() if op in GEMM_FP32)
     gemm = {"int8": sum(t for op, t in ms["int8"].items() if op in GEMM_INT8),

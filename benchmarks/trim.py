@@ -5,11 +5,13 @@ random teacher (``BertConfig(vocab_size=119547)``, 12 x 768):
 
 - encoder parameters (no MLM head, no pooler) of the teacher, the full student (6 layers) and the
   trimmed student;
-- single-thread, batch-1 latency at 32 and 128 tokens of the teacher, the full student, the
-  trimmed student (fp32 PyTorch) and the trimmed student in int8 (``conversion.variants``, the
-  ``int8`` settings serving uses), as ratios to the teacher's fp32; for me5 also the int8 trimmed
-  student's head agreement with its fp32 on the demo tasks (``int8_backends.agreement``: heads fit
-  on fp32 features of 200 train texts, 200 test texts per task) and the CPU's int8 instructions;
+- for me5, the int8 methods side by side on the trimmed student (``int8.py``: latency against the
+  teacher's fp32, agreement with fp32 on both demo tasks, test F1 over ``--int8-seeds`` classifier
+  seeds with a one-sided KS verdict, the CPU's int8 instructions) and the goal line;
+- for the mBERT-shaped teacher, single-thread, batch-1 latency at 32 and 128 tokens of the teacher,
+  the full student, the trimmed student (fp32 PyTorch) and the trimmed student in int8 (the
+  default settings, ``exclude=auto`` calibrated on random kept-id sequences: its weights are
+  random), as ratios to the teacher's fp32;
 - tokens/s of one distillation step with the paper's 5/2/1 recipe (soft targets at T=2, MLM, cosine;
   masking, teacher and student forward, backward, AdamW), full student vs trimmed student, on
   the same batches; runs alternate (full, trimmed, full, ...) and the median of each is reported.
@@ -38,10 +40,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from int8_backends import agreement, demo_tasks, time_candidates  # benchmarks/, this script's folder
+from int8 import compare as compare_int8  # benchmarks/, this script's folder
+from int8_backends import time_candidates
 from transformers import AutoTokenizer, BertConfig, BertForMaskedLM, PreTrainedModel
 
 from domain_distil.conversion.int8 import Int8Settings, int8_instructions
+from domain_distil.conversion.int8_auto import Calibration
 from domain_distil.conversion.runners import Inputs, Runner, torch_runner
 from domain_distil.conversion.variants import variant_runner
 from domain_distil.demo.data.generator import generate_demo_data
@@ -120,12 +124,23 @@ def student_ids(runner: Runner, kept: KeptVocabulary) -> Runner:
     return lambda inputs: runner({**inputs, "input_ids": old_to_new[inputs["input_ids"]]})
 
 
+def random_calibration(kept: KeptVocabulary, specials: list[int], texts: int = 64, length: int = 48) -> Calibration:
+    """Random kept-id sequences, [CLS] ... [SEP]: the int8 calibration of a random-weight teacher's
+    student (no text means anything to it), in the student's ids."""
+    rng = np.random.default_rng(1)
+    pool = np.setdiff1d(kept.kept_ids, specials)
+    old_to_new = kept.old_to_new()
+    ids = [old_to_new[torch.tensor([specials[2], *rng.choice(pool, length - 2).tolist(), specials[3]])].tolist()
+           for _ in range(texts)]
+    return Calibration.from_token_ids(ids, int(old_to_new[specials[0]]))
+
+
 def latency(name: str, teacher: PreTrainedModel, kept: KeptVocabulary, specials: list[int], repeats: int,
-            tokenizer=None) -> float:
+            calibration: Calibration) -> float:
     """Batch-1, one-thread ms at 32 and 128 tokens; returns int8 trimmed / teacher fp32 at 128.
 
-    With ``tokenizer`` (me5), also the int8 trimmed student's head agreement with its fp32 on the
-    demo tasks. Candidates alternate within each round (``int8_backends.time_candidates``)."""
+    The int8 trimmed student is the default int8 (``exclude=auto`` measured on ``calibration``).
+    Candidates alternate within each round (``int8_backends.time_candidates``)."""
     student = build_student(teacher, StudentSpec(num_layers=teacher.config.num_hidden_layers // 2)).eval()
     trimmed = trim_masked_lm(build_student(teacher, StudentSpec(num_layers=teacher.config.num_hidden_layers // 2)),
                              kept).eval()
@@ -139,7 +154,7 @@ def latency(name: str, teacher: PreTrainedModel, kept: KeptVocabulary, specials:
     torch.set_num_threads(1)
     try:
         with tempfile.TemporaryDirectory() as tmp:
-            int8_runner, _ = variant_runner("int8", trimmed.base_model, Path(tmp), 1)
+            int8_runner, _ = variant_runner("int8", trimmed.base_model, Path(tmp), 1, Int8Settings(), calibration)
             runners = {"fp32": torch_runner(teacher.base_model.eval()),  # time_candidates' reference name
                        "full student": torch_runner(student.base_model),
                        "trimmed student": student_ids(torch_runner(trimmed.base_model), kept),
@@ -150,14 +165,8 @@ def latency(name: str, teacher: PreTrainedModel, kept: KeptVocabulary, specials:
                 print(f"  {'teacher' if label == 'fp32' else label:<16} " + "  ".join(
                     f"@{n}: {row[n]:7.2f} ms ({row[n] / ms['fp32'][n]:.3f}x)" for n in messages))
             ratio = ms["trimmed int8"][128] / ms["fp32"][128]
-            line = (f"goal: int8 trimmed student / teacher fp32 @128 = {ratio:.3f} (<= 0.15) "
-                    f"on a CPU with {int8_instructions()}")
-            if tokenizer is not None:
-                with tempfile.TemporaryDirectory() as data:
-                    agree = agreement({"fp32": runners["trimmed student"], "int8": runners["trimmed int8"]},
-                                      tokenizer, demo_tasks(200, Path(data)), tokenizer.pad_token_id)["int8"]
-                line += f"; agreement cc_intent {agree['cc_intent']:.4f} td_tags {agree['td_tags']:.4f} (>= 0.99)"
-            print(line, flush=True)
+            print(f"{name}: int8 trimmed student / teacher fp32 @128 = {ratio:.3f} on a CPU with "
+                  f"{int8_instructions()}", flush=True)
     finally:
         torch.set_num_threads(threads)
     return ratio
@@ -245,6 +254,7 @@ def main() -> None:
     parser.add_argument("--warmup", type=int, default=1)
     parser.add_argument("--repeats", type=int, default=2)
     parser.add_argument("--latency-repeats", type=int, default=10)
+    parser.add_argument("--int8-seeds", type=int, default=10, help="classifier seeds of the int8 F1 comparison")
     parser.add_argument("--mbert-layers", type=int, default=12,
                         help="teacher depth of the mBERT-shaped speed run, student half of it (counts use 12)")
     args = parser.parse_args()
@@ -266,13 +276,18 @@ def main() -> None:
           f"{me5_counts['trimmed student'] / me5_counts['teacher']:.2f}x")
     me5_specials = [tokenizer.pad_token_id, tokenizer.unk_token_id, tokenizer.cls_token_id, tokenizer.sep_token_id,
                     tokenizer.mask_token_id]
-    latency("me5_small", me5, me5_kept, me5_specials, args.latency_repeats, tokenizer)
+    # The int8 methods side by side on the trimmed me5 student, ending with the goal line (int8.py).
+    trimmed = trim_masked_lm(build_student(me5, StudentSpec(num_layers=me5.config.num_hidden_layers // 2)), me5_kept)
+    compare_int8(me5, trimmed.eval(), me5_kept, tokenizer, args.cache_dir / "benchmarks" / "trim_demo_data" / "in_domain",
+                 argparse.Namespace(seeds=args.int8_seeds, texts=500, repeats=args.latency_repeats * 2 + 1,
+                                    calibration_per_language=26))
+    del trimmed
     me5_ratio = speed("me5_small", me5, me5_kept, me5_specials, tokenizer.mask_token_id, tokenizer.pad_token_id, args)
     del me5
     torch.manual_seed(0)
     mbert = BertForMaskedLM(mbert_config(args.mbert_layers)).eval()
     latency(f"mbert-shaped ({args.mbert_layers} layers, random weights)", mbert, mbert_kept, MBERT_SPECIALS,
-            args.latency_repeats)
+            args.latency_repeats, random_calibration(mbert_kept, MBERT_SPECIALS))
     mbert_ratio = speed(f"mbert-shaped ({args.mbert_layers} layers)", mbert, mbert_kept, MBERT_SPECIALS, 103, 0, args)
     print(f"trimmed/full distillation tokens/s (the smaller of me5_small {me5_ratio:.2f}, mbert-shaped "
           f"{mbert_ratio:.2f}): {min(me5_ratio, mbert_ratio):.2f}")

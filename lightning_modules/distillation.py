@@ -86,6 +86,8 @@ class DistillationModule(L.LightningModule):
         self._teacher = [teacher.eval().requires_grad_(False)]  # a list keeps it out of the module tree
         self.optimizer_factory = optimizer
         self.objective = objective
+        # The weighted sum of the terms; compile_loss() swaps in a compiled one (distill.compile).
+        self._objective_loss = objective.loss
         self.masking = masking
         self.warmup_prop = warmup_prop
         self.mask_token_id, self.pad_token_id = mask_token_id, pad_token_id
@@ -164,8 +166,15 @@ class DistillationModule(L.LightningModule):
             self.masking,
             generator=self.mask_generator(),
         )
-        total, terms = self.objective.loss(self.term_inputs(batch, token_ids, student_ids))
+        total, terms = self._objective_loss(self.term_inputs(batch, token_ids, student_ids))
         return total, {name: value.detach() for name, value in terms.items()}
+
+    def compile_loss(self) -> None:
+        """``torch.compile`` the loss terms (``distill.compile``). Over (rows x vocabulary) logits the
+        soft-target KL and the MLM cross-entropy are chains of element-wise passes (cast, divide,
+        log-softmax, KL and their backward) that bf16 does not speed up and the compiler fuses
+        (``benchmarks/distill_speed.py``). Dynamic shapes: the number of rows varies by batch."""
+        self._objective_loss = torch.compile(self.objective.loss, dynamic=True)
 
     def term_inputs(self, batch: MaskedBatch, token_ids: torch.Tensor, student_ids: torch.Tensor) -> TermInputs:
         """Both forwards, exposing what the running terms need, and the MLM heads on the rows they read."""

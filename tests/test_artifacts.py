@@ -65,7 +65,8 @@ def test_classification_finds_the_student_after_its_corpus_is_gone(make_cfg, tin
 def test_two_runs_of_one_recipe_are_told_apart_by_their_effective_run(make_cfg, tiny_teacher_dir, tmp_path):
     corpus = _corpus(tmp_path / "corpus")
     overrides = _distill_overrides(tiny_teacher_dir, corpus)
-    student = distill.ensure_student(make_cfg("task=distill", *overrides))
+    # fp32 even on a CPU with bf16 units (precision is in the key, not in the lookup record).
+    student = distill.ensure_student(make_cfg("task=distill", *overrides, "distill.trainer.precision=32-true"))
     # The same recipe run on 8 bf16 GPUs: a second student of the same lookup record.
     twin = student.path.with_name("f" * 16)
     shutil.copytree(student.path, twin)

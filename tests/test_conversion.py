@@ -14,8 +14,11 @@ from transformers import AutoModel, AutoTokenizer, BertTokenizer
 
 from domain_distil.analysis.coverage import coverage_against_first, same_vocabulary, tokenizer_coverage
 from domain_distil.classification.features import pad_batch
-from domain_distil.conversion.int8 import Int8Settings, int8_instructions, matmul_roles
-from domain_distil.conversion.runners import Runner, torch_runner
+from domain_distil.common.errors import ConfigError
+from domain_distil.conversion.int8 import Int8Settings, int8_instructions, read_record
+from domain_distil.conversion.int8_auto import Calibration, choose_exclusions, pooled_error, pooled_outputs
+from domain_distil.conversion.int8_layers import MatMulLayer, graph_layers, select_layers, token_scale
+from domain_distil.conversion.runners import Runner, onnx_session_runner, torch_runner
 from domain_distil.conversion.variants import int8_graph, onnx_graph, variant_runner
 from domain_distil.modeling.tiny import SPECIAL_TOKENS, build_tiny_teacher, tiny_tokenizer
 
@@ -28,6 +31,12 @@ TEXTS = [
     "java class object string error", "how can i change my password", "the quick brown fox jumps over the lazy dog",
     "mi pedido", "server request response database query", "i want a refund please", "hi",
     "track package delivery", "could you help me update my card", "import data file print",
+]
+# Held-out text for int8.exclude=auto, disjoint from TEXTS (on which agreement is measured).
+CALIBRATION = [
+    "my card payment failed", "where is the package", "hello there thanks", "python list error",
+    "cancel the order please", "database server query", "el reembolso de mi cuenta", "the river city history",
+    "help me with my password", "java string class",
 ]
 
 
@@ -77,11 +86,21 @@ def test_onnx_batches_and_int8_agree_with_fp32(encoder) -> None:
     stamp = graph.stat().st_mtime_ns
     assert onnx_graph(model, folder) == graph and graph.stat().st_mtime_ns == stamp
 
-    # int8 (default settings: dynamic, per-channel): quantized MatMuls, smaller file, close to fp32
-    # on every text of a padded batch.
-    int8, int8_size = variant_runner("int8", model, folder)
-    ops = {node.op_type for node in onnx.load(str(folder / f"int8-{Int8Settings().key()}" / "model.onnx")).graph.node}
-    assert "MatMulInteger" in ops and "MatMulNBits" not in ops
+    # The attention is exported in its plain form (no scaled_dot_product_attention mask guards).
+    exported = [node.op_type for node in _nodes(graph)]
+    assert "IsNaN" not in exported and "Softmax" in exported
+
+    # int8 (default settings: dynamic, token-scaled, exclude=auto measured on other texts):
+    # quantized MatMuls, the excluded ones block-wise, smaller file, close to fp32 on every text of
+    # a padded batch.
+    calibration = Calibration.from_texts(tokenizer, CALIBRATION)
+    int8, int8_size = variant_runner("int8", model, folder, int8=Int8Settings(), calibration=calibration)
+    int8_path = int8_graph(model, folder, Int8Settings(), calibration)
+    ops = [node.op_type for node in _nodes(int8_path)]
+    record = read_record(int8_path)
+    assert set(record["sensitivity"]) == {layer.label for layer in _layers(graph)}
+    assert ops.count("MatMulNBits") == len(record["excluded"]) >= 1
+    assert "DynamicQuantizeMatMul" in ops or "MatMulInteger" in ops
     # The tiny model is mostly its fp32 embedding table, which stays fp32.
     assert int8_size < 0.9 * fp32_size
     batch = _batch(tokenizer, TEXTS)
@@ -95,6 +114,52 @@ def test_onnx_batches_and_int8_agree_with_fp32(encoder) -> None:
     assert same.mean() >= 15 / 16
 
 
+@pytest.fixture(scope="module")
+def outlier_encoder(tmp_path_factory: pytest.TempPathFactory) -> tuple[torch.nn.Module, object, Path]:
+    """A one-layer tiny BERT with the outlier real encoders have (docs/serving.md): one GELU channel
+    fires (about 32) at the first position only while the others stay under 0.3, and its FFN
+    branch matters (output weights x5, the outlier channel's near zero)."""
+    root = tmp_path_factory.mktemp("outlier")
+    folder = build_tiny_teacher(root / "model", num_hidden_layers=1)
+    model = AutoModel.from_pretrained(folder).eval()
+    with torch.no_grad():
+        model.embeddings.position_embeddings.weight[0, 0] += 8.0  # position 0 stands out in dimension 0
+        ffn_in, ffn_out = model.encoder.layer[0].intermediate.dense, model.encoder.layer[0].output.dense
+        ffn_in.weight[5].zero_()
+        ffn_in.weight[5, 0], ffn_in.bias[5] = 30.0, -135.0  # channel 5 fires there only
+        ffn_out.weight.mul_(5.0)
+        ffn_out.weight[:, 5] = 0.01
+    return model, AutoTokenizer.from_pretrained(folder), root / "variants"
+
+
+def _probe_decisions(pooled: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    """8 fixed random directions over the mean-pooled outputs standardised as a head does: one
+    decision per (text, direction), 16 x 8 = 128 here."""
+    directions = np.random.default_rng(0).normal(size=(reference.shape[1], 8))
+    return ((pooled - reference.mean(0)) / (reference.std(0) + 1e-6)) @ directions > 0
+
+
+def test_default_int8_agrees_where_plain_dynamic_does_not(outlier_encoder) -> None:
+    """The regression guard: the default int8 (token-scaled, exclude=auto measured on CALIBRATION)
+    keeps >= 99 % of the probe's decisions on TEXTS; plain dynamic quantization (one activation
+    scale per tensor, nothing excluded) does not on this encoder (122/128 measured)."""
+    model, tokenizer, folder = outlier_encoder
+    probe = Calibration.from_texts(tokenizer, TEXTS)
+    reference = pooled_outputs(torch_runner(model), probe)
+    default = Int8Settings()
+    calibration = Calibration.from_texts(tokenizer, CALIBRATION)
+    runners = {"default": variant_runner("int8", model, folder, int8=default, calibration=calibration)[0],
+               "plain": variant_runner("int8", model, folder, int8=Int8Settings(token_scale=(), exclude=()))[0]}
+    pooled = {name: pooled_outputs(runner, probe) for name, runner in runners.items()}
+    agreement = {name: float((_probe_decisions(p, reference) == _probe_decisions(reference, reference)).mean())
+                 for name, p in pooled.items()}
+    assert agreement["default"] >= 0.99, agreement
+    assert agreement["plain"] <= 0.96, agreement  # the setup tells the two apart
+    assert pooled_error(reference, pooled["default"]) < 0.5 * pooled_error(reference, pooled["plain"])
+    # The sensitivity measurement found the layer with the outlier input.
+    assert read_record(int8_graph(model, folder, default, calibration))["excluded"] == ["0.ffn_out"]
+
+
 def _nodes(graph: Path) -> list:
     return list(onnx.load(str(graph), load_external_data=False).graph.node)
 
@@ -103,26 +168,65 @@ def _initializers(graph: Path) -> dict[str, np.ndarray]:
     return {init.name: onnx.numpy_helper.to_array(init) for init in onnx.load(str(graph)).graph.initializer}
 
 
-def test_matmul_roles_follow_the_graph(encoder) -> None:
-    """One BERT layer: Q, K, V read one tensor; the FFN's two MatMuls sit around the GELU."""
+def _layers(graph: Path) -> list[MatMulLayer]:
+    return graph_layers(onnx.load(str(graph), load_external_data=False).graph)
+
+
+def test_layers_are_named_by_block_and_role(encoder) -> None:
+    """One BERT layer: Q, K, V read one tensor (in that order); the FFN's two MatMuls sit around
+    the GELU. Each label's weight is the PyTorch layer's, transposed."""
     model, _, folder = encoder
-    roles = matmul_roles(onnx_graph(model, folder))
-    assert sorted(roles.values()) == ["attn_out", "ffn_in", "ffn_out", "qkv", "qkv", "qkv"]
+    graph = onnx_graph(model, folder)
+    layers = _layers(graph)
+    assert [layer.label for layer in layers] == ["0.q", "0.k", "0.v", "0.attn_out", "0.ffn_in", "0.ffn_out"]
+    assert [layer.role for layer in layers] == ["qkv", "qkv", "qkv", "attn_out", "ffn_in", "ffn_out"]
+    block = model.encoder.layer[0]
+    torch_layers = {"q": block.attention.self.query, "k": block.attention.self.key, "v": block.attention.self.value,
+                    "attn_out": block.attention.output.dense, "ffn_in": block.intermediate.dense,
+                    "ffn_out": block.output.dense}
+    weights = _initializers(graph)
+    nodes = {node.name: node for node in _nodes(graph)}
+    for layer in layers:
+        expected = torch_layers[layer.name].weight.detach().numpy().T
+        np.testing.assert_array_equal(weights[nodes[layer.node].input[1]], expected)
+        assert (layer.in_features, layer.out_features) == expected.shape
+    assert [layer.label for layer in select_layers(layers, ("ffn_out", "0.v"))] == ["0.v", "0.ffn_out"]
+
+
+def test_token_scaling_is_exact_in_fp32(encoder) -> None:
+    """(x / r) @ W * r with r each token's largest |x|: the fp32 graph computes the same function,
+    and the q, k, v projections share one scaled input."""
+    model, tokenizer, folder = encoder
+    graph = onnx_graph(model, folder)
+    layers = _layers(graph)
+    scaled = token_scale(onnx.load(str(graph)), {layer.node for layer in layers})
+    path = folder / "token_scaled" / "model.onnx"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(scaled, str(path), save_as_external_data=True, location="model.onnx.data")
+    added = [node.op_type for node in scaled.graph.node if node.name.startswith("token_scale/")]
+    # Four inputs are scaled (the LayerNorm before q/k/v, the attention's context, the LayerNorm
+    # before the FFN, the GELU output) and six products multiplied back.
+    assert added == ["Abs", "ReduceMax", "Max", "Div"] * 4
+    assert sum(node.name.endswith("/token_scale") and node.op_type == "Mul" for node in scaled.graph.node) == 6
+    batch = _batch(tokenizer, TEXTS)
+    mask = batch["attention_mask"].numpy().astype(bool)
+    np.testing.assert_allclose(onnx_session_runner(path, 1)(batch)[mask], torch_runner(model)(batch)[mask], atol=1e-5)
 
 
 def test_int8_settings_change_the_graph_and_the_cache_key(encoder) -> None:
     model, tokenizer, folder = encoder
-    block = Int8Settings(method="blockwise")
-    dynamic = Int8Settings(method="dynamic", per_channel=False, reduce_range=False)
-    per_channel = Int8Settings(method="dynamic", per_channel=True, reduce_range=True)
-    kept_ffn = Int8Settings(method="dynamic", per_channel=True, reduce_range=True, exclude=("ffn_out",))
+    block = Int8Settings(method="blockwise", block_size=16, exclude=())
+    dynamic = Int8Settings(method="dynamic", per_channel=False, reduce_range=False, token_scale=(), exclude=())
+    per_channel = Int8Settings(method="dynamic", per_channel=True, reduce_range=True, token_scale=(), exclude=())
+    kept_ffn = Int8Settings(method="dynamic", per_channel=True, reduce_range=True, token_scale=(), exclude=("ffn_out",),
+                            excluded_as="fp32")
     settings = (block, dynamic, per_channel, kept_ffn)
     # Each setting is its own cache entry; a knob the method does not use changes nothing.
     assert len({s.key() for s in settings}) == 4
-    assert Int8Settings(method="blockwise", per_channel=False).key() == block.key()
-    assert Int8Settings() == per_channel  # the default: dynamic, per-channel, 7-bit weights
+    assert Int8Settings(method="blockwise", block_size=16, exclude=(), per_channel=False).key() == block.key()
     graphs = {s: int8_graph(model, folder, s) for s in settings}
     assert len({g.parent for g in graphs.values()}) == 4
+    assert read_record(graphs[kept_ffn])["excluded"] == ["0.ffn_out"] and read_record(graphs[dynamic])["excluded"] == []
 
     # Block-wise: every weight MatMul is an 8-bit MatMulNBits with int8 compute, blocks of 16.
     nbits = [n for n in _nodes(graphs[block]) if n.op_type == "MatMulNBits"]
@@ -141,11 +245,15 @@ def test_int8_settings_change_the_graph_and_the_cache_key(encoder) -> None:
         assert weights[weight].dtype == np.int8 and np.abs(weights[weight]).max() <= limit
         assert weights[weight.replace("_quantized", "_scale")].shape == scale_shape
     assert np.abs(next(v for k, v in _initializers(graphs[dynamic]).items() if k.endswith("_quantized"))).max() > 64
-    # exclude=ffn_out: the MatMul after the GELU stays fp32, the other five are quantized.
+    # exclude=ffn_out as fp32: the MatMul after the GELU stays fp32, the other five are quantized.
     nodes = _nodes(graphs[kept_ffn])
     produced_by = {out: n.op_type for n in nodes for out in n.output}
     assert sum(n.op_type == "MatMulInteger" for n in nodes) == 5
     assert any(n.op_type == "MatMul" and produced_by.get(n.input[0]) == "Gelu" for n in nodes)
+    # ... and as block-wise (the default for excluded layers), with the others token-scaled.
+    mixed = Int8Settings(reduce_range=False, exclude=("0.ffn_out", "0.v"))
+    ops = [n.op_type for n in _nodes(int8_graph(model, folder, mixed))]
+    assert ops.count("MatMulNBits") == 2 and ops.count("MatMulInteger") == 4 and ops.count("Abs") == 1
 
     # Every setting stays close to fp32 on a padded batch.
     batch = _batch(tokenizer, TEXTS)
@@ -159,15 +267,52 @@ def test_int8_settings_change_the_graph_and_the_cache_key(encoder) -> None:
 def test_int8_settings_validate_and_match_the_config_group() -> None:
     group = yaml.safe_load((Path(__file__).parents[1] / "conf" / "int8" / "default.yaml").read_text())
     assert Int8Settings.from_config(group) == Int8Settings()
-    assert Int8Settings.from_config({"method": "dynamic", "exclude": ["ffn_out"]}).exclude == ("ffn_out",)
-    with pytest.raises(ValueError, match="int8.method='fp16'"):
+    assert Int8Settings().exclude == ("auto",) and Int8Settings.from_config({"exclude": "auto"}).auto
+    assert Int8Settings.from_config({"method": "dynamic", "exclude": ["ffn_out", "2.v"]}).exclude == ("ffn_out", "2.v")
+    with pytest.raises(ConfigError, match="int8.method='fp16'"):
         Int8Settings(method="fp16")
-    with pytest.raises(ValueError, match="unknown MatMul role"):
-        Int8Settings(exclude=("attention",))
-    with pytest.raises(ValueError, match="power of two"):
+    with pytest.raises(ConfigError, match=r"unknown MatMul role\(s\) or label\(s\) \['2.value', 'attention'\]"):
+        Int8Settings(exclude=("attention", "2.value"))
+    with pytest.raises(ConfigError, match="'auto' chooses the layers itself"):
+        Int8Settings(exclude=("auto", "ffn_out"))
+    with pytest.raises(ConfigError, match=r"int8.token_scale: unknown layer name\(s\) \['qkv'\]"):
+        Int8Settings(token_scale=("qkv",))
+    with pytest.raises(ConfigError, match="power of two"):
         Int8Settings(block_size=24)
-    with pytest.raises(ValueError, match="unknown int8 setting"):
+    with pytest.raises(ConfigError, match="int8.excluded_as='fp16'"):
+        Int8Settings(excluded_as="fp16")
+    with pytest.raises(ConfigError, match="unknown int8 setting"):
         Int8Settings.from_config({"bits": 4})
+    # reduce_range=None follows the CPU: 7-bit weights only without VNNI/AMX.
+    assert Int8Settings(reduce_range=True).effective()["reduce_range"] is True
+    assert Int8Settings().effective()["reduce_range"] is (int8_instructions() in ("AVX2, no VNNI/AMX",
+                                                                                "neither AVX2 nor VNNI/AMX"))
+
+
+def test_auto_needs_calibration_texts_before_any_export(encoder, tmp_path: Path) -> None:
+    model, _, _ = encoder
+    with pytest.raises(ConfigError, match="int8.exclude=auto measures each layer on held-out in-domain text"):
+        int8_graph(model, tmp_path / "variants")
+    assert not (tmp_path / "variants").exists()
+
+
+def _layer(block: int, name: str, macs: tuple[int, int] = (4, 4)) -> MatMulLayer:
+    role = "qkv" if name in "qkv" else name
+    return MatMulLayer(f"n{block}{name}", block, role, name, *macs)
+
+
+def test_auto_moves_the_largest_error_per_multiply_add_within_the_share() -> None:
+    """Hand-made sensitivities: q, k, v, attn_out cost 16 multiply-adds each, the FFN's 64 (192 in all)."""
+    layers = [_layer(0, "q"), _layer(0, "k"), _layer(0, "v"), _layer(0, "attn_out"),
+              _layer(0, "ffn_in", (4, 16)), _layer(0, "ffn_out", (16, 4))]
+    sensitivity = {"0.q": 0.001, "0.k": 0.002, "0.v": 0.04, "0.attn_out": 0.01, "0.ffn_in": 0.03, "0.ffn_out": 0.1}
+    # error^2 per multiply-add: ffn_out 1.6e-4, v 1e-4, ffn_in 1.4e-5, then attn_out, k, q, whose
+    # error^2 is under 1 % of the sum (1.26e-4): never moved.
+    assert choose_exclusions(layers, sensitivity, 0.34) == ["0.ffn_out"]  # 64 of 65.3; v would make 80
+    assert choose_exclusions(layers, sensitivity, 0.3) == ["0.v"]  # ffn_out (64) exceeds 57.6; v fits
+    assert choose_exclusions(layers, sensitivity, 0.5) == ["0.v", "0.ffn_out"]  # 80 of 96 (graph order)
+    assert choose_exclusions(layers, sensitivity, 1.0) == ["0.v", "0.ffn_in", "0.ffn_out"]
+    assert choose_exclusions(layers, sensitivity, 0.0) == []
 
 
 def test_int8_instructions_are_read_from_the_cpu_flags(tmp_path: Path) -> None:

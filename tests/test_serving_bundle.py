@@ -16,12 +16,14 @@ from transformers import AutoModel, AutoTokenizer
 from domain_distil.classification.features import pad_batch, tokenize_texts
 from domain_distil.classification.metrics import probabilities
 from domain_distil.common.hashing import hash_dir
+from domain_distil.conversion.int8 import Int8Settings
 from domain_distil.modeling.heads import SelfAttentionHead
 from domain_distil.modeling.tiny import build_tiny_teacher
 from domain_distil.serving.bundle_build import build_bundle, find_jobs, read_job, select_heads
 from domain_distil.serving.bundle_format import BundleError
 from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor, UnknownFilterError
+from domain_distil.serving.quantize import with_recorded_layers
 from lightning_modules.classifier import ClassifierModule
 
 TEXTS = ["where is my order please", "hello thanks", "python code java code the", "refund cancel payment please"]
@@ -58,6 +60,22 @@ def test_round_trip(bundle_dir, jobs, tiny_teacher_dir) -> None:
         assert isinstance(spec.build(), SelfAttentionHead) and not spec.build().training
     assert bundle.heads["td_tags/eng"].labels == ["python", "java", "php"]
     assert bundle.heads["cc_intent/eng"].positive_label == "intentful"
+
+
+def test_int8_record_round_trips_through_the_bundle(tmp_path, jobs, tiny_teacher_dir) -> None:
+    """The int8 method and excluded layers a bundle records are what serving applies."""
+    record = {"settings": Int8Settings().effective(), "excluded": ["0.v", "2.ffn_out"],
+              "calibration": {"texts": 7, "digest": "0123456789ab"}}
+    out = build_bundle(tiny_teacher_dir, [read_job(job) for job in jobs.values()], tmp_path / "bundle", int8=record)
+    manifest = load_bundle(out).manifest
+    assert manifest["int8"] == record
+    assert with_recorded_layers(Int8Settings(), manifest) == Int8Settings(exclude=("0.v", "2.ffn_out"))
+    # Other settings than the recorded ones: the record does not apply (auto measures again) ...
+    assert with_recorded_layers(Int8Settings(auto_share=0.1), manifest).auto
+    # ... and explicit layers stay as given.
+    assert with_recorded_layers(Int8Settings(exclude=("ffn_out",)), manifest).exclude == ("ffn_out",)
+    # A bundle without a record leaves the settings alone.
+    assert with_recorded_layers(Int8Settings(), {}) == Int8Settings()
 
 
 def test_predictions_equal_the_classifier_module(bundle_dir, jobs, tiny_teacher_dir) -> None:

@@ -17,7 +17,7 @@ from domain_distil.modeling.tiny import build_tiny_teacher
 from domain_distil.serving.bundle_format import BundleError
 from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor
-from domain_distil.serving.quantize import int8_settings
+from domain_distil.serving.quantize import int8_settings, with_recorded_layers
 
 ROWS = [
     {"id": "a", "text": "where is my order please", "lang": "eng"},
@@ -71,10 +71,24 @@ def test_int8_config_group_reaches_the_int8_settings(make_cfg) -> None:
 @pytest.mark.slow
 def test_bundle_task_checks_int8_and_onnx(make_cfg, jobs, tmp_path) -> None:
     texts = write_jsonl(tmp_path / "heldout.jsonl", [{"text": r["text"]} for r in ROWS] * 4)
+    corpus = tmp_path / "corpus.txt"  # held-out in-domain text for int8.exclude=auto (the default)
+    corpus.write_text("my card payment failed\nwhere is the package\nhello there thanks\npython list error\n"
+                      "cancel the order please\ndatabase server query\nel reembolso de mi cuenta\n")
     out = tmp_path / "bundle"
-    bundle_task.run(make_cfg("task=bundle", f"bundle.jobs=[{next(iter(jobs.values())).parent}]",
-                             f"bundle.output={out}", f"bundle.check.texts={texts}"))
+    result = bundle_task.run(make_cfg("task=bundle", f"bundle.jobs=[{next(iter(jobs.values())).parent}]",
+                                      f"bundle.output={out}", f"bundle.check.texts={texts}",
+                                      f"int8.calibration.texts={corpus}"))
+    # The manifest records the int8 method and the layers auto chose, measured on the 7 texts ...
+    recorded = json.loads((out / "manifest.json").read_text())["int8"]
+    assert recorded == result["int8"] and recorded["settings"] == Int8Settings().effective()
+    assert recorded["calibration"]["texts"] == 7 and set(recorded["sensitivity"]) >= set(recorded["excluded"])
+    assert recorded["excluded"] and all(label.split(".")[1] in ("q", "k", "v", "attn_out", "ffn_in", "ffn_out")
+                                        for label in recorded["excluded"])
+    # ... and serving reads them back: no calibration texts needed, the same layers excluded.
+    bundle = load_bundle(out)
+    assert with_recorded_layers(Int8Settings(), bundle.manifest).exclude == tuple(recorded["excluded"])
     report = json.loads((out / "variants.json").read_text())
+    assert report["variants"]["int8"]["settings"]["exclude"] == recorded["excluded"]
     assert report["texts"] == 20 and set(report["variants"]) == {"int8", "onnx"}
     for entry in report["variants"].values():
         assert "error" not in entry, entry
@@ -82,8 +96,6 @@ def test_bundle_task_checks_int8_and_onnx(make_cfg, jobs, tmp_path) -> None:
         for head in entry["heads"].values():
             assert head["texts"] == 20 and 0.0 <= head["flip_rate"] <= head["text_flip_rate"] <= 1.0
         assert entry["flip_rate"] == max(h["flip_rate"] for h in entry["heads"].values())
-    # The int8 variant records the settings it was quantized with (the config group's defaults).
-    assert report["variants"]["int8"]["settings"] == Int8Settings().effective()
     # ONNX Runtime computes the same function as PyTorch fp32 (up to float rounding).
     assert report["variants"]["onnx"]["flip_rate"] == 0.0
     assert max(h["max_abs_prob_diff"] for h in report["variants"]["onnx"]["heads"].values()) < 1e-4

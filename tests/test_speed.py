@@ -149,15 +149,19 @@ def test_coverage_section_for_a_different_tokenizer(
 
 
 @pytest.mark.slow
-def test_onnx_runtime_and_int8_rows_agree_with_fp32(make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path) -> None:
+def test_onnx_runtime_and_int8_rows_agree_with_fp32(make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path,
+                                                    tmp_path: Path) -> None:
     import onnxruntime  # noqa: F401  (the `serve` extra, installed by the README and CI)
     import onnxscript  # noqa: F401
-    cfg = speed_cfg(make_cfg, tiny_teacher_dir)
+    texts = tmp_path / "calibration.txt"  # held-out text for the default int8.exclude=auto
+    texts.write_text("where is my order\nhello thanks\npython code error\nrefund my card\nthe quick brown fox\n")
+    cfg = speed_cfg(make_cfg, tiny_teacher_dir, f"int8.calibration.texts={texts}")
     rows = {r["variant"]: r for r in run(cfg)["rows"]}
     assert rows["onnx"]["note"] == "onnxruntime CPU"
     assert rows["onnx"]["agreement"] < 1e-4  # same fp32 graph, different kernels
     # The int8 row is the graph serving would run: the int8 group's settings, named in the note.
-    assert rows["int8"]["note"] == "onnxruntime int8 dynamic (per_channel=True, reduce_range=True)"
+    assert rows["int8"]["note"].startswith("onnxruntime int8 dynamic (exclude=['auto'], per_channel=True")
+    assert "token_scale=['ffn_in', 'ffn_out', 'v']" in rows["int8"]["note"]
     assert 0.0 < rows["int8"]["agreement"] < 0.5  # int8 weights change the numbers a little, not a lot
     assert all(v > 0 for row in (rows["onnx"], rows["int8"]) for v in row["ms"].values())
     exports = Path(cfg.paths.output_dir) / "onnx" / "tiny"
@@ -166,6 +170,6 @@ def test_onnx_runtime_and_int8_rows_agree_with_fp32(make_cfg: Callable[..., Dict
         cfg.int8.method = "blockwise"
         cfg.speed.variants.onnx = False
     blockwise = {r["variant"]: r for r in run(cfg)["rows"]}["int8"]
-    assert blockwise["note"] == "onnxruntime int8 blockwise (block_size=16, accuracy_level=4)"
+    assert blockwise["note"] == "onnxruntime int8 blockwise (exclude=['auto'], block_size=32, accuracy_level=4, auto_share=0.3)"
     assert 0.0 < blockwise["agreement"] < 0.5
     assert len(list(exports.glob("int8-*/model.onnx"))) == 1  # a fresh export per run, of these settings

@@ -30,6 +30,7 @@ import torch
 from domain_distil.analysis.encoders import EncoderSpec
 from domain_distil.analysis.messages import synthetic_message, tokenized_messages
 from domain_distil.conversion.int8 import Int8Settings
+from domain_distil.conversion.int8_auto import Calibration
 from domain_distil.conversion.runners import Inputs, Runner, torch_runner
 from domain_distil.conversion.variants import variant_runner
 from domain_distil.encoders import load_encoder
@@ -128,6 +129,7 @@ class SpeedSettings:
     onnx: bool = True
     variants_for: tuple[str, ...] | None = None  # encoder ids; None = all
     int8_settings: Int8Settings = field(default_factory=Int8Settings)  # the ``int8`` group, as served
+    int8_calibration: tuple[str, ...] = ()  # held-out corpus text for int8.exclude=auto (int8.calibration)
 
 
 def benchmark_encoder(
@@ -168,8 +170,10 @@ def benchmark_encoder(
             continue
         try:
             progress(f"{spec.id}: {variant} conversion")
+            calibration = (Calibration.from_texts(tokenizer, settings.int8_calibration)
+                           if variant == "int8" and settings.int8_settings.auto and settings.int8_calibration else None)
             runner, size = variant_runner(variant, model, onnx_dir / spec.id, settings.threads,
-                                          int8=settings.int8_settings)
+                                          int8=settings.int8_settings, calibration=calibration)
         except ImportError as error:
             rows.append(_unavailable(spec.id, variant, params, messages, str(error)))
             continue

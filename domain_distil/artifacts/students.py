@@ -9,6 +9,10 @@ recipe hash. ``encoder=distilled`` matches on the lookup record; several matches
 bf16 8-GPU student of the same recipe) are an error that lists them and how to pick one.
 ``encoder=distilled encoder.key=<key or a unique prefix>`` names one student without repeating any
 of the settings that made it.
+
+A **continued** student (``student.init=student student.from=<key, prefix or folder>``) starts from
+another exported student: its recipe names the parent by its full key, its key covers the parent's
+content hash, and its manifest's ``lineage`` lists the parent and the parent's own lineage.
 """
 
 from __future__ import annotations
@@ -172,7 +176,7 @@ def recipe_identity(
     recipe = objective_identity({k: v for k, v in distill.items() if k not in NOT_PART_OF_THE_RECIPE})
     if isinstance(recipe.get("trainer"), Mapping):
         recipe["trainer"] = {k: v for k, v in recipe["trainer"].items() if k not in NOT_PART_OF_THE_RECIPE_TRAINER}
-    identity = {"distill": recipe, "student": dict(student)}
+    identity = {"distill": recipe, "student": student_group_identity(student)}
     if teacher_head and str(teacher_head.get("strategy", "none")) != "none":
         identity["teacher_head"] = dict(teacher_head)
     return identity
@@ -267,8 +271,9 @@ def resolve_student(cache_dir: str | Path, query: StudentQuery) -> StudentArtifa
     )
 
 
-def student_by_key(cache_dir: str | Path, key: str) -> StudentArtifact:
-    """The student whose key is ``key`` or starts with it, from the manifests alone.
+def student_by_key(cache_dir: str | Path, key: str, setting: str = "encoder.key") -> StudentArtifact:
+    """The student whose key is ``key`` or starts with it, from the manifests alone (``setting`` names
+    the config key that asked, for the error).
 
     No teacher, corpus or recipe setting is needed: the key already names one student. A prefix
     that matches none or several students is a :class:`StudentLookupError` listing the candidates.
@@ -283,4 +288,62 @@ def student_by_key(cache_dir: str | Path, key: str) -> StudentArtifact:
     listing = "".join(f"\n  - {s.summary()}" for s in candidates) or " (none: run task=distill first)"
     problem = (f"matches {len(matches)} students; give more characters of the key" if matches
                else f"matches no student in {students_root(cache_dir)}")
-    raise StudentLookupError(f"encoder.key={key!r} {problem}. Students:{listing}")
+    raise StudentLookupError(f"{setting}={key!r} {problem}. Students:{listing}")
+
+
+# student.init: where a student's weights start. "teacher": cut from the teacher's layers (every
+# student made before continued distillation, so init/from stay out of such a student's recipe);
+# "student": the exported student that student.from names.
+STUDENT_INITS = ("teacher", "student")
+
+
+def student_group_identity(student: Mapping[str, Any]) -> dict[str, Any]:
+    """The student group as the recipe hash sees it: ``init``/``from`` only for a continued student."""
+    group = dict(student)
+    if str(group.get("init", "teacher")) == "teacher" and group.get("from") in (None, ""):
+        group.pop("init", None)
+        group.pop("from", None)
+    return group
+
+
+def parent_student(cache_dir: str | Path, reference: str) -> StudentArtifact:
+    """``student.from``: a folder holding an exported student, else a key (or unique key prefix) in the cache."""
+    folder = Path(os.path.expanduser(reference))
+    if not folder.is_dir():
+        return student_by_key(cache_dir, reference, setting="student.from")
+    manifest = read_manifest(folder)
+    if manifest is None or manifest.get("kind") != "student":
+        raise StudentLookupError(
+            f"student.from={reference}: {folder} holds no student manifest.json; give an exported student's folder "
+            "or key (`python run.py task=list`), or start from any other model with student.name_or_path=<folder>")
+    return StudentArtifact(folder, manifest)
+
+
+def parent_key(parent: StudentArtifact) -> str:
+    """The parent's key as its manifest records it (a copied folder may have been renamed)."""
+    return str(parent.manifest.get("key") or parent.key)
+
+
+def with_parent_key(student: Mapping[str, Any], cache_dir: str | Path) -> dict[str, Any]:
+    """``student`` with ``from`` replaced by the full key of the student it names (``init=student``):
+    a key prefix, the full key and the folder give one recipe hash."""
+    if str(student.get("init", "teacher")) != "student" or student.get("from") in (None, ""):
+        return dict(student)
+    return {**student, "from": parent_key(parent_student(cache_dir, str(student["from"])))}
+
+
+def parent_identity(parent: StudentArtifact, cache_dir: str | Path | None) -> dict[str, str]:
+    """What of the parent changes the continued student's weights: its key and its weights' content hash."""
+    return {"key": parent_key(parent), "content": memoised_model_hash(parent.path, cache_dir)}
+
+
+def lineage(parent: StudentArtifact | None, cache_dir: str | Path | None) -> list[dict[str, Any]]:
+    """A continued student's ancestors, nearest first: the parent, then the parent's own lineage.
+
+    Empty for a student cut from the teacher.
+    """
+    if parent is None:
+        return []
+    entry = {**parent_identity(parent, cache_dir), "recipe_hash": parent.lookup.get("recipe_hash"),
+             "corpus": parent.corpus_label, "path": str(parent.path)}
+    return [entry, *(parent.manifest.get("lineage") or [])]

@@ -37,6 +37,7 @@ from domain_distil.artifacts.students import (
     resolve_student,
     student_by_key,
     teacher_identity,
+    with_parent_key,
 )
 from domain_distil.common.errors import ConfigError
 
@@ -127,7 +128,9 @@ def student_query(cfg: DictConfig) -> StudentQuery:
     teacher_path = resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     match = cfg.encoder.get("match")
-    recipe_args = (plain(cfg.distill), plain(cfg.student), plain(cfg.teacher).get("mlm_head"))
+    # A continued student's recipe names its parent by the full key, however student.from spells it.
+    student = with_parent_key(plain(cfg.student), cfg.paths.cache_dir)
+    recipe_args = (plain(cfg.distill), student, plain(cfg.teacher).get("mlm_head"))
     return StudentQuery(
         teacher_identity=teacher_identity(teacher_path, cfg.teacher.get("revision"), cfg.paths.cache_dir),
         corpus_reference=corpus_reference(plain(cfg.corpus)),

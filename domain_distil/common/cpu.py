@@ -17,8 +17,10 @@ BF16_FLAGS = ("avx512_bf16", "amx_bf16")
 FP32_PRECISIONS = frozenset({"32", "32-true"})
 
 
-def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str] | None:
-    """The flags every ``flags`` line of ``cpuinfo`` lists; None where there is no such file (not Linux)."""
+def cpu_flags(cpuinfo: Path | None = None) -> set[str] | None:
+    """The flags every ``flags`` line of ``cpuinfo`` (default :data:`CPUINFO`) lists; None where there is
+    no such file (not Linux)."""
+    cpuinfo = cpuinfo or CPUINFO
     if not cpuinfo.is_file():
         return None
     flags: set[str] = set()
@@ -28,7 +30,7 @@ def cpu_flags(cpuinfo: Path = CPUINFO) -> set[str] | None:
     return flags
 
 
-def bf16_instructions(cpuinfo: Path = CPUINFO) -> str:
+def bf16_instructions(cpuinfo: Path | None = None) -> str:
     """The CPU's bf16 instructions in words, for benchmark lines (bf16's speed-up depends on them)."""
     flags = cpu_flags(cpuinfo)
     if flags is None:
@@ -37,12 +39,12 @@ def bf16_instructions(cpuinfo: Path = CPUINFO) -> str:
     return ", ".join(found) if found else "no bf16 instructions (no avx512_bf16/amx_bf16)"
 
 
-def has_bf16_units(cpuinfo: Path = CPUINFO) -> bool:
+def has_bf16_units(cpuinfo: Path | None = None) -> bool:
     flags = cpu_flags(cpuinfo)
     return flags is not None and any(flag in flags for flag in BF16_FLAGS)
 
 
-def distill_precision(accelerator: str, precision: str, cpuinfo: Path = CPUINFO) -> str:
+def distill_precision(accelerator: str, precision: str, cpuinfo: Path | None = None) -> str:
     """The distillation's precision for this hardware: fp32 on a CPU with bf16 units becomes ``bf16-mixed``.
 
     Measured on an AVX512-BF16 CPU, bf16 autocast distils 2x or more the tokens/s of fp32

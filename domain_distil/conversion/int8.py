@@ -1,91 +1,154 @@
 """int8 encoder: ONNX Runtime's quantizers applied to the exported ONNX graph, with settings.
 
-Two methods, both maintained ONNX Runtime APIs (``onnxruntime.quantization``):
+Both methods are maintained ONNX Runtime APIs (``onnxruntime.quantization``):
 
-- ``blockwise``: ``MatMulNBitsQuantizer`` with ``bits=8``: every weight MatMul becomes a
-  ``MatMulNBits`` node holding int8 weights with one scale per ``block_size`` input rows, and with
-  ``accuracy_level=4`` ONNX Runtime quantizes the activations to int8 per block of the same size at
-  run time and multiplies in int8. One scale per 16 values (instead of one per tensor) is what keeps
-  the encoder's outlier features from costing the other features their resolution: it is the only
-  setting measured at >= 99 % head agreement with fp32 on the demo tasks (``benchmarks/int8_backends.py``,
-  ``docs/serving.md``). On the project's AVX2 CPU without VNNI it is *not* faster than fp32.
-- ``dynamic`` (default): ``quantize_dynamic`` (``MatMulInteger``: one uint8 scale per activation tensor per
-  call), optionally with per-channel weight scales (``per_channel``), 7-bit weights
-  (``reduce_range``: avoids the saturation of AVX2's u8*s8 multiply-add when the CPU has no VNNI)
-  and some MatMuls kept in fp32 (``exclude``). About 0.5x fp32's latency at 96-99 % agreement.
+- ``dynamic`` (default): ``quantize_dynamic`` (``MatMulInteger``: uint8 activations with one scale
+  per tensor per call, VNNI's fast path), per-channel weight scales (``per_channel``), and:
 
-``exclude`` names MatMul *roles*, found from the graph's structure, so it works on any BERT-shaped
-export whatever the exporter calls its nodes: ``qkv`` (three or more MatMuls reading one tensor),
-``attn_out``, ``ffn_in`` (its output feeds the GELU), ``ffn_out`` (reads the GELU's output).
+  - ``token_scale`` (default on): each token's activations divided by their largest absolute value
+    before the quantized product and multiplied back after it (``int8_layers.token_scale``), so the
+    first token's outlier activations no longer set every token's quantization step. It is the
+    largest single gain in agreement (``docs/serving.md``).
+  - ``exclude``: layers kept off the fast path, as roles (``ffn_out``: every block's), labels
+    (``2.ffn_out``, ``0.v``: ``int8_layers``) or ``auto``: the layers whose measured sensitivity on
+    held-out corpus text is largest per multiply-add, within ``auto_share`` of the multiply-adds
+    (``int8_auto``). ``excluded_as=blockwise`` (default) quantizes them block-wise (below), which
+    measured faster than fp32 and as close; ``fp32`` leaves them unquantized.
+- ``blockwise``: ``MatMulNBitsQuantizer`` with ``bits=8``: int8 weights with one scale per
+  ``block_size`` input rows, and with ``accuracy_level=4`` ONNX Runtime quantizes the activations to
+  int8 per block of the same size at run time. Close to fp32 everywhere, but about twice the
+  dynamic path's time per multiply-add on the measured CPUs.
 
-The settings are part of the int8 export's cache key (:meth:`Int8Settings.key`), so an export made
-with other settings (or by another ONNX Runtime version) is never reused.
+The effective settings, the quantizer's version and (for ``auto``) the calibration texts' digest
+make the int8 export's cache key (:meth:`Int8Settings.key`), so an export made otherwise is never
+reused. Next to every int8 graph, ``int8.json`` records the settings and the layers that were
+excluded (with the measured sensitivities for ``auto``): what a bundle copies into its manifest.
 """
 
 from __future__ import annotations
 
 import logging
+import shutil
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from domain_distil.common.cpu import CPUINFO, cpu_flags
+from domain_distil.common.cpu import cpu_flags
+from domain_distil.common.errors import ConfigError
 from domain_distil.common.hashing import hash_object, short
+from domain_distil.common.io import read_json, write_json
+from domain_distil.conversion.int8_auto import Calibration, choose_exclusions, layer_sensitivity
+from domain_distil.conversion.int8_layers import (
+    LAYER_NAMES,
+    ROLES,
+    MatMulLayer,
+    graph_layers,
+    select_layers,
+    token_scale,
+)
 
 METHODS = ("blockwise", "dynamic")
-ROLES = ("qkv", "attn_out", "ffn_in", "ffn_out")
+EXCLUDED_AS = ("blockwise", "fp32")
+AUTO = "auto"
+RECORD = "int8.json"
+
+
+def _is_label(entry: str) -> bool:
+    block, _, name = entry.partition(".")
+    return block.isdigit() and name in LAYER_NAMES
 
 
 @dataclass(frozen=True)
 class Int8Settings:
     """How the fp32 graph is quantized; ``conf/int8/default.yaml`` holds the same defaults."""
 
-    method: str = "dynamic"  # the fast one (docs/serving.md); blockwise agrees more, runs slower here
-    # blockwise (MatMulNBits)
-    block_size: int = 16
+    method: str = "dynamic"
+    # blockwise (MatMulNBits): the whole graph, or the excluded layers with excluded_as=blockwise
+    block_size: int = 32
     accuracy_level: int = 4  # 4: int8 activations and int8 compute; 0-3 keep fp32/fp16 compute
     # dynamic (quantize_dynamic)
     per_channel: bool = True
-    reduce_range: bool = True
-    # both: MatMul roles left in fp32
-    exclude: tuple[str, ...] = ()
+    # 7-bit weights: needed where AVX2 multiplies u8 x s8 with a saturating instruction (no VNNI);
+    # None: decided by the CPU that quantizes (has_int8_dot_products), and recorded.
+    reduce_range: bool | None = None
+    # Layer names whose inputs are scaled per token: where the outlier tokens are (docs/serving.md);
+    # q, k and attn_out measured no better for the extra nodes.
+    token_scale: tuple[str, ...] = ("v", "ffn_in", "ffn_out")
+    # layers kept off the method's fast path: roles, labels or "auto"
+    exclude: tuple[str, ...] = (AUTO,)
+    excluded_as: str = "blockwise"  # dynamic only; blockwise's excluded layers stay fp32
+    auto_share: float = 0.3  # exclude=auto: at most this share of the MatMul multiply-adds
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
-            raise ValueError(f"int8.method={self.method!r}; expected one of {METHODS}")
-        unknown = sorted(set(self.exclude) - set(ROLES))
+            raise ConfigError(f"int8.method={self.method!r}; expected one of {METHODS}")
+        unknown = sorted(e for e in self.exclude if e not in ROLES and e != AUTO and not _is_label(e))
         if unknown:
-            raise ValueError(f"int8.exclude: unknown MatMul role(s) {unknown}; expected some of {ROLES}")
+            raise ConfigError(f"int8.exclude: unknown MatMul role(s) or label(s) {unknown}; expected roles {ROLES}, "
+                              f"labels <block>.<{'|'.join(LAYER_NAMES)}> (e.g. 2.ffn_out) or {AUTO!r}")
+        if AUTO in self.exclude and len(self.exclude) > 1:
+            raise ConfigError(f"int8.exclude={list(self.exclude)}: {AUTO!r} chooses the layers itself; give it alone")
         if self.block_size < 16 or self.block_size & (self.block_size - 1):
-            raise ValueError(f"int8.block_size={self.block_size}: ONNX Runtime needs a power of two >= 16")
+            raise ConfigError(f"int8.block_size={self.block_size}: ONNX Runtime needs a power of two >= 16")
+        if self.excluded_as not in EXCLUDED_AS:
+            raise ConfigError(f"int8.excluded_as={self.excluded_as!r}; expected one of {EXCLUDED_AS}")
+        unknown = sorted(set(self.token_scale) - set(LAYER_NAMES))
+        if unknown:
+            raise ConfigError(f"int8.token_scale: unknown layer name(s) {unknown}; expected some of {LAYER_NAMES}")
+        if not 0.0 <= self.auto_share <= 1.0:
+            raise ConfigError(f"int8.auto_share={self.auto_share}: expected a share of the multiply-adds in [0, 1]")
+
+    @property
+    def auto(self) -> bool:
+        return AUTO in self.exclude
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any] | None) -> Int8Settings:
-        """From the ``int8`` config group (a mapping; missing keys take the defaults)."""
-        values = dict(config or {})
+        """From the ``int8`` config group (a mapping; missing keys take the defaults). Its
+        ``calibration`` entry is data, not a setting: ``serving.quantize.int8_calibration_texts`` reads it."""
+        values = {k: v for k, v in dict(config or {}).items() if k != "calibration"}
         unknown = sorted(set(values) - {f.name for f in fields(cls)})
         if unknown:
-            raise ValueError(f"unknown int8 setting(s) {unknown}")
-        if "exclude" in values:
-            values["exclude"] = tuple(values["exclude"] or ())
+            raise ConfigError(f"unknown int8 setting(s) {unknown}")
+        for name in ("exclude", "token_scale"):
+            if name in values:
+                raw = values[name]
+                values[name] = (raw,) if isinstance(raw, str) else tuple(raw or ())
         return cls(**values)
+
+    @property
+    def weights_7bit(self) -> bool:
+        """``reduce_range`` as applied: ``None`` follows this CPU (7-bit without VNNI/AMX)."""
+        if self.reduce_range is not None:
+            return self.reduce_range
+        return not has_int8_dot_products()
 
     def effective(self) -> dict[str, Any]:
         """The settings that change the graph (a method's unused knobs do not)."""
-        out: dict[str, Any] = {"method": self.method, "exclude": sorted(self.exclude)}
+        out: dict[str, Any] = {"method": self.method, "exclude": list(self.exclude)}
         if self.method == "blockwise":
             out.update(block_size=self.block_size, accuracy_level=self.accuracy_level)
         else:
-            out.update(per_channel=self.per_channel, reduce_range=self.reduce_range)
+            out.update(per_channel=self.per_channel, reduce_range=self.weights_7bit, token_scale=sorted(self.token_scale))
+            if self.exclude:
+                out["excluded_as"] = self.excluded_as
+                if self.excluded_as == "blockwise":
+                    out.update(block_size=self.block_size, accuracy_level=self.accuracy_level)
+        if self.auto:
+            out["auto_share"] = self.auto_share
         return out
 
-    def key(self) -> str:
-        """Cache key of an int8 export: the effective settings and the quantizer's version."""
+    def key(self, calibration: Calibration | None = None) -> str:
+        """Cache key of an int8 export: the effective settings, the quantizer's version and, for
+        ``exclude=auto``, the calibration texts the choice was measured on."""
         import onnxruntime
 
-        return short(hash_object({**self.effective(), "onnxruntime": onnxruntime.__version__}))
+        record = {**self.effective(), "onnxruntime": onnxruntime.__version__}
+        if self.auto:
+            record["calibration"] = calibration.digest if calibration is not None else None
+        return short(hash_object(record))
 
 
 # CPU flags (Linux /proc/cpuinfo names) of the instructions that multiply int8 faster than AVX2's
@@ -93,7 +156,13 @@ class Int8Settings:
 _INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 
-def int8_instructions(cpuinfo: Path = CPUINFO) -> str:
+def has_int8_dot_products(cpuinfo: Path | None = None) -> bool:
+    """Whether this CPU has VNNI or AMX (False where unknown: the safe answer for ``reduce_range``)."""
+    flags = cpu_flags(cpuinfo)
+    return flags is not None and any(flag in flags for flag in _INT8_FLAGS)
+
+
+def int8_instructions(cpuinfo: Path | None = None) -> str:
     """Which int8 dot-product instructions this CPU has, in words, for benchmark lines: int8's
     speed-up over fp32 depends on them (about 2x the multiply rate with AVX2 alone, 4x with VNNI)."""
     flags = cpu_flags(cpuinfo)
@@ -103,44 +172,6 @@ def int8_instructions(cpuinfo: Path = CPUINFO) -> str:
     if found:
         return ", ".join(found)
     return "AVX2, no VNNI/AMX" if "avx2" in flags else "neither AVX2 nor VNNI/AMX"
-
-
-def matmul_roles(graph_path: Path) -> dict[str, str]:
-    """Weight MatMul node name -> role (``ROLES``), from the graph's structure."""
-    import onnx
-
-    graph = onnx.load(str(graph_path), load_external_data=False).graph
-    weights = {init.name for init in graph.initializer}
-    producer = {out: node for node in graph.node for out in node.output}
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    matmuls = [n for n in graph.node if n.op_type == "MatMul" and len(n.input) == 2 and n.input[1] in weights]
-    readers: dict[str, int] = {}
-    for node in matmuls:
-        readers[node.input[0]] = readers.get(node.input[0], 0) + 1
-
-    def downstream(node: Any, depth: int) -> list[Any]:
-        # The bias Add sits between a projection and its GELU: look two nodes ahead.
-        found, frontier = [], [node]
-        for _ in range(depth):
-            frontier = [c for n in frontier for out in n.output for c in consumers.get(out, [])]
-            found += frontier
-        return found
-
-    roles = {}
-    for node in matmuls:
-        source = producer.get(node.input[0])
-        if source is not None and source.op_type == "Gelu":
-            roles[node.name] = "ffn_out"
-        elif any(n.op_type == "Gelu" for n in downstream(node, 2)):
-            roles[node.name] = "ffn_in"
-        elif readers[node.input[0]] >= 3:
-            roles[node.name] = "qkv"
-        else:
-            roles[node.name] = "attn_out"
-    return roles
 
 
 class _NoPreprocessingAdvice(logging.Filter):
@@ -168,33 +199,126 @@ def _quiet_quantizer() -> Iterator[None]:
             logger.setLevel(level)
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, settings: Int8Settings | None = None) -> None:
-    """Write the int8 version of the fp32 ONNX graph ``fp32_path`` to ``int8_path`` (weights in
-    ``<int8_path>.data``, as the fp32 export's are)."""
-    settings = settings or Int8Settings()
-    int8_path.parent.mkdir(parents=True, exist_ok=True)
-    excluded = [name for name, role in matmul_roles(fp32_path).items() if role in settings.exclude]
+def _load(path: Path) -> Any:
+    import onnx
+
+    return onnx.load(str(path))
+
+
+def _save(model: Any, path: Path) -> Path:
+    import onnx
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    onnx.save_model(model, str(path), save_as_external_data=True, location=path.name + ".data")
+    return path
+
+
+def _blockwise(model: Any, settings: Int8Settings, nodes: set[str]) -> Any:
+    """``model`` with the MatMuls in ``nodes`` quantized block-wise (``MatMulNBits``, 8 bits)."""
+    from onnxruntime.quantization.matmul_nbits_quantizer import (
+        DefaultWeightOnlyQuantConfig,
+        MatMulNBitsQuantizer,
+    )
+
+    others = [layer.node for layer in graph_layers(model.graph) if layer.node not in nodes]
+    # Symmetric int8 blocks: the zero point is 0, so the int8 kernels need no offset terms.
+    config = DefaultWeightOnlyQuantConfig(block_size=settings.block_size, is_symmetric=True,
+                                          accuracy_level=settings.accuracy_level, bits=8, op_types_to_quantize=("MatMul",))
+    quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=settings.block_size, is_symmetric=True,
+                                     accuracy_level=settings.accuracy_level, nodes_to_exclude=others,
+                                     op_types_to_quantize=("MatMul",), algo_config=config)
+    quantizer.process()
+    return quantizer.model.model
+
+
+def _dynamic(source: Path, target: Path, settings: Int8Settings, nodes: list[str]) -> None:
+    """``quantize_dynamic`` of the MatMuls ``nodes`` of ``source`` (the others stay as they are)."""
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    target.parent.mkdir(parents=True, exist_ok=True)
+    quantize_dynamic(source, target, op_types_to_quantize=["MatMul"], per_channel=settings.per_channel,
+                     reduce_range=settings.weights_7bit, weight_type=QuantType.QInt8, nodes_to_quantize=nodes,
+                     use_external_data_format=True)
+
+
+def _fast_path_base(fp32_path: Path, work: Path, settings: Int8Settings, layers: list[MatMulLayer]) -> Path:
+    """The fp32 graph as the dynamic path sees it: with token scaling around ``layers`` if set."""
+    scaled = {layer.node for layer in layers if layer.name in settings.token_scale}
+    if not scaled:
+        return fp32_path
+    return _save(token_scale(_load(fp32_path), scaled), work / "token_scaled" / "model.onnx")
+
+
+def auto_exclusions(fp32_path: Path, work: Path, settings: Int8Settings, calibration: Calibration,
+                    threads: int = 1) -> tuple[list[str], dict[str, float]]:
+    """``exclude=auto``: (labels to exclude, every layer's sensitivity), measured on ``calibration``
+    with the method's own settings (for ``dynamic``, token scaling included)."""
+    import onnx
+
+    layers = graph_layers(onnx.load(str(fp32_path), load_external_data=False).graph)
+    dynamic = settings.method == "dynamic"
+    base = _fast_path_base(fp32_path, work, settings, layers) if dynamic else fp32_path
+
+    def quantize_only(source: Path, target: Path, layer: MatMulLayer) -> None:
+        if dynamic:
+            _dynamic(source, target, settings, [layer.node])
+        else:
+            _save(_blockwise(_load(source), settings, {layer.node}), target)
+
     with _quiet_quantizer():
-        if settings.method == "dynamic":
-            from onnxruntime.quantization import QuantType, quantize_dynamic
+        sensitivity = layer_sensitivity(base, layers, calibration, quantize_only, work, threads)
+    return choose_exclusions(layers, sensitivity, settings.auto_share), sensitivity
 
-            quantize_dynamic(fp32_path, int8_path, op_types_to_quantize=["MatMul"], per_channel=settings.per_channel,
-                             reduce_range=settings.reduce_range, weight_type=QuantType.QInt8,
-                             nodes_to_exclude=excluded, use_external_data_format=True)
-            return
-        import onnx
-        from onnxruntime.quantization.matmul_nbits_quantizer import (
-            DefaultWeightOnlyQuantConfig,
-            MatMulNBitsQuantizer,
-        )
 
-        # Symmetric int8 blocks: the zero point is 0, so the int8 kernels need no offset terms.
-        config = DefaultWeightOnlyQuantConfig(block_size=settings.block_size, is_symmetric=True,
-                                              accuracy_level=settings.accuracy_level, bits=8,
-                                              op_types_to_quantize=("MatMul",))
-        quantizer = MatMulNBitsQuantizer(onnx.load(str(fp32_path)), bits=8, block_size=settings.block_size,
-                                         is_symmetric=True, accuracy_level=settings.accuracy_level,
-                                         nodes_to_exclude=excluded, op_types_to_quantize=("MatMul",),
-                                         algo_config=config)
-        quantizer.process()
-        quantizer.model.save_model_to_file(str(int8_path), use_external_data_format=True)
+def require_calibration(settings: Int8Settings, calibration: Calibration | None) -> None:
+    """``exclude=auto`` without calibration texts is refused before any export work."""
+    if settings.auto and calibration is None:
+        raise ConfigError("int8.exclude=auto measures each layer on held-out in-domain text: set "
+                          "int8.calibration.texts=<.txt/.jsonl/.csv>, use a bundle built with it (task=bundle "
+                          "records the chosen layers), or name the layers (int8.exclude=[2.ffn_out]) or none "
+                          "(int8.exclude=[])")
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path, settings: Int8Settings | None = None,
+                  calibration: Calibration | None = None) -> dict[str, Any]:
+    """Write the int8 version of the fp32 ONNX graph ``fp32_path`` to ``int8_path`` (weights in
+    ``<int8_path>.data``) and its record to ``int8.json`` beside it; returns the record.
+    ``exclude=auto`` needs ``calibration`` (held-out corpus text)."""
+    import onnx
+
+    settings = settings or Int8Settings()
+    require_calibration(settings, calibration)
+    work = int8_path.parent / "work"
+    layers = graph_layers(onnx.load(str(fp32_path), load_external_data=False).graph)
+    record: dict[str, Any] = {"settings": settings.effective()}
+    if settings.auto:
+        assert calibration is not None
+        labels, sensitivity = auto_exclusions(fp32_path, work, settings, calibration)
+        record.update(sensitivity=sensitivity, calibration={"texts": calibration.texts, "digest": calibration.digest})
+        excluded = select_layers(layers, tuple(labels))
+    else:
+        excluded = select_layers(layers, settings.exclude)
+    record["excluded"] = [layer.label for layer in excluded]
+    skipped = {layer.node for layer in excluded}
+    with _quiet_quantizer():
+        if settings.method == "blockwise":
+            fast = {layer.node for layer in layers} - skipped
+            _save(_blockwise(_load(fp32_path), settings, fast), int8_path)
+        else:
+            fast_layers = [layer for layer in layers if layer.node not in skipped]
+            model = _load(fp32_path)
+            if skipped and settings.excluded_as == "blockwise":
+                model = _blockwise(model, settings, skipped)
+            scaled = {layer.node for layer in fast_layers if layer.name in settings.token_scale}
+            if scaled:
+                model = token_scale(model, scaled)
+            source = _save(model, work / "before_dynamic" / "model.onnx")
+            _dynamic(source, int8_path, settings, [layer.node for layer in fast_layers])
+    shutil.rmtree(work, ignore_errors=True)
+    write_json(int8_path.parent / RECORD, record)
+    return record
+
+
+def read_record(int8_path: Path) -> dict[str, Any]:
+    """The ``int8.json`` written beside an int8 graph by :func:`quantize_int8`."""
+    return read_json(int8_path.parent / RECORD)

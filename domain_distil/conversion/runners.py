@@ -15,6 +15,8 @@ import torch
 
 Inputs = dict[str, torch.Tensor]  # input_ids, attention_mask: (B, n)
 Runner = Callable[[Inputs], np.ndarray]  # -> last hidden state (B, n, d), float32
+# ONNX Runtime graph fusions left out of every session (measured slower: onnx_session_runner).
+UNFUSED = ["SkipLayerNormFusion"]
 
 
 def torch_runner(model: torch.nn.Module) -> Runner:
@@ -40,7 +42,11 @@ def onnx_session_runner(path: Path, threads: int) -> Runner:
     # ONNX Runtime's default, stated so a change of default cannot slow the variants silently
     # (extended and layout optimisations were measured; nothing here is disabled).
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    # Except one: fusing the residual Add into LayerNormalization (SkipLayerNormalization) made those
+    # nodes 9x slower on the measured CPU (2.5 ms against 0.27 ms per 128-token run of the 6-layer
+    # student, fp32 and int8 alike: docs/serving.md); the plain LayerNormalization kernel is kept.
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
+                                   disabled_optimizers=UNFUSED)
 
     def run(inputs: Inputs) -> np.ndarray:
         feeds = {name: inputs[name].to(torch.int64).numpy() for name in ("input_ids", "attention_mask")}

@@ -19,7 +19,8 @@ from pathlib import Path
 import torch
 
 from domain_distil.common.locking import build_entry
-from domain_distil.conversion.int8 import Int8Settings, quantize_int8
+from domain_distil.conversion.int8 import Int8Settings, quantize_int8, require_calibration
+from domain_distil.conversion.int8_auto import Calibration
 from domain_distil.conversion.onnx_export import ONNX_PACKAGES, export_onnx, onnx_size_mb
 from domain_distil.conversion.runners import Runner, onnx_session_runner, torch_runner
 
@@ -37,13 +38,16 @@ def onnx_graph(model: torch.nn.Module, folder: Path) -> Path:
     return entry / GRAPH
 
 
-def int8_graph(model: torch.nn.Module, folder: Path, settings: Int8Settings | None = None) -> Path:
+def int8_graph(model: torch.nn.Module, folder: Path, settings: Int8Settings | None = None,
+               calibration: Calibration | None = None) -> Path:
     """The int8 ONNX graph of ``model`` under ``folder/int8-<settings key>`` (quantized from the fp32
-    export with ``settings``, default :class:`Int8Settings`)."""
+    export with ``settings``, default :class:`Int8Settings`; ``exclude=auto`` measures on
+    ``calibration``). ``conversion.int8.read_record(path)`` says which layers it excluded."""
     settings = settings or Int8Settings()
+    require_calibration(settings, calibration)
     source = onnx_graph(model, folder)
-    entry = build_entry(folder / f"int8-{settings.key()}", lambda tmp: quantize_int8(source, tmp / GRAPH, settings),
-                        _has_graph)
+    entry = build_entry(folder / f"int8-{settings.key(calibration)}",
+                        lambda tmp: quantize_int8(source, tmp / GRAPH, settings, calibration), _has_graph)
     return entry / GRAPH
 
 
@@ -58,9 +62,11 @@ def check_onnx_installed() -> None:
 
 
 def variant_runner(kind: str, model: torch.nn.Module, folder: Path, threads: int = 1,
-                   int8: Int8Settings | None = None) -> tuple[Runner, float | None]:
+                   int8: Int8Settings | None = None, calibration: Calibration | None = None,
+                   ) -> tuple[Runner, float | None]:
     """``model`` as variant ``kind`` (``VARIANTS``): (runner, size of its ONNX file in MB; None for fp32).
-    ``int8`` configures the int8 variant (default :class:`Int8Settings`, the measured best).
+    ``int8`` configures the int8 variant (default :class:`Int8Settings`, the measured best), whose
+    ``exclude=auto`` needs ``calibration`` (held-out corpus text).
 
     ``folder`` holds the exported files and must be specific to the model's weights (the caller
     keys it by the encoder's content hash or id). Raises ValueError for an unknown ``kind`` and
@@ -71,5 +77,5 @@ def variant_runner(kind: str, model: torch.nn.Module, folder: Path, threads: int
     if kind == "fp32":
         return torch_runner(model.eval()), None
     check_onnx_installed()
-    graph = onnx_graph(model.eval(), folder) if kind == "onnx" else int8_graph(model.eval(), folder, int8)
+    graph = onnx_graph(model.eval(), folder) if kind == "onnx" else int8_graph(model.eval(), folder, int8, calibration)
     return onnx_session_runner(graph, threads), onnx_size_mb(graph)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from transformers import PretrainedConfig
+from transformers import PretrainedConfig, PreTrainedTokenizerBase
+
+from domain_distil.common.errors import ConfigError
 
 _HEAD_PREFIXES = ("cls.predictions.", "lm_head.")
 
@@ -35,8 +37,11 @@ def usable_positions(config: PretrainedConfig) -> int:
     return int(config.max_position_embeddings) - offset
 
 
-def check_student_matches_teacher(student: PretrainedConfig, teacher: PretrainedConfig) -> None:
-    """The reference's sanity check: same vocabulary, width and position table."""
+def check_student_matches_teacher(
+    student: PretrainedConfig, teacher: PretrainedConfig, setting: str = "student.name_or_path"
+) -> None:
+    """The reference's sanity check: same vocabulary, width and position table (``setting`` names
+    the config key that gave the student, for the error)."""
 
     def dim(config: PretrainedConfig) -> int:
         return getattr(config, "hidden_size", None) or config.dim
@@ -51,8 +56,19 @@ def check_student_matches_teacher(student: PretrainedConfig, teacher: Pretrained
             f"max_position_embeddings {student.max_position_embeddings} != teacher's {teacher.max_position_embeddings}"
         )
     if problems:
-        raise ValueError(
-            "student.name_or_path does not fit the teacher: "
+        raise ConfigError(
+            f"{setting} does not fit the teacher: "
             + "; ".join(problems)
-            + ". Use a student built from this teacher (leave student.name_or_path null) or a matching teacher."
+            + f". Use a student built from this teacher (leave {setting} unset) or a matching teacher."
+        )
+
+
+def check_same_vocabulary(student: PreTrainedTokenizerBase, teacher: PreTrainedTokenizerBase, setting: str) -> None:
+    """A student that starts from another model must read text as the teacher does: the same token ids."""
+    student_vocab, teacher_vocab = student.get_vocab(), teacher.get_vocab()
+    if student_vocab != teacher_vocab:
+        differing = len(set(student_vocab.items()) ^ set(teacher_vocab.items()))
+        raise ConfigError(
+            f"{setting}: its tokenizer differs from the teacher's ({len(student_vocab)} vs {len(teacher_vocab)} "
+            f"tokens, {differing} token-id pairs not shared); start from a student of this teacher's vocabulary"
         )

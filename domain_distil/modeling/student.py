@@ -10,12 +10,20 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
-from transformers import DistilBertConfig, DistilBertForMaskedLM, PreTrainedModel
+from transformers import (
+    AutoConfig,
+    AutoModelForMaskedLM,
+    DistilBertConfig,
+    DistilBertForMaskedLM,
+    PretrainedConfig,
+    PreTrainedModel,
+)
 
-from domain_distil.common.errors import UserInputError
+from domain_distil.common.errors import ConfigError, UserInputError
 
 log = logging.getLogger(__name__)
 
@@ -23,6 +31,9 @@ log = logging.getLogger(__name__)
 DISTILBERT_TEACHERS = {"bert"}
 SAME_ARCHITECTURE_TEACHERS = {"roberta", "xlm-roberta", "camembert"}
 SUPPORTED_TEACHERS = DISTILBERT_TEACHERS | SAME_ARCHITECTURE_TEACHERS
+# The dropout settings' names in DistilBERT's config and in BERT/RoBERTa's.
+_DROPOUT_NAMES = ("dropout", "hidden_dropout_prob")
+_ATTENTION_DROPOUT_NAMES = ("attention_dropout", "attention_probs_dropout_prob")
 
 
 class UnsupportedTeacherError(UserInputError):
@@ -89,11 +100,17 @@ def build_student(teacher: PreTrainedModel, spec: StudentSpec) -> PreTrainedMode
     layers = resolve_layers(spec, teacher.config.num_hidden_layers)
     if model_type in DISTILBERT_TEACHERS:
         student = _distilbert_from_bert(teacher, layers, spec)
-        embeddings = student.distilbert.embeddings
     else:
         student = _truncated_copy(teacher, layers, spec)
-        embeddings = student.base_model.embeddings
-    position_embeddings = embeddings.position_embeddings
+    freeze_tables(student, spec)
+    student.config.distil_layers = layers
+    log.info("Student: %d layers copied from teacher layers %s", len(layers), layers)
+    return student
+
+
+def freeze_tables(student: PreTrainedModel, spec: StudentSpec) -> None:
+    """Keep the embedding tables ``spec`` freezes fixed (``base_model.embeddings`` in every student class)."""
+    embeddings = student.base_model.embeddings
     if spec.freeze_word_embeddings:
         # For large vocabularies on small budgets (the CPU demo: 250k x 384): the dense embedding
         # gradient and its Adam state dominate the step, and a few MB of text cannot retrain them.
@@ -101,9 +118,33 @@ def build_student(teacher: PreTrainedModel, spec: StudentSpec) -> PreTrainedMode
     if spec.freeze_position_embeddings:
         # Matches the reference: 2019 DistilBERT froze this table (sinusoidal_pos_embds=True) and
         # from_pretrained then filled it with BERT's learned values.
-        position_embeddings.weight.requires_grad_(False)
-    student.config.distil_layers = layers
-    log.info("Student: %d layers copied from teacher layers %s", len(layers), layers)
+        embeddings.position_embeddings.weight.requires_grad_(False)
+
+
+def check_continued_layout(config: PretrainedConfig, spec: StudentSpec, teacher_layers: int, setting: str) -> None:
+    """An exported student to distil further must have the layout the student group asks for: its
+    layer count, and the teacher layers it was cut from (the layer-wise terms pair layers by them)."""
+    layers = getattr(config, "distil_layers", None)
+    count = int(getattr(config, "n_layers", None) or config.num_hidden_layers)
+    wanted = resolve_layers(spec, teacher_layers) if spec.num_layers <= teacher_layers else None
+    if count != spec.num_layers or (layers and wanted is not None and list(layers) != wanted):
+        raise ConfigError(
+            f"{setting} has {count} layers (copied from teacher layers {layers}), but the student group asks for "
+            f"student.num_layers={spec.num_layers} student.layers={wanted}; set them to the exported student's"
+        )
+
+
+def load_exported_student(folder: str | Path, spec: StudentSpec) -> PreTrainedModel:
+    """An exported student to distil further (``student.init=student``): its weights as saved, with the
+    dropout and frozen tables of ``spec`` (its config keeps ``distil_layers``, its layer map)."""
+    config = AutoConfig.from_pretrained(folder)
+    for names, value in ((_DROPOUT_NAMES, spec.dropout), (_ATTENTION_DROPOUT_NAMES, spec.attention_dropout)):
+        for name in names:
+            if name in config.to_dict():
+                setattr(config, name, value)
+    student = AutoModelForMaskedLM.from_pretrained(folder, config=config)
+    freeze_tables(student, spec)
+    log.info("Student: continued from %s (teacher layers %s)", folder, getattr(config, "distil_layers", None))
     return student
 
 

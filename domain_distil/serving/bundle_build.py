@@ -16,7 +16,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -164,8 +164,11 @@ def build_bundle(
     revision: str | None = None,
     overwrite: bool = False,
     cache_dir: str | Path | None = None,
+    int8: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Write a bundle of ``encoder`` (a local transformers folder or a hub name) and ``heads``.
+    """Write a bundle of ``encoder`` (a local transformers folder or a hub name) and ``heads``;
+    ``int8`` is the record of its int8 variant (``conversion.int8.quantize_int8``: settings and
+    excluded layers), kept in the manifest so that serving reuses the choice.
 
     Every head is checked against the encoder before anything is written; the bundle is assembled
     in a temporary folder next to ``output`` and renamed into place, so ``output`` is complete or
@@ -214,6 +217,7 @@ def build_bundle(
                         "hidden_size": hidden_size},
             "tokenizer": tokenizer_path,
             "heads": entries,
+            **({"int8": dict(int8)} if int8 is not None else {}),
             "git": git_commit(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
         }

@@ -17,21 +17,25 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
-from domain_distil.conversion.int8 import Int8Settings
+from domain_distil.analysis.messages import read_texts
+from domain_distil.conversion.int8 import Int8Settings, read_record
+from domain_distil.conversion.int8_auto import Calibration
 from domain_distil.conversion.runners import Runner
-from domain_distil.conversion.variants import VARIANTS, variant_runner
+from domain_distil.conversion.variants import VARIANTS, int8_graph, variant_runner
 from domain_distil.serving.bundle_load import Bundle
 from domain_distil.serving.predictor import EncoderFn, Predictor, torch_encoder
 
 if TYPE_CHECKING:
     from omegaconf import DictConfig
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 
@@ -47,17 +51,50 @@ def runner_encoder(runner: Runner) -> EncoderFn:
     return encode
 
 
+def exports_folder(workdir: str | Path, encoder_hash: str) -> Path:
+    """Where an encoder's ONNX exports live: one folder per encoder content hash."""
+    return Path(workdir) / f"encoder-{encoder_hash[:16]}"
+
+
+def with_recorded_layers(settings: Int8Settings, manifest: Mapping[str, Any]) -> Int8Settings:
+    """``settings`` with ``exclude=auto`` replaced by the layers a bundle recorded for the same
+    settings (``manifest["int8"]``, written by ``task=bundle``), so serving needs no calibration
+    texts; unchanged when there is no such record."""
+    record = manifest.get("int8")
+    if not settings.auto or not record:
+        return settings
+    if record.get("settings") != settings.effective():
+        # e.g. built on a VNNI CPU (8-bit weights) and served on one without (7-bit): measure again
+        log.warning("the bundle's int8 record was made with other settings (%s, here %s); exclude=auto "
+                    "measures again", record.get("settings"), settings.effective())
+        return settings
+    return replace(settings, exclude=tuple(record["excluded"]))
+
+
+def int8_variant(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, exports: Path, threads: int,
+                 settings: Int8Settings, calibration_texts: Sequence[str] | None) -> tuple[Runner, dict[str, Any]]:
+    """The int8 runner of ``encoder`` and its record (settings, excluded layers: ``conversion.int8``);
+    ``exclude=auto`` measures on ``calibration_texts`` tokenized by ``tokenizer``."""
+    calibration = Calibration.from_texts(tokenizer, calibration_texts) if settings.auto and calibration_texts else None
+    runner, _ = variant_runner("int8", encoder, exports, threads, settings, calibration)
+    return runner, read_record(int8_graph(encoder, exports, settings, calibration))
+
+
 def encoder_backend(kind: str, bundle: Bundle, workdir: str | Path | None = None, threads: int = 1,
-                    int8: Int8Settings | None = None) -> EncoderFn:
+                    int8: Int8Settings | None = None, calibration_texts: Sequence[str] | None = None) -> EncoderFn:
     """The bundle's encoder as ``fp32`` (PyTorch), ``int8`` (ONNX Runtime int8, quantized with
-    ``int8``: default :class:`Int8Settings`) or ``onnx`` (ONNX Runtime fp32); exports go to
-    ``<workdir or bundle/onnx>/encoder-<hash>/``."""
+    ``int8``, default :class:`Int8Settings`, and the layers the bundle recorded for ``exclude=auto``)
+    or ``onnx`` (ONNX Runtime fp32); exports go to ``<workdir or bundle/onnx>/encoder-<hash>/``."""
     if kind not in BACKENDS:
         raise ValueError(f"unknown encoder backend {kind!r}; expected one of {BACKENDS}")
     if kind == "fp32":
         return torch_encoder(bundle.encoder)
-    root = Path(workdir) if workdir is not None else bundle.root / "onnx"
-    runner, _ = variant_runner(kind, bundle.encoder, root / f"encoder-{bundle.encoder_hash[:16]}", threads, int8)
+    exports = exports_folder(workdir if workdir is not None else bundle.root / "onnx", bundle.encoder_hash)
+    if kind == "onnx":
+        return runner_encoder(variant_runner(kind, bundle.encoder, exports, threads)[0])
+    settings = with_recorded_layers(int8 or Int8Settings(), bundle.manifest)
+    runner, record = int8_variant(bundle.encoder, bundle.tokenizer, exports, threads, settings, calibration_texts)
+    log.info("int8 encoder: %s, layers off the fast path: %s", record["settings"]["method"], record["excluded"] or "none")
     return runner_encoder(runner)
 
 
@@ -93,7 +130,8 @@ def agreement(reference: list[list[dict[str, Any]]], candidate: list[list[dict[s
 
 def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[str] = ("int8", "onnx"),
                      workdir: str | Path | None = None, batch_size: int = 32, threads: int = 1,
-                     int8: Int8Settings | None = None) -> dict[str, Any]:
+                     int8: Int8Settings | None = None, calibration_texts: Sequence[str] | None = None,
+                     ) -> dict[str, Any]:
     """Run fp32 and each variant over ``texts`` with every head; flipped-prediction rates per head.
 
     A variant that cannot be built (e.g. onnxruntime missing) is reported with its error instead
@@ -107,7 +145,7 @@ def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[st
         if kind == "fp32":
             continue
         try:
-            encoder = encoder_backend(kind, bundle, workdir, threads, int8)
+            encoder = encoder_backend(kind, bundle, workdir, threads, int8, calibration_texts)
         except Exception as error:  # noqa: BLE001  one failing variant must not hide the others
             report["variants"][kind] = {"error": f"{type(error).__name__}: {error}"}
             log.warning("%s encoder unavailable: %s", kind, error)
@@ -119,7 +157,8 @@ def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[st
             "seconds": time.perf_counter() - started,
             "flip_rate": max(h["flip_rate"] for h in heads.values()),
             "heads": heads,
-            **({"settings": (int8 or Int8Settings()).effective()} if kind == "int8" else {}),
+            **({"settings": with_recorded_layers(int8 or Int8Settings(), bundle.manifest).effective()}
+               if kind == "int8" else {}),
         }
         log.info("%s vs fp32 on %d texts: worst head flip rate %.4f", kind, len(texts), report["variants"][kind]["flip_rate"])
     return report
@@ -132,3 +171,12 @@ def int8_settings(cfg: DictConfig) -> Int8Settings:
 
     group = cfg.get("int8")
     return Int8Settings.from_config(OmegaConf.to_container(group, resolve=True) if group is not None else None)
+
+
+def int8_calibration_texts(cfg: DictConfig) -> list[str] | None:
+    """``int8.calibration.texts`` read (at most ``max_texts``), or None when unset: the held-out
+    corpus text that ``int8.exclude=auto`` measures each layer on."""
+    calibration = (cfg.get("int8") or {}).get("calibration") or {}
+    if not calibration.get("texts"):
+        return None
+    return read_texts(calibration["texts"])[: int(calibration.get("max_texts", 128))]

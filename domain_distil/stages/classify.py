@@ -211,8 +211,8 @@ def classify(job: ClassifyJob) -> ClassifyResult:
         checkpoint = ModelCheckpoint(dirpath=output_dir / "checkpoints", filename="best-{epoch}",
                                      monitor="val/f1", mode="max", save_top_k=1)
         mode = "frozen" if job.freeze else "finetuned"
-        loggers = job.loggers(f"{spec.name}-{lang}-{job.encoder_id}-{mode}-seed{job.seed}",
-                              [lang, job.encoder_id, mode, spec.name])
+        loggers = job.loggers(f"{spec.name}-{lang}-{ref.id}-{mode}-seed{job.seed}",
+                              [lang, ref.id, mode, spec.name])
         job.log_config(loggers, job.config)
         trainer = job.trainer(**(settings.trainer_args or {}), logger=loggers or False, callbacks=[checkpoint])
         refuse_distributed(trainer)  # before any model is read

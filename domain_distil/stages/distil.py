@@ -24,6 +24,7 @@ import lightning as L
 import numpy as np
 import torch
 from hydra.utils import instantiate
+from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
 from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig
@@ -34,8 +35,13 @@ from datamodules.distill import DistillDataModule
 from domain_distil.artifacts.manifest import read_manifest
 from domain_distil.artifacts.students import (
     FORMAT_VERSION,
+    STUDENT_INITS,
     StudentArtifact,
     corpus_reference,
+    lineage,
+    parent_identity,
+    parent_key,
+    parent_student,
     recipe_hash,
     recipe_identity,
     students_root,
@@ -50,6 +56,7 @@ from domain_distil.corpus.reader import discover_files, iter_documents
 from domain_distil.corpus.select import read_selection
 from domain_distil.corpus.shards import ShardSettings, build_corpus
 from domain_distil.modeling.checks import (
+    check_same_vocabulary,
     check_student_matches_teacher,
     checkpoint_has_mlm_head,
     usable_positions,
@@ -57,8 +64,19 @@ from domain_distil.modeling.checks import (
 from domain_distil.modeling.export import export_model
 from domain_distil.modeling.masking import MaskingConfig
 from domain_distil.modeling.objectives import ModelShape, Objective, PairShape, teacher_head_kind
-from domain_distil.modeling.student import StudentSpec, build_student, resolve_layers
-from domain_distil.modeling.teachers import load_teacher, load_teacher_config, load_teacher_tokenizer
+from domain_distil.modeling.student import (
+    StudentSpec,
+    build_student,
+    check_continued_layout,
+    load_exported_student,
+    resolve_layers,
+)
+from domain_distil.modeling.teachers import (
+    load_teacher,
+    load_teacher_config,
+    load_teacher_tokenizer,
+    load_tokenizer,
+)
 from domain_distil.modeling.tokenizer_trim import trim_tokenizer
 from domain_distil.modeling.vocab_trim import (
     KeptVocabulary,
@@ -70,6 +88,10 @@ from domain_distil.stages.checkpoints import resolve_resume_checkpoint, write_ru
 from lightning_modules.distillation import DistillationModule
 
 log = logging.getLogger(__name__)
+
+COMPILE_SETTINGS = ("auto", True, False)
+# distill.compile=auto compiles the loss terms from this vocabulary size up (mBERT: 119,547 ids).
+COMPILE_MIN_VOCABULARY = 32_000
 
 
 @dataclass(frozen=True)
@@ -102,6 +124,7 @@ class DistillPlan:
     fit_teacher_head: bool = False
     head_fit: HeadFitSettings | None = None
     corpus_num_workers: int = 0
+    parent: StudentArtifact | None = None  # student.init=student: the exported student it starts from
 
     @property
     def seed(self) -> int:
@@ -175,6 +198,10 @@ def plan_distillation(
         spec_fields["layers"] = tuple(spec_fields["layers"])
     student_spec = StudentSpec(**spec_fields)
     VocabTrimSettings.from_config(student)  # student.vocab* errors before any work
+    compile_setting(d)
+    parent = continued_parent(student, student_spec, teacher, teacher_path, teacher_config, cache_dir)
+    if parent is not None:  # the recipe names the parent by its full key, however student.from spelled it
+        student, student_config = {**student, "from": parent_key(parent)}, AutoConfig.from_pretrained(parent.path)
     objective.check(planned_pair(student_config, student_spec, teacher_config))  # layer errors before any work
     head_fit = None
     if fit_head:
@@ -188,7 +215,42 @@ def plan_distillation(
         teacher_has_mlm_head=has_head, files=files, shard_settings=shard_settings, student_spec=student_spec,
         objective=objective, masking=masking, distill=d, student=dict(student), corpus=dict(corpus),
         fit_teacher_head=fit_head, head_fit=head_fit, corpus_num_workers=int(corpus.get("num_workers", 0)),
+        parent=parent,
     )
+
+
+def continued_parent(
+    student: Mapping[str, Any], spec: StudentSpec, teacher: Mapping[str, Any], teacher_path: str,
+    teacher_config: PretrainedConfig, cache_dir: str | Path,
+) -> StudentArtifact | None:
+    """``student.init=student``: the exported student ``student.from`` names, checked against the teacher
+    (width, whole vocabulary, tokenizer, layout) from its manifest and config; None for ``init=teacher``."""
+    init, source = str(student.get("init", "teacher")), student.get("from")
+    if init not in STUDENT_INITS:
+        raise ConfigError(f"student.init must be one of {', '.join(STUDENT_INITS)}, got {init!r}")
+    if init == "teacher":
+        if source not in (None, ""):
+            raise ConfigError(f"student.from={source} is read only with student.init=student (start from that student)")
+        return None
+    if source in (None, ""):
+        raise ConfigError("student.init=student needs student.from=<a student's key, unique key prefix or folder> "
+                          "(`python run.py task=list` lists them)")
+    if student.get("name_or_path"):
+        raise ConfigError("student.init=student and student.name_or_path both name the starting weights; set one")
+    setting = f"student.from={source}"
+    parent = parent_student(cache_dir, str(source))
+    vocab = parent.manifest.get("vocab") or {}
+    if vocab.get("mode", "full") != "full":
+        raise ConfigError(f"{setting}: student {parent.key} has a trimmed vocabulary ({vocab.get('size')} of "
+                          f"{vocab.get('teacher_size')} ids); continued distillation starts from the teacher's whole "
+                          "vocabulary: give a student distilled with student.vocab=full")
+    config = AutoConfig.from_pretrained(parent.path)
+    check_student_matches_teacher(config, teacher_config, setting)
+    check_continued_layout(config, spec, int(teacher_config.num_hidden_layers), setting)
+    if parent.lookup.get("teacher_identity") != teacher_identity(teacher_path, teacher.get("revision"), cache_dir):
+        # Another teacher of the same shape: its ids must still name the same tokens.
+        check_same_vocabulary(load_tokenizer(parent.path), load_teacher_tokenizer(teacher, teacher_path), setting)
+    return parent
 
 
 def planned_pair(student_config: PretrainedConfig | None, spec: StudentSpec,
@@ -255,6 +317,28 @@ def training_volume(corpus_stats: Mapping[str, Mapping[str, Any]], global_batch:
     }
 
 
+def compile_setting(distill: Mapping[str, Any]) -> str | bool:
+    """``distill.compile``: true, false, or auto (absent in older configs: false)."""
+    setting = distill.get("compile", False)
+    if setting not in COMPILE_SETTINGS:
+        raise ConfigError(f"distill.compile must be auto, true or false, got {setting!r}")
+    return setting
+
+
+def compiles_loss(setting: str | bool, on_cpu: bool, objective: Objective, vocabulary: int) -> bool:
+    """Whether a run compiles its loss terms (``DistillationModule.compile_loss``).
+
+    ``auto`` compiles where it measured faster (``benchmarks/distill_speed.py``): on the CPU, for a
+    recipe whose terms read (rows x vocabulary) logits over a vocabulary of at least
+    ``COMPILE_MIN_VOCABULARY`` ids, where the fused element-wise passes save more than the
+    compiler's warm-up (tens of seconds) costs. Hidden-state recipes and small vocabularies gain
+    nothing, and GPUs were not measured.
+    """
+    if setting != "auto":
+        return bool(setting)
+    return on_cpu and objective.needs_student_logits and vocabulary >= COMPILE_MIN_VOCABULARY
+
+
 def student_key(identity: Mapping[str, Any]) -> str:
     return short(hash_object(dict(identity)), 16)
 
@@ -300,6 +384,12 @@ def _prepare(plan: DistillPlan, run: DistillRun, callbacks: list[Callback], logg
     identity = {"teacher": t_identity, "corpus": corpus_dir.name, "recipe": r_hash, "effective": effective}
     if kept is not None:  # the extra texts' content, not only their paths, decides the kept ids
         identity["vocab"] = kept.digest()
+    if plan.parent is not None:  # the weights it starts from: the parent's key and content hash
+        identity["parent"] = parent_identity(plan.parent, cache_dir)
+    vocabulary = len(kept) if kept is not None else int(plan.teacher_config.vocab_size)
+    on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
+    if compiles_loss(compile_setting(plan.distill), on_cpu, plan.objective, vocabulary):
+        effective["compiled"] = True  # compiled kernels round differently (absent when off: old keys hold)
     return _Prepared(tokenizer, corpus_dir, kept, trainer, lookup_teacher, r_hash, teacher_head, t_identity,
                      effective, identity, students_root(cache_dir) / student_key(identity))
 
@@ -345,6 +435,8 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     seed_everything(plan.seed)
     teacher = load_teacher(plan.teacher_cfg, Path(run.cache_dir), path=plan.teacher_path)
     module, datamodule = _build_module(plan, teacher, corpus_dir, kept)
+    if effective.get("compiled"):
+        module.compile_loss()
     started = time.time()
     failed = True
     try:
@@ -382,6 +474,8 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "epochs": int(trainer.current_epoch),
             "losses": {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("train/")},
             "tokens_per_sec": throughput.run_average,
+            "padding_share": throughput.run_padding_share,  # of the batches' positions; the rest were tokens
+            "lineage": lineage(plan.parent, run.cache_dir),  # continued distillation: the parent, its parent, ...
             "wall_seconds": round(time.time() - started, 1),
             "objective": plan.objective.settings(),
             "losses_run": plan.objective.loss_terms(prepared.teacher_head),
@@ -422,7 +516,9 @@ def _build_module(
     vocab_size = plan.teacher_config.vocab_size
     if len(tokenizer) > vocab_size:
         raise ValueError(f"Tokenizer has {len(tokenizer)} ids but the teacher's vocab_size is {vocab_size}")
-    if plan.student.get("name_or_path"):
+    if plan.parent is not None:
+        student = load_exported_student(plan.parent.path, plan.student_spec)
+    elif plan.student.get("name_or_path"):
         student = AutoModelForMaskedLM.from_pretrained(plan.student["name_or_path"])
     else:
         student = build_student(teacher.model, plan.student_spec)

@@ -2,11 +2,15 @@
 
     python run.py task=bundle 'bundle.jobs=[outputs/cc_sweep]' bundle.output=bundles/cc
     python run.py task=bundle 'bundle.jobs=[...]' bundle.check.texts=data/heldout.jsonl   # + int8/ONNX check
+    python run.py task=bundle 'bundle.jobs=[...]' int8.calibration.texts=data/corpus_sample.txt  # + int8 choice
 
 Reads every job's ``results.json`` and best checkpoint (jobs must have run with
 ``classify.keep_checkpoint=true``), keeps one head per (task, language), refuses heads trained on
 another or a fine-tuned encoder, writes the bundle atomically and, with ``bundle.check.texts``,
 measures how often the int8 and ONNX encoders flip a prediction (``<bundle>/variants.json``).
+With ``int8.calibration.texts`` (held-out in-domain text), the int8 variant is quantized first
+(``int8.exclude=auto`` measures each layer on those texts) and its method and excluded layers go
+into the manifest (``int8``), so ``serve.backend=int8`` / ``predict.backend=int8`` reuse them.
 """
 
 from __future__ import annotations
@@ -21,10 +25,17 @@ from domain_distil.analysis.messages import read_texts
 from domain_distil.analysis.speed import cpu_threads
 from domain_distil.common.globs import expand_paths
 from domain_distil.common.io import write_json
+from domain_distil.encoders import encoder_hash, load_encoder
 from domain_distil.serving.bundle_build import build_bundle, find_jobs, read_job, select_heads
 from domain_distil.serving.bundle_format import BundleError
 from domain_distil.serving.bundle_load import load_bundle
-from domain_distil.serving.quantize import compare_backends, int8_settings
+from domain_distil.serving.quantize import (
+    compare_backends,
+    exports_folder,
+    int8_calibration_texts,
+    int8_settings,
+    int8_variant,
+)
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +50,20 @@ def _encoder_of(heads: list, explicit: str | None) -> str:
     return sources[0]
 
 
+def _int8_record(cfg: DictConfig, encoder: str, calibration: list[str]) -> dict[str, Any]:
+    """The int8 variant of the bundle encoder, quantized with the ``int8`` group (``exclude=auto``
+    measured on ``calibration``), and its record for the manifest; the export lands where serving
+    looks for it."""
+    model, tokenizer = load_encoder(encoder, revision=cfg.bundle.revision)
+    digest = encoder_hash(encoder, cfg.bundle.revision, cfg.paths.cache_dir)
+    threads = int(cfg.bundle.check.threads)
+    with cpu_threads(threads):
+        _, record = int8_variant(model, tokenizer, exports_folder(Path(cfg.paths.cache_dir) / "onnx", digest), threads,
+                                 int8_settings(cfg), calibration)
+    log.info("int8 (%s): layers off the fast path %s", record["settings"]["method"], record["excluded"] or "none")
+    return record
+
+
 def run(cfg: DictConfig) -> dict[str, Any]:
     bc = cfg.bundle
     if not bc.jobs:
@@ -48,16 +73,20 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     heads = select_heads([read_job(job) for job in jobs], str(bc.select))
     log.info("%d jobs -> %d heads: %s", len(jobs), len(heads), ", ".join(h.key for h in heads))
     encoder = _encoder_of(heads, bc.encoder)
+    calibration = int8_calibration_texts(cfg)
+    record = _int8_record(cfg, encoder, calibration) if calibration is not None else None
     output = build_bundle(encoder, heads, bc.output, copy_encoder=bool(bc.copy_encoder), revision=bc.revision,
-                          overwrite=bool(bc.overwrite), cache_dir=cfg.paths.cache_dir)
+                          overwrite=bool(bc.overwrite), cache_dir=cfg.paths.cache_dir, int8=record)
     result: dict[str, Any] = {"bundle": str(output), "heads": [h.key for h in heads], "encoder": encoder}
+    if record is not None:
+        result["int8"] = record
     check = bc.check
     if check.texts:
         texts = read_texts(check.texts)[: int(check.max_texts)]
         with cpu_threads(int(check.threads)):
             report = compare_backends(load_bundle(output, verify=False), texts, list(check.variants),
                                       workdir=Path(cfg.paths.cache_dir) / "onnx", threads=int(check.threads),
-                                      int8=int8_settings(cfg))
+                                      int8=int8_settings(cfg), calibration_texts=calibration)
         report["texts_file"] = str(check.texts)
         write_json(Path(output) / "variants.json", report)
         for kind, entry in report["variants"].items():

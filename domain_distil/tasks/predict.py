@@ -33,7 +33,7 @@ from domain_distil.common.io import read_json, write_json
 from domain_distil.common.records import iter_records
 from domain_distil.serving.bundle_load import load_bundle, read_manifest
 from domain_distil.serving.predictor import Predictor
-from domain_distil.serving.quantize import encoder_backend, int8_settings
+from domain_distil.serving.quantize import encoder_backend, int8_calibration_texts, int8_settings
 
 log = logging.getLogger(__name__)
 
@@ -102,11 +102,13 @@ def run(cfg: DictConfig) -> dict[str, Any]:
 
     stat = source.stat()
     options = OmegaConf.to_container(pc, resolve=True)
+    calibration = int8_calibration_texts(cfg) if pc.backend == "int8" else None
     key = hash_object({"bundle": manifest["encoder"]["hash"], "heads": [h["sha256"] for h in manifest["heads"]],
                        "input": [str(source.resolve()), stat.st_size, stat.st_mtime_ns],
                        "options": {k: v for k, v in options.items() if k not in ("resume", "threads", "chunk_rows")},
                        # int8 settings change the outputs: a partial file from other settings is not resumed
-                       **({"int8": int8_settings(cfg).effective()} if pc.backend == "int8" else {})})
+                       **({"int8": int8_settings(cfg).effective(), "int8_calibration": calibration}
+                          if pc.backend == "int8" else {})})
     partial, sidecar = output.with_name(output.name + ".partial"), output.with_name(output.name + ".partial.json")
     done = 0
     if pc.resume and partial.is_file() and sidecar.is_file() and read_json(sidecar).get("key") == key:
@@ -121,7 +123,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         torch.set_num_threads(int(pc.threads))
     bundle = load_bundle(pc.bundle, cache_dir=cfg.paths.cache_dir)
     encoder = encoder_backend(str(pc.backend), bundle, Path(cfg.paths.cache_dir) / "onnx", int(pc.threads or 1),
-                              int8_settings(cfg))
+                              int8_settings(cfg), calibration)
     predictor = Predictor(bundle, encoder_fn=encoder, batch_size=int(pc.batch_size))
     predictor.select(pc.langs, pc.tasks)  # unknown filter values fail here, before the loop
 

@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor
-from domain_distil.serving.quantize import encoder_backend, int8_settings
+from domain_distil.serving.quantize import encoder_backend, int8_calibration_texts, int8_settings
 from domain_distil.serving.server import ServerSettings, create_app, make_server
 
 
@@ -27,7 +27,7 @@ def build_app(cfg: DictConfig):
         torch.set_num_threads(int(sc.threads))
     bundle = load_bundle(sc.bundle, cache_dir=cfg.paths.cache_dir)
     encoder = encoder_backend(str(sc.backend), bundle, Path(cfg.paths.cache_dir) / "onnx", int(sc.threads or 1),
-                              int8_settings(cfg))
+                              int8_settings(cfg), int8_calibration_texts(cfg) if sc.backend == "int8" else None)
     settings = ServerSettings(max_batch=int(sc.max_batch), max_wait_ms=float(sc.max_wait_ms), max_texts=int(sc.max_texts),
                               max_chars=int(sc.max_chars), max_body_bytes=int(sc.max_body_bytes),
                               max_pending=int(sc.max_pending))

@@ -32,12 +32,12 @@ from domain_distil.analysis.table5 import coverage_table, table5
 from domain_distil.common.io import atomic_open, write_json
 from domain_distil.common.provenance import git_commit
 from domain_distil.conversion.int8 import Int8Settings
-from domain_distil.serving.quantize import int8_settings
+from domain_distil.serving.quantize import int8_calibration_texts, int8_settings
 
 log = logging.getLogger(__name__)
 
 
-def _settings(sc: DictConfig, int8: Int8Settings) -> SpeedSettings:
+def _settings(sc: DictConfig, int8: Int8Settings, calibration: list[str] | None = None) -> SpeedSettings:
     lengths = tuple(int(n) for n in sc.lengths)
     if not lengths:
         raise ValueError("speed.lengths: give at least one message length")
@@ -48,6 +48,7 @@ def _settings(sc: DictConfig, int8: Int8Settings) -> SpeedSettings:
         lengths=lengths, repeats=int(sc.repeats), warmup=int(sc.warmup), threads=int(sc.threads),
         int8=bool(sc.variants.int8), onnx=bool(sc.variants.onnx),
         variants_for=None if only is None else tuple(str(e) for e in only), int8_settings=int8,
+        int8_calibration=tuple(calibration or ()),
     )
 
 
@@ -56,7 +57,8 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     encoders = parse_encoders(
         OmegaConf.to_container(sc.encoders, resolve=True), "speed.encoders", teacher_resolver(cfg)
     )
-    settings = _settings(sc, int8_settings(cfg))  # the int8 row uses the int8 group, as serving does
+    # the int8 row uses the int8 group (and its calibration texts), as serving does
+    settings = _settings(sc, int8_settings(cfg), int8_calibration_texts(cfg))
     unknown = sorted(set(settings.variants_for or ()) - {e.id for e in encoders})
     if unknown:
         raise ValueError(f"speed.variants.encoders: {unknown} are not in speed.encoders ({[e.id for e in encoders]})")

@@ -19,7 +19,12 @@ def build_all_caches(teacher_dir: str, corpus_dir: str, cache_dir: str, log_path
     to log each build and hold it for a moment; the twin then arrives while the build is running
     and must wait for it instead of building a second copy.
     """
+    import torch
     from transformers import AutoModel, AutoModelForMaskedLM, AutoTokenizer
+
+    # The test process runs one thread (conftest.py); a spawned child would take every core, and
+    # on CPUs whose kernels split the reduction by thread count the features differ in the last bit.
+    torch.set_num_threads(1)
 
     import domain_distil.common.locking as locking
     from domain_distil.classification.features import FeatureCache

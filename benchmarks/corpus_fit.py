@@ -8,7 +8,7 @@ whether lines repeat) is
 2. profiled by the corpus-fit report (``analysis.corpus_fit_report.fit_report``) against the
    ``td_tags`` training texts: token statistics over the whole pool plus teacher embeddings of a
    512-document sample;
-3. cut to 10% of its tokens by ``corpus.select`` with the token-statistics score (fresh cache);
+3. cut to 10% of its tokens by ``stages.select_corpus`` with the token-statistics score (fresh cache);
 4. cut the same way by the ``static`` score (kNN over mean input-token vectors of the teacher).
 
 Each step runs in its own spawned process, so its peak memory (``ru_maxrss``) is its own.
@@ -98,9 +98,14 @@ def step_report(pool: Path, data: Path, queue: mp.Queue) -> None:
 
 
 def step_select(pool: Path, data: Path, queue: mp.Queue, pool_tokens: int, method: str) -> None:
-    from domain_distil.corpus.select import StaticEmbeddingScorer, TokenScorer, read_selection, select_corpus
     from domain_distil.demo.teachers.me5 import prepare_me5_small
     from domain_distil.encoders import load_encoder
+    from domain_distil.stages.select_corpus import (
+        StaticEmbeddingScorer,
+        TokenScorer,
+        read_selection,
+        select_corpus,
+    )
 
     tokenizer = _tokenizer()
     texts = {"eng": _task_texts(data)}

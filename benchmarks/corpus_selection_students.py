@@ -41,11 +41,11 @@ from domain_distil.classification.encoders import local_encoder
 from domain_distil.common.configs import config_dir
 from domain_distil.common.io import write_json
 from domain_distil.corpus.reader import discover_files, iter_documents
-from domain_distil.corpus.select import RandomScorer, read_selection, select_corpus
 from domain_distil.modeling.teachers import load_teacher_tokenizer, resolve_teacher_path
 from domain_distil.stages.classify import classify
-from domain_distil.tasks.corpus_fit import task_texts
-from domain_distil.tasks.demo import classify_job, demo_data, distil_student
+from domain_distil.stages.protocol import distil_student, protocol_job
+from domain_distil.stages.select_corpus import RandomScorer, read_selection, select_corpus, task_texts
+from domain_distil.tasks.demo import demo_data
 from domain_distil.tasks.select_corpus import scorer_from_config
 
 
@@ -143,7 +143,7 @@ def main() -> None:
             encoder = local_encoder(encoder_id, path, cache)
             scores = []
             for seed in range(args.seeds):
-                result = classify(classify_job(cfg, data, str(task), lang, seed, encoder, results_dir))
+                result = classify(protocol_job(cfg, data, str(task), lang, seed, encoder, results_dir))
                 scores.append(float(result.test_f1))
             summary["f1"].setdefault(str(task), {})[encoder_id] = scores
     lines = ["| task | student | test F1 (mean ± sd) |", "|---|---|---|"]

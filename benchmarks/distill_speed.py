@@ -149,10 +149,11 @@ def demo_setup(cache_dir: Path, count: int) -> Setup:
     from domain_distil.corpus.shards import build_corpus
     from domain_distil.modeling.teachers import load_teacher
     from domain_distil.stages.distil import _build_module
-    from domain_distil.tasks.demo import demo_data, student_plan
+    from domain_distil.stages.protocol import student_plan
+    from domain_distil.tasks.demo import demo_data
 
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=[f"paths.cache_dir={cache_dir}"])
+        cfg = compose(config_name="config", overrides=["experiment=demo", f"paths.cache_dir={cache_dir}"])
     corpus_text = demo_data(cfg.demo.data, cache_dir) / "in_domain"
     plan = student_plan(cfg, corpus_text)
     teacher = load_teacher(plan.teacher_cfg, cache_dir, path=plan.teacher_path)

@@ -27,6 +27,7 @@ import logging
 import os
 import random
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -37,7 +38,8 @@ from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
 from transformers import DistilBertModel
 
-from domain_distil.modeling.tiny import build_wide_encoder
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tiny test models
+from tiny_models import build_wide_encoder  # noqa: E402
 
 CONF_DIR = str(Path(__file__).resolve().parent.parent / "conf")
 REQUEST = "order refund cancel delivery password payment track package account change update help need".split()

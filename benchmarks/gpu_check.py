@@ -183,11 +183,11 @@ class _StopAt(L.Callback):
 def check_resume(args: argparse.Namespace) -> dict:
     """Uninterrupted run vs. stopped mid-epoch and resumed from its checkpoint: same weights."""
     from lightning.pytorch.callbacks import ModelCheckpoint
+    from tiny_models import build_tiny_teacher
     from transformers import AutoModelForMaskedLM, AutoTokenizer
 
     from datamodules.distill import DistillDataModule
     from domain_distil.modeling.student import StudentSpec, build_student
-    from domain_distil.modeling.tiny import build_tiny_teacher
     from lightning_modules.distillation import DistillationModule
 
     work = Path(args.out) / "resume"
@@ -245,7 +245,7 @@ def check_resume(args: argparse.Namespace) -> dict:
 
 def check_classify(args: argparse.Namespace) -> dict:
     """One real ``python run.py task=classify trainer=gpu`` job on a tiny encoder and task file."""
-    from domain_distil.modeling.tiny import build_tiny_teacher
+    from tiny_models import build_tiny_teacher
 
     sys.path.insert(0, str(ROOT / "tests"))
     from tiny_tasks import classify_overrides, intent_rows, write_jsonl

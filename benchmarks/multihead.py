@@ -31,6 +31,7 @@ import argparse
 import logging
 import random
 import statistics
+import sys
 import tempfile
 import time
 import warnings
@@ -41,10 +42,13 @@ import torch
 
 from domain_distil.common.hashing import hash_dir
 from domain_distil.modeling.heads import SelfAttentionHead
-from domain_distil.modeling.tiny import build_wide_encoder
 from domain_distil.serving.bundle_build import build_bundle
 from domain_distil.serving.bundle_format import HeadSpec
 from domain_distil.serving.bundle_load import load_bundle
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))  # the tiny test models
+from tiny_models import build_wide_encoder  # noqa: E402
+
 from domain_distil.serving.predictor import Predictor
 
 WORDS = ("order refund cancel delivery password payment track package account change update help need "

@@ -3,7 +3,7 @@
     python benchmarks/posts_parse.py            # 100 MB and 500 MB files in a temp dir
     python benchmarks/posts_parse.py --sizes 20 100
 
-Generates Posts.xml files in the real dump format (sources.synthetic), parses each in a fresh
+Generates Posts.xml files in the real dump format (tests/synthetic_dumps.py), parses each in a fresh
 subprocess with ``PostsFile.posts()`` (the reader task=prepare uses; every post's fields are
 built; with ``--text`` also the HTML-to-text step) and reads that process's peak RSS (``ru_maxrss``). Prints MB/s and
 peak RSS per file; the last line is the RSS ratio largest/smallest, which must be <= 1.2.
@@ -20,6 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # synthetic_dumps
 
 _CHILD = """
 import json, resource, sys, time
@@ -39,7 +40,7 @@ print(json.dumps({{"posts": posts, "seconds": elapsed,
 
 def generate(path: Path, megabytes: int) -> int:
     """Write synthetic posts until the file reaches ``megabytes`` MB (10^6 bytes)."""
-    from domain_distil.sources.synthetic import synthetic_posts, write_posts_xml
+    from synthetic_dumps import synthetic_posts, write_posts_xml
 
     target = megabytes * 10**6
 

@@ -38,7 +38,7 @@ BEGIN, END = "<!-- demo-measured:begin -->", "<!-- demo-measured:end -->"
 
 def current_identity() -> dict[str, str]:
     with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
-        cfg = compose(config_name="config")
+        cfg = compose(config_name="config", overrides=["experiment=demo"])
     return demo_identity(OmegaConf.to_container(cfg.demo, resolve=False))
 
 

@@ -1,11 +1,15 @@
 """The command line: compose the config, pick the task, run it.
 
     domain-distil                                   # the embedded demo (same as `python run.py`)
+    domain-distil demo.trimmed_student=true         # the demo, one setting changed
     domain-distil task=distill teacher=mbert corpus=text corpus.dir=data/my_corpus
-    domain-distil -m seed='range(10)' lang=eng,esp,jap,por,rus
+    domain-distil -m experiment=paper_td            # a whole setup (conf/experiment)
 
-Each task lives in ``domain_distil/tasks/<task>.py`` and exposes ``run(cfg)``; this module only
-dispatches. ``run.py`` in a checkout calls :func:`main` too.
+The root config chooses no experiment: :func:`demo_by_default` makes a command line that names none
+and no task but ``demo`` the demo's (docs/architecture.md), so ``task=distill`` never sees its
+settings; composing in Python (``hydra.compose``), name ``experiment=demo`` yourself. Each task is
+``domain_distil/tasks/<task>.py`` with ``run(cfg)``; this module only dispatches (``run.py`` calls
+:func:`main` too).
 """
 
 from __future__ import annotations
@@ -55,8 +59,21 @@ def _app(cfg: DictConfig) -> Any:
         raise
 
 
+def demo_by_default(arguments: list[str]) -> list[str]:
+    """``arguments`` with ``experiment=demo`` added when they name no experiment and no task but
+    ``demo``, nor another primary config (``--config-name``, which picks its own experiment)."""
+    at = [i for i, arg in enumerate(arguments) if arg[:1] in ("~", "+") or ("=" in arg and arg[:1] != "-")]
+    named = {arguments[i].split("=", 1)[0].lstrip("~+"): arguments[i].partition("=")[2] for i in at}
+    other_config = any(arg.split("=")[0] in ("-cn", "--config-name") for arg in arguments)
+    if "experiment" in named or named.get("task", "demo") != "demo" or other_config:
+        return arguments
+    first = at[0] if at else 0  # argparse reads the overrides as one run of arguments
+    return [*arguments[:first], "experiment=demo", *arguments[first:]]
+
+
 def main() -> Any:
     """Console-script entry point (``domain-distil``); the configs come from :func:`config_dir`."""
+    sys.argv[1:] = demo_by_default(sys.argv[1:])
     try:
         check_group_choices(sys.argv[1:])  # `lang=deu`: one line naming the known options, not Hydra's report
     except UserInputError as error:

@@ -10,9 +10,9 @@ import pytest
 import torch
 from hydra import compose, initialize_config_dir
 from omegaconf import DictConfig, open_dict
+from tiny_models import build_tiny_teacher
 
 from domain_distil.common.configs import config_dir
-from domain_distil.modeling.tiny import build_tiny_teacher
 
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("WANDB_MODE", "offline")

@@ -209,7 +209,7 @@ def test_third_label_of_a_binary_task_names_its_line(tmp_path: Path) -> None:
 
 def test_lang_name_runs_a_language_without_a_config(make_cfg, tmp_path: Path) -> None:
     """docs/own-data.md: ``lang.name=deu`` classifies German rows although conf/lang has no deu.yaml."""
-    from domain_distil.tasks.classify import classify_job
+    from domain_distil.stages.classify import classify_job
 
     path = write_jsonl(tmp_path / "spam.jsonl", _own_rows(("deu", "eng")))
     job = classify_job(make_cfg("task=classify", "cls_task=binary", "cls_task.name=spam",

@@ -194,5 +194,5 @@ def test_rerun_after_the_encoder_is_retrained_in_place_trains_again(make_cfg, ti
 
     # Same config, data and weights: skipped, the finished record comes back untouched.
     assert classify.run(_cfg(make_cfg, tmp_path / "job", *base)) == on_disk and len(fits) == 2
-    job = classify.classify_job(_cfg(make_cfg, tmp_path / "job", *base))
+    job = classify_stage.classify_job(_cfg(make_cfg, tmp_path / "job", *base))
     assert classify_stage.finished_result(job).record == on_disk  # what the demo's launcher asks first

@@ -25,7 +25,7 @@ from domain_distil.common.hashing import memoised_model_hash
 from domain_distil.corpus.dataset import TokenSequenceDataset
 from domain_distil.modeling.teachers import load_teacher
 from domain_distil.stages import distil as stage
-from domain_distil.tasks.distill import ensure_student, plan_distillation, run_settings
+from domain_distil.tasks.distill import ensure_student, run_settings
 from tests.test_resume import TOLERANCE, _CrashAt
 
 GENERAL = "the city history king war music science river quick brown fox jumps over lazy dog cat sat mat".split()
@@ -101,7 +101,7 @@ def test_the_manifest_records_the_padding_share_and_the_precision(make_cfg, tiny
 
 def test_it_starts_from_the_parents_weights(make_cfg, tiny_teacher_dir, workspace):
     parent = _parent(make_cfg, tiny_teacher_dir, workspace)
-    plan = plan_distillation(_continued_cfg(make_cfg, tiny_teacher_dir, workspace, str(parent.path)))  # a folder
+    plan = stage.plan_from_config(_continued_cfg(make_cfg, tiny_teacher_dir, workspace, str(parent.path)))  # a folder
     assert plan.parent is not None and plan.parent.key == parent.key
     corpus = workspace / "cache" / "corpus" / ensure_student(
         _continued_cfg(make_cfg, tiny_teacher_dir, workspace, parent.key)).manifest["corpus_hash"]
@@ -134,7 +134,7 @@ def test_incompatible_starts_are_refused_in_one_line_before_any_work(make_cfg, t
     def refused(error: type[Exception], message: str, *overrides: str) -> None:
         cfg = _cfg(make_cfg, tiny_teacher_dir, workspace / "domain", workspace / "cache", *overrides)
         with pytest.raises(error, match=message):
-            plan_distillation(cfg)
+            stage.plan_from_config(cfg)
 
     refused(ConfigError, r"student.init=student needs student.from=", "student.init=student")
     refused(ConfigError, r"student.from=abc is read only with student.init=student", "student.from=abc")
@@ -171,10 +171,10 @@ def test_an_interrupted_continued_run_resumes_exactly(make_cfg, tiny_teacher_dir
     parent = _parent(make_cfg, tiny_teacher_dir, workspace)
     uninterrupted = ensure_student(_continued_cfg(make_cfg, tiny_teacher_dir, workspace, parent.key))
     cfg = _continued_cfg(make_cfg, tiny_teacher_dir, workspace, str(parent.path), tmp_path / "cache")
-    plan = plan_distillation(cfg)
+    plan = stage.plan_from_config(cfg)
     with pytest.raises(RuntimeError, match="simulated crash"):
         stage.distil(plan, dataclasses.replace(run_settings(cfg, plan), callbacks=[_CrashAt(5)]))
-    resumed = stage.distil(plan_distillation(cfg), dataclasses.replace(run_settings(cfg, plan), ckpt_path="last"))
+    resumed = stage.distil(stage.plan_from_config(cfg), dataclasses.replace(run_settings(cfg, plan), ckpt_path="last"))
     assert resumed.key == uninterrupted.key and resumed.manifest["steps"] == uninterrupted.manifest["steps"] == 16
     expected, got = _weights(uninterrupted), _weights(resumed)
     assert max(float((got[k] - expected[k]).abs().max()) for k in expected) <= TOLERANCE
@@ -186,7 +186,7 @@ def test_a_compiled_loss_enters_the_key_only_when_it_runs(make_cfg, tiny_teacher
     prepared = {}
     for setting in ("auto", "false", "true"):
         cfg = _cfg(make_cfg, tiny_teacher_dir, workspace / "general", workspace / "cache", f"distill.compile={setting}")
-        plan = plan_distillation(cfg)
+        plan = stage.plan_from_config(cfg)
         prepared[setting] = stage._prepare(plan, run_settings(cfg, plan), [], [])
     assert prepared["auto"].export_dir.name == prepared["false"].export_dir.name == parent.key
     assert prepared["true"].effective["compiled"] is True and prepared["true"].export_dir.name != parent.key

@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
+from tiny_models import SPECIAL_TOKENS, build_tiny_teacher, tiny_tokenizer
 from transformers import AutoModel, AutoTokenizer, BertTokenizer
 
 from domain_distil.analysis.coverage import coverage_against_first, same_vocabulary, tokenizer_coverage
@@ -20,7 +21,6 @@ from domain_distil.conversion.int8_auto import Calibration, choose_exclusions, p
 from domain_distil.conversion.int8_layers import MatMulLayer, graph_layers, select_layers, token_scale
 from domain_distil.conversion.runners import Runner, onnx_session_runner, torch_runner
 from domain_distil.conversion.variants import int8_graph, onnx_graph, variant_runner
-from domain_distil.modeling.tiny import SPECIAL_TOKENS, build_tiny_teacher, tiny_tokenizer
 
 onnx = pytest.importorskip("onnx")  # the `serve` extra, installed by the README and CI
 pytest.importorskip("onnxruntime")

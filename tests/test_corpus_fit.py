@@ -1,4 +1,4 @@
-"""Corpus fit (task=corpus_fit) and task-aware selection (corpus.select) on small demo data.
+"""Corpus fit (task=corpus_fit) and task-aware selection (stages.select_corpus) on small demo data.
 
 The tokenizer is a WordPiece trained here on equal parts of the demo's in-domain and general
 corpora, so it favours neither candidate (no 470 MB teacher conversion in a unit test); the
@@ -13,14 +13,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_bert_config
 from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, trainers
 from transformers import BertModel, PreTrainedTokenizerFast
 
 from domain_distil.analysis.corpus_fit import TokenProfile, coverage, js_divergence, rank_rows
 from domain_distil.analysis.corpus_fit_report import Candidate, FitSettings, fit_report
-from domain_distil.corpus import select as select_module
 from domain_distil.corpus.reader import discover_files
-from domain_distil.corpus.select import (
+from domain_distil.demo.data.generator import generate_demo_data
+from domain_distil.stages import select_corpus as select_module
+from domain_distil.stages.select_corpus import (
     EmbeddingScorer,
     PoolTokens,
     RandomScorer,
@@ -30,8 +32,6 @@ from domain_distil.corpus.select import (
     read_selection,
     select_corpus,
 )
-from domain_distil.demo.data.generator import generate_demo_data
-from domain_distil.modeling.tiny import tiny_bert_config
 
 LANGS = ["eng", "esp"]
 TASKS = ["cc_intent", "td_tags"]

@@ -8,10 +8,11 @@ from pathlib import Path
 import pytest
 from omegaconf import open_dict
 
-from domain_distil.tasks.demo import DOMAIN, GENERAL, TEACHER, TRIMMED
+from domain_distil.stages.protocol import DOMAIN, GENERAL, TEACHER, TRIMMED
 from domain_distil.tasks.demo import run as run_demo
 
 TINY = [
+    "experiment=demo",
     "demo.data.languages=[eng,esp]", "demo.data.corpus_mb_per_lang=0.012", "demo.data.general_mb_per_lang=0.012",
     "demo.data.n_train=80", "demo.data.n_val=40", "demo.data.n_test=60",
     "demo.seeds=[0,1,2]", "demo.langs=[eng]", "demo.tasks=[cc_intent]", "demo.classify.trainer.max_epochs=4",
@@ -87,7 +88,7 @@ def test_reduced_demo_is_deterministic_and_cached(make_cfg, monkeypatch, tmp_pat
     monkeypatch.setattr("domain_distil.stages.distil.load_teacher", lambda *a, **k: pytest.fail("distilled again"))
     monkeypatch.setattr("lightning.Trainer.fit", lambda *a, **k: pytest.fail("trained again"))
     # Table 5 is re-used from the cache on the same machine (docs/demo.md), not timed again.
-    monkeypatch.setattr("domain_distil.tasks.speed.run", lambda *a, **k: pytest.fail("timed again"))
+    monkeypatch.setattr("domain_distil.stages.speed.measure", lambda *a, **k: pytest.fail("timed again"))
     again = run_demo(make_cfg(*TINY))
     assert again["students"] == summary["students"] and again["jobs"] == 9
     # Nothing was handed to a worker process either (the patches above only reach this process).

@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from domain_distil.demo.data import LANGUAGES, generate_demo_data
 from domain_distil.demo.data.baseline import evaluate
 from domain_distil.demo.data.cc import LABELS
+from domain_distil.demo.data.generator import LANGUAGES, generate_demo_data
 from domain_distil.demo.data.td import TAGS
 
 TINY = dict(corpus_mb_per_lang=0.01, n_train=40, n_val=10, n_test=20)

@@ -72,7 +72,7 @@ def test_recipes_keep_the_default_training_settings():
 def test_existing_students_keep_their_keys():
     """The regression anchor: today's recipes hash as they did before `distill.terms` existed."""
     hashes = {recipe: _recipe_hash(_compose(f"distill={recipe}")) for recipe in ("default", "sanh", "hidden", "sanh_mse")}
-    hashes["demo"] = _recipe_hash(_compose().demo)
+    hashes["demo"] = _recipe_hash(_compose("experiment=demo").demo)
     assert hashes == RECIPE_HASHES_BEFORE_THE_TERMS_MAPPING
 
 
@@ -84,7 +84,7 @@ def test_demo_recipe_is_hidden_with_the_numbers_of_its_former_overrides():
            "distill.batch_size=16", "distill.optimizer.lr=5e-4", "distill.trainer.accumulate_grad_batches=1",
            "distill.trainer.max_epochs=1", "student.freeze_word_embeddings=true", "corpus.max_seq_length=128",
            "distill.keep_checkpoints=false"]
-    demo = _compose().demo
+    demo = _compose("experiment=demo").demo
     # The demo pins fp32 explicitly: distillation elsewhere is bf16 on a CPU with bf16 units.
     before = _compose("teacher=me5_small", *old, "distill.trainer.precision=32-true")
     for group in ("distill", "student", "corpus"):
@@ -239,9 +239,9 @@ def test_all_zero_weights_name_the_recipes():
 
 
 def _walkthrough_blocks() -> tuple[str, str]:
-    """The python and yaml blocks of docs/distillation.md's "Adding a loss term"."""
-    text = (Path(__file__).resolve().parent.parent / "docs" / "distillation.md").read_text(encoding="utf-8")
-    section = text.split("### Adding a loss term", 1)[1].split("\n## ", 1)[0]
+    """The python and yaml blocks of docs/architecture.md's "Add a loss term"."""
+    text = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
+    section = text.split("## Add a loss term", 1)[1].split("\n## ", 1)[0]
     python = section.split("```python\n", 1)[1].split("```", 1)[0]
     yaml_block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
     return python, yaml_block
@@ -252,7 +252,7 @@ def test_the_add_a_term_walkthrough_runs_as_written(monkeypatch, tiny_models):
     monkeypatch.setattr(objectives_base, "TERMS", dict(TERMS))  # the example registers into a copy
     module = types.ModuleType("walkthrough")  # dataclasses looks the class's module up in sys.modules
     monkeypatch.setitem(sys.modules, module.__name__, module)
-    exec(compile(python, "docs/distillation.md", "exec"), module.__dict__)
+    exec(compile(python, "docs/architecture.md", "exec"), module.__dict__)
     entry = yaml.safe_load(yaml_block)
     assert entry == {"last_mse": {"weight": 0.0}}
     distill = _plain(_compose().distill)

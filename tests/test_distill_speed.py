@@ -63,7 +63,8 @@ def test_distillation_defaults_to_bf16_where_the_cpu_has_it_and_the_demo_keeps_f
     cfg = _compose("task=distill")
     assert cfg.trainer.precision == "32-true"  # the trainer group itself (classification) is unchanged
     assert cfg.distill.trainer.precision == "bf16-mixed"
-    assert cfg.demo.distill.trainer.precision == "32-true"  # docs/demo.md's students were made in fp32
+    demo = _compose("experiment=demo").demo
+    assert demo.distill.trainer.precision == "32-true"  # docs/demo.md's students were made in fp32
     assert _compose("task=distill", "distill.trainer.precision=32-true").distill.trainer.precision == "32-true"
     assert _compose("task=distill", "trainer=gpu").distill.trainer.precision == "bf16-mixed"
     monkeypatch.setattr(cpu, "CPUINFO", _cpuinfo(tmp_path, "avx2 avx512f"))

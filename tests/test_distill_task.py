@@ -10,8 +10,8 @@ import pytest
 from transformers import AutoModel, AutoModelForMaskedLM, BertConfig, BertModel
 
 from domain_distil.corpus.reader import CorpusError
-from domain_distil.stages.distil import cached_student
-from domain_distil.tasks.distill import ensure_student, plan_distillation, run_settings
+from domain_distil.stages.distil import cached_student, plan_from_config
+from domain_distil.tasks.distill import ensure_student, run_settings
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -43,16 +43,16 @@ def _overrides(teacher, text_dir, *extra):
 
 
 def test_plan_validates_masking_weights_and_corpus(make_cfg, tiny_teacher_dir, text_dir, tmp_path):
-    plan = plan_distillation(make_cfg(*_overrides(tiny_teacher_dir, text_dir)))
+    plan = plan_from_config(make_cfg(*_overrides(tiny_teacher_dir, text_dir)))
     assert plan.teacher_has_mlm_head and sorted(plan.files) == ["eng", "esp"]
     assert plan.shard_settings.max_seq_length == 128  # clipped to the tiny teacher's position table
     with pytest.raises(ValueError, match="must sum to 1"):
-        plan_distillation(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "distill.masking.word_rand=0.2")))
+        plan_from_config(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "distill.masking.word_rand=0.2")))
     (tmp_path / "nothing").mkdir()
     with pytest.raises(CorpusError, match="corpus is empty"):
-        plan_distillation(make_cfg(*_overrides(tiny_teacher_dir, tmp_path / "nothing")))
+        plan_from_config(make_cfg(*_overrides(tiny_teacher_dir, tmp_path / "nothing")))
     with pytest.raises(ValueError, match="out of range"):
-        plan_distillation(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "student.layers=[0,9]")))
+        plan_from_config(make_cfg(*_overrides(tiny_teacher_dir, text_dir, "student.layers=[0,9]")))
 
 
 def test_teacher_without_mlm_head_refuses_soft_targets(make_cfg, text_dir, tmp_path):
@@ -68,8 +68,8 @@ def test_teacher_without_mlm_head_refuses_soft_targets(make_cfg, text_dir, tmp_p
     )
     body.save_pretrained(tmp_path / "headless")
     with pytest.raises(ValueError, match="no trained MLM head.*distill=hidden"):
-        plan_distillation(make_cfg(*_overrides(tmp_path / "headless", text_dir)))
-    plan = plan_distillation(
+        plan_from_config(make_cfg(*_overrides(tmp_path / "headless", text_dir)))
+    plan = plan_from_config(
         make_cfg(
             *_overrides(
                 tmp_path / "headless",
@@ -96,7 +96,7 @@ def test_student_vocabulary_mismatch_is_refused(make_cfg, tiny_teacher_dir, text
     )
     other.save_pretrained(tmp_path / "other")
     with pytest.raises(ValueError, match="vocab_size 999 != teacher's 463"):
-        plan_distillation(
+        plan_from_config(
             make_cfg(*_overrides(tiny_teacher_dir, text_dir, f"student.name_or_path={tmp_path / 'other'}"))
         )
 
@@ -108,13 +108,13 @@ def test_unsupported_teacher_architecture(make_cfg, text_dir, tmp_path):
         tmp_path / "gpt2"
     )
     with pytest.raises(ValueError, match="'gpt2' is not supported"):
-        plan_distillation(make_cfg(*_overrides(tmp_path / "gpt2", text_dir)))
+        plan_from_config(make_cfg(*_overrides(tmp_path / "gpt2", text_dir)))
 
 
 def test_ensure_student_exports_and_then_hits_the_cache(make_cfg, tiny_teacher_dir, text_dir, monkeypatch, caplog):
     cfg = make_cfg(*_overrides(tiny_teacher_dir, text_dir))
     # The look-up a parent process asks before handing a distillation to a worker: nothing yet.
-    assert cached_student(plan_distillation(cfg), run_settings(cfg, plan_distillation(cfg))) is None
+    assert cached_student(plan_from_config(cfg), run_settings(cfg, plan_from_config(cfg))) is None
     with caplog.at_level("INFO", logger="domain_distil.stages.distil"):
         path = ensure_student(cfg).path
     manifest = json.loads((path / "manifest.json").read_text())
@@ -138,7 +138,7 @@ def test_ensure_student_exports_and_then_hits_the_cache(make_cfg, tiny_teacher_d
     assert AutoModel.from_pretrained(path).config.n_layers == 2
     monkeypatch.setattr("domain_distil.stages.distil.load_teacher", lambda *a, **k: pytest.fail("distilled again"))
     assert ensure_student(cfg).path == path
-    hit = cached_student(plan_distillation(cfg), run_settings(cfg, plan_distillation(cfg)))
+    hit = cached_student(plan_from_config(cfg), run_settings(cfg, plan_from_config(cfg)))
     assert hit is not None and hit.path == path and hit.manifest["key"] == path.name
 
 
@@ -163,14 +163,14 @@ def test_cli_distill_writes_the_student(tiny_teacher_dir, text_dir, tmp_path):
 
 
 def test_headless_teacher_gets_a_fitted_head_then_distils(make_cfg, text_dir, tmp_path):
-    from domain_distil.modeling.tiny import tiny_bert_config, tiny_tokenizer
+    from tiny_models import tiny_bert_config, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
     BertModel(tiny_bert_config(len(tokenizer))).save_pretrained(tmp_path / "headless")
     tokenizer.save_pretrained(tmp_path / "headless")
     head = "+teacher.mlm_head={strategy: fit, steps: 3, batch_size: 4, lr: 0.003, max_length: 32}"
     cfg = make_cfg(*_overrides(tmp_path / "headless", text_dir, head))
-    plan = plan_distillation(cfg)
+    plan = plan_from_config(cfg)
     assert plan.fit_teacher_head and not plan.teacher_has_mlm_head
     manifest = json.loads((ensure_student(cfg).path / "manifest.json").read_text())
     assert manifest["teacher"] != str(tmp_path / "headless")  # the fitted-head copy was distilled from
@@ -210,7 +210,7 @@ def test_plan_checks_the_layerwise_and_minilm_terms_against_the_models(make_cfg,
     from domain_distil.common.errors import ConfigError
 
     def plan(*extra):
-        return plan_distillation(make_cfg(*_overrides(tiny_teacher_dir, text_dir, *extra)))
+        return plan_from_config(make_cfg(*_overrides(tiny_teacher_dir, text_dir, *extra)))
 
     assert plan("distill=layerwise", "distill.terms.attn.weight=1").objective.running[0].name == "layers"
     with pytest.raises(ConfigError, match=r"distill.terms.minilm.relation_heads=12 must divide both hidden sizes "

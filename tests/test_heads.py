@@ -5,7 +5,14 @@ from __future__ import annotations
 import pytest
 import torch
 
-from domain_distil.modeling.heads import SelfAttentionHead, attention_penalty, self_attention_param_count
+from domain_distil.modeling.heads import SelfAttentionHead, attention_penalty
+
+
+def self_attention_param_count(input_dim: int, num_classes: int, attention_dim: int, num_hops: int,
+                               hidden_dim: int) -> int:
+    """Closed-form parameter count of :class:`SelfAttentionHead` (the module docstring's formula)."""
+    return (input_dim * attention_dim + attention_dim * num_hops + input_dim * num_hops * hidden_dim + hidden_dim
+            + hidden_dim * num_classes + num_classes)
 
 
 def _head(**kwargs) -> SelfAttentionHead:

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import py7zr
 import pytest
+from synthetic_dumps import synthetic_posts, write_file, write_posts_xml
 
 import domain_distil.sources.stackexchange_builder as seb
 from domain_distil.common.io import read_json
-from domain_distil.sources.synthetic import synthetic_posts, write_file, write_posts_xml
 from domain_distil.tasks import prepare
 
 SMALL_TASK = (

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 from serving_helpers import assert_same_outputs, train_job, trained_heads, write_task_files
+from tiny_models import build_tiny_teacher
 from tiny_tasks import intent_rows
 from transformers import AutoModel, AutoTokenizer
 
@@ -18,7 +19,6 @@ from domain_distil.classification.metrics import probabilities
 from domain_distil.common.hashing import hash_dir
 from domain_distil.conversion.int8 import Int8Settings
 from domain_distil.modeling.heads import SelfAttentionHead
-from domain_distil.modeling.tiny import build_tiny_teacher
 from domain_distil.serving.bundle_build import build_bundle, find_jobs, read_job, select_heads
 from domain_distil.serving.bundle_format import BundleError
 from domain_distil.serving.bundle_load import load_bundle

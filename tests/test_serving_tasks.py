@@ -7,13 +7,13 @@ from pathlib import Path
 
 import pytest
 from serving_helpers import assert_same_outputs, train_job, trained_heads, write_task_files
+from tiny_models import build_tiny_teacher
 from tiny_tasks import write_csv, write_jsonl
 
 import domain_distil.tasks.bundle as bundle_task
 import domain_distil.tasks.predict as predict_task
 from domain_distil.common.hashing import hash_dir
 from domain_distil.conversion.int8 import Int8Settings
-from domain_distil.modeling.tiny import build_tiny_teacher
 from domain_distil.serving.bundle_format import BundleError
 from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from domain_distil.sources.conversational import ConversationalBuilder, iter_records, read_task_rows
+from domain_distil.common.records import iter_records
+from domain_distil.sources.conversational import ConversationalBuilder, read_task_rows
 from domain_distil.sources.pii import luhn_ok, mask_pii
 from domain_distil.sources.streams import MalformedInputError
 from domain_distil.sources.writers import PreparedDir, line_bytes
@@ -84,21 +85,21 @@ def test_formats_read_the_same_records(tmp_path: Path) -> None:
     data = (tmp_path / "m.parquet").read_bytes()
     (tmp_path / "cut.parquet").write_bytes(data[: len(data) // 2])
     with pytest.raises(MalformedInputError, match=r"cut\.parquet: unreadable Parquet after row 0"):
-        list(iter_records(tmp_path / "cut.parquet"))
+        list(iter_records(tmp_path / "cut.parquet", MalformedInputError))
 
 
 def test_bad_rows_name_file_and_line(tmp_path: Path) -> None:
     path = tmp_path / "m.jsonl"
     path.write_text('{"text": "a", "lang": "eng"}\n{"text": "b", "lang": \n')
-    with pytest.raises(MalformedInputError, match=r"m\.jsonl: line 2: not valid JSON"):
-        list(iter_records(path))
+    with pytest.raises(MalformedInputError, match=r"m\.jsonl:2: invalid JSON \(Expecting value at column \d+\)"):
+        list(iter_records(path, MalformedInputError))
     path.write_text('{"text": "a", "lang": "eng"}\n{"lang": "eng"}\n')
     builder = ConversationalBuilder([str(path)])
-    with pytest.raises(MalformedInputError, match=r"m\.jsonl: line 2: field 'text' is missing"):
+    with pytest.raises(MalformedInputError, match=r"m\.jsonl:2: field 'text' is missing"):
         builder.build(PreparedDir(tmp_path / "out"), None, seed=0)
     csv_path = tmp_path / "t.csv"
     csv_path.write_text("text,label,lang,split,source\nhello,intentful,eng,test,translated\n")
-    with pytest.raises(MalformedInputError, match=r"t\.csv: line 2: translated rows are for training only"):
+    with pytest.raises(MalformedInputError, match=r"t\.csv:2: translated rows are for training only"):
         list(read_task_rows(csv_path, mask=True))
 
 

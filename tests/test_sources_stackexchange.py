@@ -7,12 +7,12 @@ from pathlib import Path
 
 import py7zr
 import pytest
+from synthetic_dumps import synthetic_posts, write_file, write_posts_xml
 
 from domain_distil.sources.html_text import html_to_text
 from domain_distil.sources.sampling import uniform_key
 from domain_distil.sources.stackexchange import FAKE_POST_IDS, PostsFile, language_of, parse_tags, site_of
 from domain_distil.sources.streams import MalformedInputError
-from domain_distil.sources.synthetic import synthetic_posts, write_file, write_posts_xml
 from domain_distil.sources.td_task import (
     TOP10_TAGS,
     Candidate,

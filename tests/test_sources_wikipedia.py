@@ -6,10 +6,10 @@ import bz2
 from pathlib import Path
 
 import pytest
+from synthetic_dumps import synthetic_articles, write_file, write_wikipedia_xml
 
 from domain_distil.sources.sampling import smoothed_probabilities
 from domain_distil.sources.streams import MalformedInputError
-from domain_distil.sources.synthetic import synthetic_articles, write_file, write_wikipedia_xml
 from domain_distil.sources.wikipedia import (
     WikipediaBuilder,
     iter_articles,

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from omegaconf import DictConfig, open_dict
+from tiny_models import SPECIAL_TOKENS
 from transformers import AutoModel, AutoTokenizer, BertTokenizer
 
 from domain_distil.analysis.messages import (
@@ -22,7 +23,6 @@ from domain_distil.analysis.messages import (
     synthetic_message,
 )
 from domain_distil.analysis.speed import median_ms
-from domain_distil.modeling.tiny import SPECIAL_TOKENS
 from domain_distil.tasks.speed import run
 
 HEADER = [

@@ -129,6 +129,20 @@ def test_wandb_sweep_command_is_a_valid_hydra_run(path: Path, tmp_path: Path) ->
     assert HASH_FOLDER.fullmatch(run_dir.parent.name) and run_dir.name == "seed9"
 
 
+@pytest.mark.parametrize("path", SWEEPS, ids=[p.stem for p in SWEEPS])
+def test_wandb_sweep_grid_is_the_experiments_hydra_grid(path: Path) -> None:
+    """sweeps/<name>.yaml is experiment=<name>'s `-m` grid for W&B: editing one alone fails here."""
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    sweep_config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    assert f"experiment={path.stem}" in sweep_config["command"]
+    with initialize_config_dir(config_dir=str(config_dir()), version_base="1.3"):
+        cfg = compose(config_name="config", overrides=[f"experiment={path.stem}"], return_hydra_config=True)
+    params = OverridesParser.create().parse_overrides([f"{k}={v}" for k, v in cfg.hydra.sweeper.params.items()])
+    hydra_grid = {param.key_or_group: list(param.sweep_iterator()) for param in params}
+    assert {name: spec["values"] for name, spec in sweep_config["parameters"].items()} == hydra_grid
+
+
 def test_bundle_jobs_take_unquoted_globs(make_cfg: Callable[..., DictConfig], tmp_path: Path,
                                          monkeypatch: pytest.MonkeyPatch) -> None:
     import domain_distil.tasks.bundle as bundle_task

@@ -9,6 +9,7 @@ import random
 import numpy as np
 import pytest
 import torch
+from tiny_models import tiny_bert_config, tiny_tokenizer
 from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
 from transformers import (
     AutoModel,
@@ -24,7 +25,6 @@ from domain_distil.modeling.masking import MaskingConfig
 from domain_distil.modeling.mlm import mlm_head
 from domain_distil.modeling.objectives.paper import soft_target_loss
 from domain_distil.modeling.student import StudentSpec, build_student
-from domain_distil.modeling.tiny import tiny_bert_config, tiny_tokenizer
 from domain_distil.modeling.tokenizer_trim import trim_tokenizer
 from domain_distil.modeling.vocab_trim import (
     KeptVocabularyHead,
@@ -33,7 +33,6 @@ from domain_distil.modeling.vocab_trim import (
     count_tokens,
     kept_vocabulary_for,
     trim_masked_lm,
-    trimmed_student,
 )
 from lightning_modules.distillation import DistillationModule
 
@@ -189,8 +188,10 @@ def test_trimmed_student_export_reloads_with_identical_hidden_states(kind, unigr
         teacher, corpus = _tiny_xlmr_teacher(tokenizer), tokenizer.sentences[:100]
     spec = StudentSpec(num_layers=1, dropout=0.0, attention_dropout=0.0)
     full_student = build_student(teacher, spec).eval()
-    student, trimmed_tokenizer, kept = trimmed_student(teacher, tokenizer, count_tokens(tokenizer, corpus, len(tokenizer)),
-                                                       spec=spec)
+    counts = count_tokens(tokenizer, corpus, len(tokenizer))
+    kept = kept_vocabulary_for(tokenizer, counts, VocabTrimSettings("trim"), teacher.config.vocab_size)
+    student = trim_masked_lm(build_student(teacher, spec), kept)
+    trimmed_tokenizer = trim_tokenizer(tokenizer, kept.kept_ids)
     assert student.config.vocab_size == len(kept) < teacher.config.vocab_size
     assert student.get_input_embeddings().weight.data_ptr() == student.get_output_embeddings().weight.data_ptr()
     assert not student.base_model.embeddings.position_embeddings.weight.requires_grad  # frozen as before
@@ -307,7 +308,8 @@ def test_dropped_tokens_reach_the_student_as_unk_and_never_as_targets():
 
 # ----------------------------------------------------------------------------- the stage
 def test_distil_with_a_trimmed_vocabulary_exports_a_reloadable_student(make_cfg, tiny_teacher_dir, tmp_path):
-    from domain_distil.tasks.distill import ensure_student, plan_distillation
+    from domain_distil.stages.distil import plan_from_config
+    from domain_distil.tasks.distill import ensure_student
 
     folder = tmp_path / "texts"
     folder.mkdir()
@@ -316,7 +318,7 @@ def test_distil_with_a_trimmed_vocabulary_exports_a_reloadable_student(make_cfg,
                  "logger=none", "distill.batch_size=8", "distill.trainer.max_epochs=1",
                  "trainer.enable_progress_bar=false", "student.vocab=trim"]
     with pytest.raises(ConfigError, match="vocab_min_count"):
-        plan_distillation(make_cfg(*overrides, "student.vocab_min_count=0"))
+        plan_from_config(make_cfg(*overrides, "student.vocab_min_count=0"))
     path = ensure_student(make_cfg(*overrides)).path
     manifest = json.loads((path / "manifest.json").read_text())
     teacher_tokenizer = AutoTokenizer.from_pretrained(tiny_teacher_dir)

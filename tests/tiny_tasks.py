@@ -1,7 +1,7 @@
 """Small, learnable task files in the docs/formats.md layout, written by the classification tests.
 
 Intentful messages use request words (order, refund, cancel...), the others greetings; tag posts
-mention their tags' keywords. The words are in modeling/tiny.py's vocabulary, so the tiny
+mention their tags' keywords. The words are in tests/tiny_models.py's vocabulary, so the tiny
 tokenizer keeps them whole.
 """
 

@@ -14,7 +14,7 @@ this project): **centroid cosine**, **MMD²** (biased, RBF kernel, median-heuris
 the **kNN distance** (mean over task texts of 1 − cosine to their k nearest corpus documents).
 
 Every function takes a tokenizer or vectors plus texts and returns numbers; reading files and
-choosing samples is the caller's job (``domain_distil/tasks/corpus_fit.py``).
+choosing samples is the caller's job (``corpus_fit_report.py``).
 """
 
 from __future__ import annotations

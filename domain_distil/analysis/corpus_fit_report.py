@@ -30,6 +30,7 @@ from domain_distil.analysis.corpus_fit import (
     token_fit,
     token_profile,
 )
+from domain_distil.analysis.render import pyplot, save_png
 from domain_distil.common.io import atomic_open
 from domain_distil.corpus.reader import iter_documents
 
@@ -184,11 +185,7 @@ def write_report(rows: Sequence[FitRow], output_dir: Path, rank_by: str, plot: b
 
 def plot_report(rows: Sequence[FitRow], rank_by: str, path: Path) -> None:
     """One panel per (task, language): the ranking figure per candidate, best first."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     groups: dict[tuple[str, str], list[FitRow]] = {}
     for row in rows:
         groups.setdefault((row.task, row.lang), []).append(row)
@@ -200,7 +197,4 @@ def plot_report(rows: Sequence[FitRow], rank_by: str, path: Path) -> None:
         axis.set_xlabel(rank_by, fontsize=8)
         axis.tick_params(labelsize=8)
     fig.tight_layout()
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp, dpi=120)
-    plt.close(fig)
-    tmp.replace(path)
+    save_png(fig, path, dpi=120)

@@ -32,8 +32,7 @@ def parse_encoders(
         if not isinstance(entry, Mapping) or not entry.get("id") or not entry.get("name_or_path"):
             raise ValueError(
                 f"{where}[{i}]: expected {{id: <name>, name_or_path: <hub name or folder>}} or "
-                f"{{id: <name>, teacher: true}}, got {entry!r}"
-            )
+                f"{{id: <name>, teacher: true}}, got {entry!r}")
         specs.append(EncoderSpec(str(entry["id"]), str(entry["name_or_path"])))
     ids = [s.id for s in specs]
     duplicates = sorted({i for i in ids if ids.count(i) > 1})

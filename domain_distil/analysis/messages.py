@@ -7,14 +7,13 @@ case: one message per forward pass.
 
 from __future__ import annotations
 
-import csv
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from domain_distil.common.records import iter_records
 from domain_distil.conversion.runners import Inputs
 
 
@@ -58,22 +57,14 @@ def tokenized_messages(tokenizer, texts: Sequence[str], max_length: int) -> list
 def read_texts(path: str | Path) -> list[str]:
     """Messages from a .txt (one per line), .jsonl (field ``text``) or .csv (column ``text``) file."""
     path = Path(path)
-    with open(path, encoding="utf-8") as handle:
-        if path.suffix == ".jsonl":
-            texts = []
-            for number, line in enumerate(handle, 1):
-                if line.strip():
-                    obj = json.loads(line)
-                    if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
-                        raise ValueError(f"{path}:{number}: expected a JSON object with a string field 'text'")
-                    texts.append(obj["text"])
-        elif path.suffix == ".csv":
-            reader = csv.DictReader(handle)
-            if "text" not in (reader.fieldnames or []):
-                raise ValueError(f"{path}: expected a header row with a 'text' column, got {reader.fieldnames}")
-            texts = [row["text"] for row in reader]
-        else:
-            texts = [line.rstrip("\n") for line in handle]
+    if path.suffix not in (".jsonl", ".csv"):
+        texts = path.read_text(encoding="utf-8").split("\n")
+    else:
+        texts = []
+        for number, row in iter_records(path, required_columns=("text",)):
+            if not isinstance(row.get("text"), str):
+                raise ValueError(f"{path}:{number}: expected a JSON object with a string field 'text'")
+            texts.append(row["text"])
     texts = [t for t in texts if t.strip()]
     if not texts:
         raise ValueError(f"{path}: no non-empty messages")

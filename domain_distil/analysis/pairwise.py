@@ -52,13 +52,9 @@ def pairwise_tests(table: TaskTable, alternative: str) -> list[PairTest]:
                 for lang in table.langs:
                     a = table.cell(metric, freeze, encoder, lang).values
                     b = table.cell(metric, freeze, other, lang).values
-                    if len(a) < 2 or len(b) < 2:
-                        diff = sum(a) / len(a) - sum(b) / len(b) if a and b else NAN
-                        ks_p = mwu_p = NAN
-                    else:
-                        diff = sum(a) / len(a) - sum(b) / len(b)
-                        ks_p = ks_test(a, b, alternative)[1]
-                        mwu_p = mann_whitney(a, b, alternative)[1]
+                    diff = sum(a) / len(a) - sum(b) / len(b) if a and b else NAN
+                    ks_p, mwu_p = ((NAN, NAN) if len(a) < 2 or len(b) < 2
+                                   else (ks_test(a, b, alternative)[1], mann_whitney(a, b, alternative)[1]))
                     tests.append(PairTest(table.task, metric, freeze, lang, encoder, other, len(a), len(b), diff,
                                           ks_p, mwu_p, alternative))
     return tests

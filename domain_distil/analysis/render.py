@@ -52,8 +52,17 @@ def _rows(table: TaskTable) -> Iterator[tuple[str, bool, str]]:
                 yield metric, freeze, encoder
 
 
-def _test_name(alternative: str) -> str:
-    return "one-sided" if alternative == "greater" else "two-sided"
+def _display_rows(table: TaskTable, show_sd: bool, metric_names: bool = True) -> list[list[str]]:
+    """Table 8's rows as every format shows them: metric, weights, model, one cell per language."""
+    return [[METRIC_NAMES.get(metric, metric) if metric_names else metric, freeze_name(freeze), encoder,
+             *(cell_text(table.cell(metric, freeze, encoder, lang), table.n_seeds, show_sd) for lang in table.langs)]
+            for metric, freeze, encoder in _rows(table)]
+
+
+def markdown_table(header: list[str], rows: list[list[str]], right: int = 0) -> str:
+    """A Markdown table whose last ``right`` columns are right-aligned."""
+    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * (len(header) - right) + "---:|" * right]
+    return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
 def legend(result: Table8, show_sd: bool = True) -> str:
@@ -94,19 +103,16 @@ def pair_text(pair: PairTest) -> str:
     return f"{arrow} {text}"
 
 
-def pvalue_rows(result: Table8, table: TaskTable) -> list[tuple[str, str, str, list[str]]]:
-    """(metric name, weights, comparison, one text per language) for the task's p-value table."""
+def pvalue_rows(result: Table8, table: TaskTable) -> list[list[str]]:
+    """[metric name, weights, comparison, one text per language] for the task's p-value table."""
     by_key = {(p.metric, p.freeze, p.encoder, p.other, p.lang): p for p in result.pairs if p.task == table.task}
     rows = []
-    for metric in table.metrics:
-        for freeze in table.freeze:
-            for encoder in table.encoders:
-                for other in table.encoders:
-                    if other == encoder:
-                        continue
-                    pairs = [by_key[(metric, freeze, encoder, other, lang)] for lang in table.langs]
-                    rows.append((METRIC_NAMES.get(metric, metric), freeze_name(freeze), pair_label(pairs[0]),
-                                 [pair_text(p) for p in pairs]))
+    for metric, freeze, encoder in _rows(table):
+        for other in table.encoders:
+            if other != encoder:
+                pairs = [by_key[(metric, freeze, encoder, other, lang)] for lang in table.langs]
+                rows.append([METRIC_NAMES.get(metric, metric), freeze_name(freeze), pair_label(pairs[0]),
+                             *(pair_text(p) for p in pairs)])
     return rows
 
 
@@ -169,19 +175,12 @@ def write_pvalues_csv(result: Table8, path: Path) -> Path:
 def render_markdown(result: Table8, show_sd: bool = True) -> str:
     lines = []
     for table in result.tables:
-        lines += [f"### {table.task}", "", "| Metric | Encoder weights | Model | " + " | ".join(table.langs) + " |"]
-        lines.append("|---|---|---|" + "---:|" * len(table.langs))
-        for metric, freeze, encoder in _rows(table):
-            cells = [cell_text(table.cell(metric, freeze, encoder, lang), table.n_seeds, show_sd) for lang in table.langs]
-            lines.append(f"| {METRIC_NAMES.get(metric, metric)} | {freeze_name(freeze)} | {encoder} | " + " | ".join(cells) + " |")
-        lines.append("")
+        lines += [f"### {table.task}", "", markdown_table(["Metric", "Encoder weights", "Model", *table.langs],
+                                                          _display_rows(table, show_sd), len(table.langs))]
     lines += [legend(result, show_sd), ""]
     for table in result.tables:
-        lines += [f"### {table.task}: p-values", "", "| Metric | Encoder weights | Comparison | " + " | ".join(table.langs) + " |"]
-        lines.append("|---|---|---|" + "---:|" * len(table.langs))
-        for metric, weights, label, texts in pvalue_rows(result, table):
-            lines.append(f"| {metric} | {weights} | {label} | " + " | ".join(texts) + " |")
-        lines.append("")
+        lines += [f"### {table.task}: p-values", "", markdown_table(
+            ["Metric", "Encoder weights", "Comparison", *table.langs], pvalue_rows(result, table), len(table.langs))]
     lines.append(pvalue_legend(result))
     return "\n".join(lines) + "\n"
 
@@ -207,27 +206,35 @@ def render_latex(result: Table8, show_sd: bool = True) -> str:
     """Table 8 and the p-value table per task (the marks need amssymb for ▽ / ▼)."""
     out = []
     for table in result.tables:
-        rows = [
-            [METRIC_NAMES.get(metric, metric), freeze_name(freeze), encoder,
-             *(cell_text(table.cell(metric, freeze, encoder, lang), table.n_seeds, show_sd) for lang in table.langs)]
-            for metric, freeze, encoder in _rows(table)
-        ]
-        out += _latex_table(["Metric", "Encoder weights", "Model", *table.langs], rows,
+        out += _latex_table(["Metric", "Encoder weights", "Model", *table.langs], _display_rows(table, show_sd),
                             f"{table.task}. {legend(result, show_sd)}", len(table.langs))
-        prows = [[metric, weights, label, *texts] for metric, weights, label, texts in pvalue_rows(result, table)]
-        out += _latex_table(["Metric", "Encoder weights", "Comparison", *table.langs], prows,
+        out += _latex_table(["Metric", "Encoder weights", "Comparison", *table.langs], pvalue_rows(result, table),
                             f"{table.task}: p-values. {pvalue_legend(result)}", len(table.langs))
     return "\n".join(out)
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend: no display on servers and CI."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_png(fig: Any, path: Path, dpi: int = 150) -> Path:
+    """Write ``fig`` to ``path`` atomically and close it."""
+    with atomic_open(path, "wb", encoding=None) as handle:
+        fig.savefig(handle, format="png", dpi=dpi)
+    pyplot().close(fig)
+    return path
 
 
 def plot_f1(result: Table8, output_dir: Path, metric: str = "f1") -> list[Path]:
     """One PNG per task: mean ± sd of ``metric`` per language, one series per encoder, one panel per
     mode; each point carries its cell's marks, and the legend of the marks is the figure's caption."""
-    import matplotlib
-
-    matplotlib.use("Agg")  # no display on servers and CI
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     paths = []
     for table in result.tables:
         if metric not in table.metrics:
@@ -251,11 +258,7 @@ def plot_f1(result: Table8, output_dir: Path, metric: str = "f1") -> list[Path]:
         axes[0][-1].legend(fontsize="small")
         fig.text(0.01, 0.01, legend(result), fontsize="x-small", wrap=True)
         fig.tight_layout(rect=(0, 0.08, 1, 1))
-        path = output_dir / f"table8_{table.task}_{metric}.png"
-        with atomic_open(path, "wb", encoding=None) as handle:
-            fig.savefig(handle, format="png", dpi=150)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(save_png(fig, output_dir / f"table8_{table.task}_{metric}.png"))
     return paths
 
 
@@ -267,9 +270,8 @@ def rich_tables(result: Table8, show_sd: bool = True) -> list[Any]:
         rt = Table(title=f"Table 8: {table.task}", caption=legend(result, show_sd))
         for name in ("Metric", "Weights", "Model", *table.langs):
             rt.add_column(name, justify="right" if name in table.langs else "left")
-        for metric, freeze, encoder in _rows(table):
-            cells = [cell_text(table.cell(metric, freeze, encoder, lang), table.n_seeds, show_sd) for lang in table.langs]
-            rt.add_row(METRIC_NAMES.get(metric, metric), freeze_name(freeze), encoder, *cells)
+        for row in _display_rows(table, show_sd):
+            rt.add_row(*row)
         tables.append(rt)
     return tables
 
@@ -291,13 +293,8 @@ def wandb_tables(result: Table8, show_sd: bool = True) -> dict[str, Any]:
 
     tables: dict[str, Any] = {}
     for table in result.tables:
-        columns = ["metric", "weights", "model", *table.langs]
-        data = [
-            [metric, freeze_name(freeze), encoder,
-             *(cell_text(table.cell(metric, freeze, encoder, lang), table.n_seeds, show_sd) for lang in table.langs)]
-            for metric, freeze, encoder in _rows(table)
-        ]
-        tables[f"table8/{table.task}"] = wandb.Table(columns=columns, data=data)
+        tables[f"table8/{table.task}"] = wandb.Table(columns=["metric", "weights", "model", *table.langs],
+                                                     data=_display_rows(table, show_sd, metric_names=False))
     records = csv_records(result)
     if records:
         tables["table8/stats"] = _wandb_table(records)

@@ -22,13 +22,9 @@ from itertools import product
 from pathlib import Path
 from typing import Any
 
+from domain_distil.classification import results as schema
 from domain_distil.common.errors import UserInputError
 from domain_distil.common.globs import expand_paths
-
-RESULTS_FILENAME = "results.json"
-REQUIRED_KEYS = ("task", "lang", "encoder", "freeze", "seed", "test", "best_val", "timings", "git", "config", "status", "error")
-ENCODER_KEYS = ("id", "name_or_path", "hash")
-STATUSES = ("ok", "failed")
 
 
 class ResultsError(UserInputError):
@@ -75,7 +71,7 @@ class Collection:
         return {r.key: float(r.test[metric]) for r in self.ok if r.test is not None}
 
 
-def find_results(dirs: Sequence[str | Path], filename: str = RESULTS_FILENAME) -> list[Path]:
+def find_results(dirs: Sequence[str | Path], filename: str = schema.RESULTS_FILE) -> list[Path]:
     """Every ``filename`` under the given folders, recursively, sorted; a missing folder is an error.
 
     Entries may be glob patterns (``multiruns/*/h3f9a1c2``, ``.../seed*``): see common/globs.py.
@@ -103,16 +99,16 @@ def validate(obj: Any, metrics: Sequence[str]) -> list[str]:
     """Problems with one parsed results.json, as ``field: what was expected`` strings."""
     if not isinstance(obj, dict):
         return [f"top level: expected a JSON object, got {type(obj).__name__}"]
-    problems = [f"{k}: required key is missing" for k in REQUIRED_KEYS if k not in obj]
+    problems = [f"{k}: required key is missing" for k in schema.TOP_LEVEL_KEYS if k not in obj]
     for key in ("task", "lang"):
         if key in obj and not (isinstance(obj[key], str) and obj[key]):
             problems.append(f"{key}: expected a non-empty string, got {obj[key]!r}")
     encoder = obj.get("encoder")
     if "encoder" in obj:
         if not isinstance(encoder, dict):
-            problems.append(f"encoder: expected an object with {list(ENCODER_KEYS)}, got {encoder!r}")
+            problems.append(f"encoder: expected an object with {list(schema.ENCODER_KEYS)}, got {encoder!r}")
         else:
-            problems += [f"encoder.{k}: required key is missing" for k in ENCODER_KEYS if k not in encoder]
+            problems += [f"encoder.{k}: required key is missing" for k in schema.ENCODER_KEYS if k not in encoder]
             if "id" in encoder and not (isinstance(encoder["id"], str) and encoder["id"]):
                 problems.append(f"encoder.id: expected a non-empty string, got {encoder['id']!r}")
     if "freeze" in obj and not isinstance(obj["freeze"], bool):
@@ -120,8 +116,8 @@ def validate(obj: Any, metrics: Sequence[str]) -> list[str]:
     if "seed" in obj and not (isinstance(obj["seed"], int) and not isinstance(obj["seed"], bool)):
         problems.append(f"seed: expected an integer, got {obj['seed']!r}")
     status = obj.get("status")
-    if "status" in obj and status not in STATUSES:
-        problems.append(f"status: expected one of {list(STATUSES)}, got {status!r}")
+    if "status" in obj and status not in schema.STATUSES:
+        problems.append(f"status: expected one of {list(schema.STATUSES)}, got {status!r}")
     if "error" in obj and obj["error"] is not None and not isinstance(obj["error"], str):
         problems.append(f"error: expected a string or null, got {obj['error']!r}")
     if status == "ok":
@@ -176,8 +172,7 @@ def check_one_encoder_per_id(records: Sequence[RunRecord]) -> None:
             raise ResultsError(
                 f"encoder id {encoder_id!r} names {len(found)} different encoders: {seen}; their results would "
                 f"merge into one row. Give each its own id: classify again with encoder.id=<name> (encoder=distilled "
-                f"without encoder.id names each student distilled-<corpus>-<key>), or report their sweeps separately"
-            )
+                f"without encoder.id names each student distilled-<corpus>-<key>), or report their sweeps separately")
 
 
 def _resolve_duplicates(records: list[RunRecord]) -> tuple[list[RunRecord], list[tuple[RunRecord, list[RunRecord]]]]:
@@ -222,15 +217,12 @@ def expected_grid(records: Sequence[RunRecord], expected: Mapping[str, Sequence 
     return grid
 
 
-def collect(
-    dirs: Sequence[str | Path],
-    metrics: Sequence[str] = ("f1", "precision", "recall"),
-    expected: Mapping[str, Sequence | None] | None = None,
-) -> Collection:
+def collect(dirs: Sequence[str | Path], metrics: Sequence[str] = schema.METRIC_KEYS,
+            expected: Mapping[str, Sequence | None] | None = None) -> Collection:
     """Load, validate and account for every results.json under ``dirs``."""
     paths = find_results(dirs)
     if not paths:
-        raise ResultsError(f"no {RESULTS_FILENAME} found under {[str(d) for d in dirs]}")
+        raise ResultsError(f"no {schema.RESULTS_FILE} found under {[str(d) for d in dirs]}")
     loaded = load_records(paths, metrics)
     check_one_encoder_per_id(loaded)
     records, duplicates = _resolve_duplicates(loaded)
@@ -242,10 +234,5 @@ def collect(
         for enc, lang, freeze, seed in product(axes["encoders"], axes["langs"], axes["freeze"], axes["seeds"])
         if RunKey(task, enc, lang, freeze, seed) not in present
     ]
-    return Collection(
-        ok=[r for r in records if r.status == "ok"],
-        failed=[r for r in records if r.status != "ok"],
-        missing=sorted(missing),
-        duplicates=duplicates,
-        grid=grid,
-    )
+    return Collection(ok=[r for r in records if r.status == "ok"], failed=[r for r in records if r.status != "ok"],
+                      missing=sorted(missing), duplicates=duplicates, grid=grid)

@@ -7,10 +7,8 @@ median, so one-off stalls (page faults, a neighbour process) do not move the num
 PyTorch, an encoder can get two deployment variants, int8 (ONNX Runtime dynamic quantization) and
 fp32 ONNX Runtime, each with its agreement to fp32: the max |difference| of the last hidden
 states over the real tokens of held-out texts, because a fast model that computes something else
-is no use to the classifier heads on top.
-
-The variants come from ``domain_distil.conversion.variants`` (the code serving runs), the messages
-from ``analysis.messages``, and ``analysis.table5`` lays the rows out.
+is no use to the classifier heads on top. The variants are the code serving runs
+(``conversion.variants``).
 """
 
 from __future__ import annotations
@@ -29,6 +27,7 @@ import torch
 
 from domain_distil.analysis.encoders import EncoderSpec
 from domain_distil.analysis.messages import synthetic_message, tokenized_messages
+from domain_distil.common.cpu import CPUINFO
 from domain_distil.conversion.int8 import Int8Settings
 from domain_distil.conversion.int8_auto import Calibration
 from domain_distil.conversion.runners import Inputs, Runner, torch_runner
@@ -82,9 +81,8 @@ def machine_identity() -> dict[str, str]:
     import platform
 
     cpu = ""
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.is_file():
-        cpu = next((line.split(":", 1)[1].strip() for line in cpuinfo.read_text().splitlines()
+    if CPUINFO.is_file():
+        cpu = next((line.split(":", 1)[1].strip() for line in CPUINFO.read_text().splitlines()
                     if line.startswith("model name")), "")
     return {"cpu": cpu or platform.processor(), "machine": platform.machine(), "torch": torch.__version__,
             "python": platform.python_version()}
@@ -174,11 +172,9 @@ def benchmark_encoder(
                            if variant == "int8" and settings.int8_settings.auto and settings.int8_calibration else None)
             runner, size = variant_runner(variant, model, onnx_dir / spec.id, settings.threads,
                                           int8=settings.int8_settings, calibration=calibration)
-        except ImportError as error:
-            rows.append(_unavailable(spec.id, variant, params, messages, str(error)))
-            continue
         except Exception as error:  # noqa: BLE001  the exporter raises many types; the row records it
-            reason = f"{variant} conversion failed: {type(error).__name__}: {error}"
+            reason = (str(error) if isinstance(error, ImportError)
+                      else f"{variant} conversion failed: {type(error).__name__}: {error}")
             rows.append(_unavailable(spec.id, variant, params, messages, reason))
             continue
         rows.append(SpeedRow(

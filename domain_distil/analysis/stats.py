@@ -95,13 +95,8 @@ def _mean_difference(a: np.ndarray, b: np.ndarray, axis: int = -1) -> np.ndarray
     return np.mean(a, axis=axis) - np.mean(b, axis=axis)
 
 
-def bootstrap_mean_diff_ci(
-    candidate: Sequence[float],
-    baseline: Sequence[float],
-    confidence: float = 0.95,
-    n_resamples: int = 9999,
-    seed: int = 0,
-) -> tuple[float, float, str]:
+def bootstrap_mean_diff_ci(candidate: Sequence[float], baseline: Sequence[float], confidence: float = 0.95,
+                           n_resamples: int = 9999, seed: int = 0) -> tuple[float, float, str]:
     """Two-sided bootstrap CI of ``mean(candidate) - mean(baseline)`` (samples resampled independently).
 
     BCa first; BCa is undefined when a bootstrap distribution is degenerate (e.g. constant
@@ -112,15 +107,8 @@ def bootstrap_mean_diff_ci(
         with warnings.catch_warnings():
             # scipy warns (DegenerateDataWarning) and returns NaN when BCa cannot be computed.
             warnings.simplefilter("ignore")
-            result = stats.bootstrap(
-                (a, b),
-                _mean_difference,
-                n_resamples=n_resamples,
-                confidence_level=confidence,
-                method=method,
-                vectorized=True,
-                rng=np.random.default_rng(seed),
-            )
+            result = stats.bootstrap((a, b), _mean_difference, n_resamples=n_resamples, confidence_level=confidence,
+                                     method=method, vectorized=True, rng=np.random.default_rng(seed))
         low, high = float(result.confidence_interval.low), float(result.confidence_interval.high)
         if math.isfinite(low) and math.isfinite(high):
             return low, high, method
@@ -136,14 +124,8 @@ def cliffs_delta(candidate: Sequence[float], baseline: Sequence[float]) -> float
     return float(signs.mean())
 
 
-def compare(
-    candidate: Sequence[float],
-    baseline: Sequence[float],
-    alternative: str = "greater",
-    confidence: float = 0.95,
-    n_resamples: int = 9999,
-    seed: int = 0,
-) -> Comparison:
+def compare(candidate: Sequence[float], baseline: Sequence[float], alternative: str = "greater",
+            confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> Comparison:
     """All statistics for one comparison. Fewer than two scores on either side gives NaNs.
 
     (With one seed there is no distribution to compare; NaN keeps the cell visibly unmarked.)
@@ -156,21 +138,8 @@ def compare(
     ks_stat, ks_p = ks_test(a, b, alternative)
     u, mwu_p, mwu_method = mann_whitney(a, b, alternative)
     low, high, ci_method = bootstrap_mean_diff_ci(a, b, confidence, n_resamples, seed)
-    return Comparison(
-        n_candidate=int(a.size),
-        n_baseline=int(b.size),
-        mean_diff=float(a.mean() - b.mean()),
-        ks_statistic=ks_stat,
-        ks_pvalue=ks_p,
-        mwu_statistic=u,
-        mwu_pvalue=mwu_p,
-        mwu_method=mwu_method,
-        ci_low=low,
-        ci_high=high,
-        ci_method=ci_method,
-        cliffs_delta=cliffs_delta(a, b),
-        alternative=alternative,
-    )
+    return Comparison(int(a.size), int(b.size), float(a.mean() - b.mean()), ks_stat, ks_p, u, mwu_p, mwu_method,
+                      low, high, ci_method, cliffs_delta(a, b), alternative)
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

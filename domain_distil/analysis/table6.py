@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from domain_distil.analysis.render import markdown_table, pyplot, save_png
 from domain_distil.analysis.results import Collection
 from domain_distil.common.io import atomic_open
 
@@ -47,19 +48,12 @@ def budget_of(encoder: str, budgets: Mapping[str, float] | None) -> float:
     if not match:
         raise ValueError(
             f"report.table6: cannot tell the data budget of encoder {encoder!r}; name it like 'TD2.1' "
-            f"or list it in report.table6.budgets"
-        )
+            f"or list it in report.table6.budgets")
     return float(match.group(1))
 
 
-def build_table6(
-    collection: Collection,
-    task: str,
-    lang: str,
-    freeze: bool,
-    baselines: Sequence[str],
-    budgets: Mapping[str, float] | None = None,
-) -> list[Row]:
+def build_table6(collection: Collection, task: str, lang: str, freeze: bool, baselines: Sequence[str],
+                 budgets: Mapping[str, float] | None = None) -> list[Row]:
     """Baseline rows (in the given order), then every other encoder of ``task`` sorted by budget."""
     cells: dict[str, dict[str, list[tuple[int, float]]]] = {}
     for record in collection.ok:
@@ -80,12 +74,11 @@ def build_table6(
 
 
 def render_markdown(rows: Sequence[Row], title: str) -> str:
-    lines = [f"### {title}", "", "| Model | Precision | Recall | F1 | n |", "|---|---:|---:|---:|---:|"]
-    for r in rows:
-        name = f"{r.encoder} *" if r.budget_gb is None else r.encoder
-        means = " | ".join("–" if math.isnan(r.mean(m)) else f"{r.mean(m):.3f}" for m in METRICS)
-        lines.append(f"| {name} | {means} | {len(r.scores['f1'])} |")
-    return "\n".join(lines + ["", "* = baseline. Means over seeds."]) + "\n"
+    body = [[f"{r.encoder} *" if r.budget_gb is None else r.encoder,
+             *("–" if math.isnan(r.mean(m)) else f"{r.mean(m):.3f}" for m in METRICS), str(len(r.scores["f1"]))]
+            for r in rows]
+    table = markdown_table(["Model", "Precision", "Recall", "F1", "n"], body, right=4)
+    return f"### {title}\n\n{table}\n* = baseline. Means over seeds.\n"
 
 
 def write_csv(rows: Sequence[Row], path: Path) -> Path:
@@ -101,13 +94,8 @@ def write_csv(rows: Sequence[Row], path: Path) -> Path:
 
 
 def plot_figure2(rows: Sequence[Row], path: Path, title: str) -> Path:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     students = [r for r in rows if r.budget_gb is not None]
-    fig, ax = plt.subplots(figsize=(6, 3.8))
+    fig, ax = pyplot().subplots(figsize=(6, 3.8))
     if students:
         ax.errorbar(
             [r.budget_gb for r in students], [r.mean("f1") for r in students],
@@ -122,7 +110,4 @@ def plot_figure2(rows: Sequence[Row], path: Path, title: str) -> Path:
     ax.grid(alpha=0.3)
     ax.legend(fontsize="small")
     fig.tight_layout()
-    with atomic_open(path, "wb", encoding=None) as handle:
-        fig.savefig(handle, format="png", dpi=150)
-    plt.close(fig)
-    return path
+    return save_png(fig, path)

@@ -25,6 +25,7 @@ import numpy as np
 from domain_distil.analysis.pairwise import PairTest, pairwise_tests
 from domain_distil.analysis.results import Collection
 from domain_distil.analysis.stats import ALTERNATIVES, Comparison, compare, holm, min_ks_pvalue
+from domain_distil.classification.results import METRIC_KEYS
 from domain_distil.common.errors import ConfigError
 
 DEFAULT_SYMBOLS = {"distilmbert": "⋆", "mbert": "†"}
@@ -106,18 +107,15 @@ def order_langs(langs: Sequence[str]) -> list[str]:
 def _check_roles(
     collection: Collection, baselines: Mapping[str, str], symbols: Mapping[str, str], worse_symbols: Mapping[str, str]
 ) -> None:
-    missing_symbols = sorted(set(baselines) - set(symbols))
-    if missing_symbols:
-        raise ConfigError(f"report.symbols: no mark defined for baseline role(s) {missing_symbols}")
-    missing_worse = sorted(set(baselines) - set(worse_symbols))
-    if missing_worse:
-        raise ConfigError(f"report.worse_symbols: no mark defined for baseline role(s) {missing_worse}")
+    for name, defined in (("symbols", symbols), ("worse_symbols", worse_symbols)):
+        missing = sorted(set(baselines) - set(defined))
+        if missing:
+            raise ConfigError(f"report.{name}: no mark defined for baseline role(s) {missing}")
     marks = [symbols[r] for r in baselines] + [worse_symbols[r] for r in baselines]
     if len(set(marks)) != len(marks) or not all(marks):
         raise ConfigError(
             f"report.symbols {dict(symbols)} and report.worse_symbols {dict(worse_symbols)}: every role needs two "
-            "distinct non-empty marks, distinct from every other role's, or a cell could not be read unambiguously"
-        )
+            "distinct non-empty marks, distinct from every other role's, or a cell could not be read unambiguously")
     seen = {r.key.encoder for r in collection.ok}
     absent = {role: enc for role, enc in baselines.items() if enc not in seen}
     if absent:
@@ -126,19 +124,12 @@ def _check_roles(
         raise ConfigError(
             f"report.baselines: encoder id(s) {absent} have no successful runs; "
             f"encoder ids found in the results: {sorted(seen)}. Point the role(s) at one of them ({fixes}) "
-            f"or drop a role without such a baseline ({drops})"
-        )
+            f"or drop a role without such a baseline ({drops})")
 
 
-def build_table8(
-    collection: Collection,
-    baselines: Mapping[str, str],
-    candidates: Sequence[str] | None = None,
-    metrics: Sequence[str] = ("f1", "precision", "recall"),
-    settings: StatsSettings | None = None,
-    symbols: Mapping[str, str] | None = None,
-    worse_symbols: Mapping[str, str] | None = None,
-) -> Table8:
+def build_table8(collection: Collection, baselines: Mapping[str, str], candidates: Sequence[str] | None = None,
+                 metrics: Sequence[str] = METRIC_KEYS, settings: StatsSettings | None = None,
+                 symbols: Mapping[str, str] | None = None, worse_symbols: Mapping[str, str] | None = None) -> Table8:
     """Compute every cell, every candidate-vs-baseline comparison and every pairwise test, per task."""
     settings = settings or StatsSettings()
     if settings.alternative not in ALTERNATIVES:
@@ -174,41 +165,28 @@ def build_table8(
                 for role, base in baselines.items():
                     if base in rows:
                         reference = cells[(metric, fr, base, lang)].values
-                        cell.comparisons[role] = compare(
-                            cell.values, reference, settings.alternative, settings.confidence,
-                            settings.n_resamples, settings.seed,
-                        )
+                        cell.comparisons[role] = compare(cell.values, reference, settings.alternative,
+                                                         settings.confidence, settings.n_resamples, settings.seed)
             _mark(cells, metric, settings, symbols, worse_symbols)
         table = TaskTable(task, langs, rows, freeze, list(metrics), cells, len(axes["seeds"]))
         tables.append(table)
         notes += _resolution_warnings(table, settings)
     pairs = [pair for table in tables for pair in pairwise_tests(table, settings.alternative)]
-    return Table8(
-        tables, baselines, symbols, [e for t in tables for e in t.encoders if e not in baseline_ids], settings, notes,
-        worse_symbols, pairs,
-    )
+    candidates_shown = [e for t in tables for e in t.encoders if e not in baseline_ids]
+    return Table8(tables, baselines, symbols, candidates_shown, settings, notes, worse_symbols, pairs)
 
 
 def direction(comparison: Comparison, alternative: str) -> str:
     """Which way a significant comparison goes: a one-sided "greater" test can only say better; a
     two-sided one says "different", and the sign of the mean difference (what the cells show) says
     which way. Equal means with a significant two-sided KS (a difference in spread only) get ""."""
-    if alternative == "greater":
+    if alternative == "greater" or comparison.mean_diff > 0:
         return BETTER
-    if comparison.mean_diff > 0:
-        return BETTER
-    if comparison.mean_diff < 0:
-        return WORSE
-    return ""
+    return WORSE if comparison.mean_diff < 0 else ""
 
 
-def _mark(
-    cells: dict[tuple[str, bool, str, str], Cell],
-    metric: str,
-    settings: StatsSettings,
-    symbols: Mapping[str, str],
-    worse_symbols: Mapping[str, str],
-) -> None:
+def _mark(cells: dict[tuple[str, bool, str, str], Cell], metric: str, settings: StatsSettings,
+          symbols: Mapping[str, str], worse_symbols: Mapping[str, str]) -> None:
     """Adjust (optionally) the KS p-values of one metric's family and set the marks."""
     family = [(cell, role) for (m, *_), cell in cells.items() if m == metric for role in cell.comparisons]
     raw = np.array([cell.comparisons[role].ks_pvalue for cell, role in family], dtype=float)
@@ -231,15 +209,12 @@ def _mark(
 
 def _resolution_warnings(table: TaskTable, settings: StatsSettings) -> list[str]:
     """Say so when the seeds are too few for the KS test to ever reach alpha."""
-    sizes = {
-        (c.comparisons[r].n_candidate, c.comparisons[r].n_baseline) for c in table.cells.values() for r in c.comparisons
-    }
+    sizes = {(c.comparisons[r].n_candidate, c.comparisons[r].n_baseline) for c in table.cells.values() for r in c.comparisons}
     notes = []
     for n_a, n_b in sorted(sizes):
         floor = min_ks_pvalue(n_a, n_b, settings.alternative)
         if not floor < settings.alpha:
             notes.append(
                 f"task {table.task}: with {n_a} vs {n_b} seeds the smallest possible KS p-value is "
-                f"{floor:.3g} >= alpha={settings.alpha}, so no cell with these counts can be marked"
-            )
+                f"{floor:.3g} >= alpha={settings.alpha}, so no cell with these counts can be marked")
     return notes

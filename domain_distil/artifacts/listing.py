@@ -5,14 +5,14 @@ Reads only the small records artifacts carry (``manifest.json``, ``meta.json``),
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from domain_distil.artifacts.manifest import read_manifest
-from domain_distil.artifacts.students import iter_students
-from domain_distil.common.io import read_json
+from domain_distil.artifacts.students import StudentArtifact, iter_students
+from domain_distil.common.io import MANIFEST, read_json
 
 
 @dataclass(frozen=True)
@@ -36,48 +36,35 @@ def _size_mb(folder: Path) -> float:
     return round(sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 1e6, 1)
 
 
-def _students(cache_dir: Path) -> list[ArtifactRow]:
-    rows = []
-    for student in iter_students(cache_dir):
-        m, eff = student.manifest, student.effective
-        ref = student.corpus_reference
-        # key: what encoder=distilled encoder.key=<key> takes; id: its default row name in a report.
-        rows.append(ArtifactRow("student", student.path, {
-            "key": student.key, "id": student.default_id,
-            "teacher": m.get("teacher"), "corpus": ref.get("dir") or ref.get("name"),
-            "corpus_hash": str(m.get("corpus_hash", ""))[:12], "layers": m.get("student_layers"),
-            "steps": m.get("steps"), "precision": eff.get("precision"), "world_size": eff.get("world_size"),
-            "global_batch": eff.get("global_batch"), "created": m.get("created"),
-        }))
-    return rows
+def _student_row(student: StudentArtifact) -> ArtifactRow:
+    m, eff, ref = student.manifest, student.effective, student.corpus_reference
+    # key: what encoder=distilled encoder.key=<key> takes; id: its default row name in a report.
+    return ArtifactRow("student", student.path, {
+        "key": student.key, "id": student.default_id,
+        "teacher": m.get("teacher"), "corpus": ref.get("dir") or ref.get("name"),
+        "corpus_hash": str(m.get("corpus_hash", ""))[:12], "layers": m.get("student_layers"),
+        "steps": m.get("steps"), "precision": eff.get("precision"), "world_size": eff.get("world_size"),
+        "global_batch": eff.get("global_batch"), "created": m.get("created"),
+    })
 
 
-def _corpora(cache_dir: Path) -> list[ArtifactRow]:
-    rows = []
-    for folder in sorted((cache_dir / "corpus").glob("[!.]*")):
-        meta = _meta(folder)
-        if meta is None:
-            continue
-        languages = meta.get("languages") or {}
-        rows.append(ArtifactRow("corpus", folder, {
-            "languages": ",".join(sorted(languages)),
+def _meta_rows(cache_dir: Path, kind: str, subfolder: str,
+               facts: Callable[[Path, dict[str, Any]], dict[str, Any]]) -> list[ArtifactRow]:
+    """One row per folder of ``<cache_dir>/<subfolder>`` with a readable ``meta.json``."""
+    folders = sorted((cache_dir / subfolder).glob("[!.]*"))
+    return [ArtifactRow(kind, f, facts(f, meta)) for f in folders if (meta := _meta(f)) is not None]
+
+
+def _corpus_facts(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    languages = meta.get("languages") or {}
+    return {"languages": ",".join(sorted(languages)),
             "tokens": sum(int(s.get("tokens", 0)) for s in languages.values()),
-            "sequences": sum(int(s.get("sequences", 0)) for s in languages.values()),
-        }))
-    return rows
+            "sequences": sum(int(s.get("sequences", 0)) for s in languages.values())}
 
 
-def _features(cache_dir: Path) -> list[ArtifactRow]:
-    rows = []
-    for folder in sorted((cache_dir / "features").glob("[!.]*")):
-        meta = _meta(folder)
-        if meta is None:
-            continue
-        rows.append(ArtifactRow("features", folder, {
-            "encoder_hash": str(meta.get("encoder_hash", ""))[:12], "examples": meta.get("examples"),
-            "max_length": meta.get("max_length"), "dtype": meta.get("dtype"), "size_mb": _size_mb(folder),
-        }))
-    return rows
+def _feature_facts(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
+    return {"encoder_hash": str(meta.get("encoder_hash", ""))[:12], "examples": meta.get("examples"),
+            "max_length": meta.get("max_length"), "dtype": meta.get("dtype"), "size_mb": _size_mb(folder)}
 
 
 def _manifested(root: Path, pattern: str, kinds: set[str]) -> list[ArtifactRow]:
@@ -100,10 +87,11 @@ def list_artifacts(cache_dir: str | Path, bundle_roots: Iterable[str | Path] = (
     """Students, corpora, feature caches, converted teachers and fitted MLM heads in ``cache_dir``,
     plus serving bundles found (recursively) under ``bundle_roots``."""
     cache_dir = Path(cache_dir)
-    rows = [*_students(cache_dir), *_corpora(cache_dir), *_features(cache_dir)]
-    rows += _manifested(cache_dir / "teachers", "*/manifest.json", {"teacher"})
-    rows += _manifested(cache_dir / "mlm_heads", "*/manifest.json", {"mlm_head"})
+    rows = [*map(_student_row, iter_students(cache_dir)), *_meta_rows(cache_dir, "corpus", "corpus", _corpus_facts),
+            *_meta_rows(cache_dir, "features", "features", _feature_facts)]
+    rows += _manifested(cache_dir / "teachers", f"*/{MANIFEST}", {"teacher"})
+    rows += _manifested(cache_dir / "mlm_heads", f"*/{MANIFEST}", {"mlm_head"})
     for root in bundle_roots:
         if Path(root).is_dir():
-            rows += _manifested(Path(root), "**/manifest.json", {"serving_bundle"})
+            rows += _manifested(Path(root), f"**/{MANIFEST}", {"serving_bundle"})
     return rows

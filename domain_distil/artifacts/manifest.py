@@ -6,18 +6,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from domain_distil.common.io import read_json, write_json
-
-MANIFEST = "manifest.json"
-
-
-def manifest_path(folder: str | Path) -> Path:
-    return Path(folder) / MANIFEST
+from domain_distil.common.io import MANIFEST, read_json, write_json
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any] | None:
     """The manifest of ``folder``, or None when there is none or it cannot be parsed."""
-    path = manifest_path(folder)
+    path = Path(folder) / MANIFEST
     if not path.is_file():
         return None
     try:
@@ -29,7 +23,7 @@ def read_manifest(folder: str | Path) -> dict[str, Any] | None:
 
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
     """Write atomically (temp file + rename), so a reader never sees half a manifest."""
-    path = manifest_path(folder)
+    path = Path(folder) / MANIFEST
     write_json(path, manifest)
     return path
 

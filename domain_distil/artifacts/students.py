@@ -1,18 +1,10 @@
 """Distilled students as artifacts: their identity, their manifest, and finding one by what made it.
 
-A student's **key** (its folder name under ``<cache>/students/``) hashes everything that changes its
-weights: the teacher's identity, the corpus content, the student layout, the recipe, and the
-effective run (precision, world size, global batch). Its **lookup** record says what a later stage
-can know without re-running anything: the teacher, the corpus *reference* (the configured corpus,
-paths made absolute, never its content, so a classification job never reads the corpus) and the
-recipe hash. ``encoder=distilled`` matches on the lookup record; several matches (say, a CPU and a
-bf16 8-GPU student of the same recipe) are an error that lists them and how to pick one.
-``encoder=distilled encoder.key=<key or a unique prefix>`` names one student without repeating any
-of the settings that made it.
-
-A **continued** student (``student.init=student student.from=<key, prefix or folder>``) starts from
-another exported student: its recipe names the parent by its full key, its key covers the parent's
-content hash, and its manifest's ``lineage`` lists the parent and the parent's own lineage.
+Key (hashes what changes the weights) versus lookup record (what a later stage knows without reading
+the corpus): docs/architecture.md. A **continued** student (``student.init=student
+student.from=<key, prefix or folder>``, docs/distillation.md) starts from another exported student:
+its recipe names the parent by its full key, its key covers the parent's content hash, and its
+manifest's ``lineage`` lists the parent and the parent's own lineage.
 """
 
 from __future__ import annotations
@@ -165,9 +157,8 @@ def corpus_reference(corpus: Mapping[str, Any]) -> dict[str, Any]:
     return ref
 
 
-def recipe_identity(
-    distill: Mapping[str, Any], student: Mapping[str, Any], teacher_head: Mapping[str, Any] | None = None
-) -> dict[str, Any]:
+def recipe_identity(distill: Mapping[str, Any], student: Mapping[str, Any],
+                    teacher_head: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The distillation recipe, student layout and teacher-head fit, minus keys that never change weights.
 
     The loss terms count as ``objective_identity`` says: the running ones, so a new term (off by
@@ -182,9 +173,8 @@ def recipe_identity(
     return identity
 
 
-def recipe_hash(
-    distill: Mapping[str, Any], student: Mapping[str, Any], teacher_head: Mapping[str, Any] | None = None
-) -> str:
+def recipe_hash(distill: Mapping[str, Any], student: Mapping[str, Any],
+                teacher_head: Mapping[str, Any] | None = None) -> str:
     return hash_object(recipe_identity(distill, student, teacher_head))
 
 
@@ -229,15 +219,10 @@ def iter_students(cache_dir: str | Path) -> list[StudentArtifact]:
 
 
 def _matches(student: StudentArtifact, query: StudentQuery) -> bool:
-    lookup = student.manifest.get("lookup") or {}
-    if lookup.get("teacher_identity") != query.teacher_identity:
-        return False
-    if lookup.get("recipe_hash") != query.recipe_hash:
-        return False
-    if lookup.get("corpus_reference") != query.corpus_reference:
-        return False
-    effective = student.effective
-    return all(effective.get(k) == v for k, v in (query.effective or {}).items())
+    lookup, effective = student.lookup, student.effective
+    return (lookup.get("teacher_identity") == query.teacher_identity and lookup.get("recipe_hash") == query.recipe_hash
+            and lookup.get("corpus_reference") == query.corpus_reference
+            and all(effective.get(k) == v for k, v in (query.effective or {}).items()))
 
 
 def find_students(cache_dir: str | Path, query: StudentQuery) -> list[StudentArtifact]:
@@ -261,14 +246,12 @@ def resolve_student(cache_dir: str | Path, query: StudentQuery) -> StudentArtifa
             f"No distilled student in {students_root(cache_dir)} for {query.describe()}. Distil it first with "
             f"the same teacher/corpus/distill settings: `python run.py task=distill ...`, name one with "
             f"encoder.key=<key>, or point at a folder with encoder=path encoder.name_or_path=<student>. "
-            f"Students in the cache (the arrow shows the student's value -> this command's):{listing}"
-        )
+            f"Students in the cache (the arrow shows the student's value -> this command's):{listing}")
     listing = "".join(f"\n  - {s.summary()}" for s in matches)
     raise StudentLookupError(
         f"{len(matches)} students match {query.describe()}; they differ in how they were run. Pick one with "
         f"encoder.key=<key>, encoder.match.precision=<...> / encoder.match.world_size=<...>, or encoder=path "
-        f"encoder.name_or_path=<folder>:{listing}"
-    )
+        f"encoder.name_or_path=<folder>:{listing}")
 
 
 def student_by_key(cache_dir: str | Path, key: str, setting: str = "encoder.key") -> StudentArtifact:
@@ -338,10 +321,8 @@ def parent_identity(parent: StudentArtifact, cache_dir: str | Path | None) -> di
 
 
 def lineage(parent: StudentArtifact | None, cache_dir: str | Path | None) -> list[dict[str, Any]]:
-    """A continued student's ancestors, nearest first: the parent, then the parent's own lineage.
-
-    Empty for a student cut from the teacher.
-    """
+    """A continued student's ancestors, nearest first: the parent, then the parent's own lineage
+    (empty for a student cut from the teacher)."""
     if parent is None:
         return []
     entry = {**parent_identity(parent, cache_dir), "recipe_hash": parent.lookup.get("recipe_hash"),

@@ -93,13 +93,8 @@ def resolve_encoder(cfg: DictConfig) -> EncoderRef:
         raise ValueError(f"unknown encoder.kind {kind!r}; expected one of {ENCODER_IDS}")
     if Path(name_or_path).is_dir() and not (Path(name_or_path) / "config.json").is_file():
         raise FileNotFoundError(f"{name_or_path} has no config.json: not a transformers model folder")
-    return EncoderRef(
-        id=encoder_id,
-        name_or_path=name_or_path,
-        revision=revision,
-        local_files_only=local_files_only,
-        hash=encoders.encoder_hash(name_or_path, revision, cache_dir),
-    )
+    return EncoderRef(encoder_id, name_or_path, revision, local_files_only,
+                      encoders.encoder_hash(name_or_path, revision, cache_dir))
 
 
 def local_encoder(encoder_id: str, folder: str | Path, cache_dir: str | Path | None) -> EncoderRef:

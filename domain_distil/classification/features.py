@@ -78,16 +78,9 @@ class FeatureStore:
 
 
 @torch.inference_mode()
-def encode_texts(
-    encoder: nn.Module,
-    tokenizer: PreTrainedTokenizerBase,
-    texts: Sequence[str],
-    max_length: int,
-    batch_size: int = 64,
-    dtype: torch.dtype = torch.float16,
-    device: str | torch.device = "cpu",
-    desc: str = "encoding",
-) -> FeatureStore:
+def encode_texts(encoder: nn.Module, tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], max_length: int,
+                 batch_size: int = 64, dtype: torch.dtype = torch.float16, device: str | torch.device = "cpu",
+                 desc: str = "encoding") -> FeatureStore:
     """Run the frozen encoder over ``texts`` (longest first, to pad little) and keep real tokens."""
     encoder.eval()
     ids = tokenize_texts(tokenizer, texts, max_length)
@@ -114,16 +107,9 @@ class FeatureCache:
         a fully cached sweep therefore never loads the encoder weights at all.
     """
 
-    def __init__(
-        self,
-        root: str | Path,
-        encoder_hash: str,
-        max_length: int,
-        load_encoder: Callable[[], tuple[nn.Module, PreTrainedTokenizerBase]],
-        dtype: str = "float16",
-        batch_size: int = 64,
-        device: str | torch.device = "cpu",
-    ) -> None:
+    def __init__(self, root: str | Path, encoder_hash: str, max_length: int,
+                 load_encoder: Callable[[], tuple[nn.Module, PreTrainedTokenizerBase]], dtype: str = "float16",
+                 batch_size: int = 64, device: str | torch.device = "cpu") -> None:
         if dtype not in DTYPES:
             raise ValueError(f"feature dtype must be one of {sorted(DTYPES)}, got {dtype!r}")
         self.root = Path(root)
@@ -146,9 +132,6 @@ class FeatureCache:
 
     def path(self, texts: Sequence[str]) -> Path:
         return self.root / self.key(texts)
-
-    def contains(self, texts: Sequence[str]) -> bool:
-        return (self.path(texts) / "features.safetensors").is_file()
 
     def get(self, texts: Sequence[str], name: str = "split") -> FeatureStore:
         """Load the split's features, computing and storing them on a miss.

@@ -36,7 +36,6 @@ from torchmetrics.classification import (
 )
 from torchmetrics.functional.classification import binary_f1_score, multilabel_f1_score
 
-METRIC_NAMES = ("f1", "precision", "recall")
 THRESHOLD_GRID = tuple(round(0.05 * i, 2) for i in range(1, 20))
 THRESHOLD_MODES = ("global", "per_label")
 
@@ -49,13 +48,9 @@ def build_metrics(task_type: str, num_labels: int) -> MetricCollection:
     if task_type == "binary":
         return MetricCollection({"f1": BinaryF1Score(), "precision": BinaryPrecision(), "recall": BinaryRecall()})
     if task_type == "multilabel":
-        return MetricCollection(
-            {
-                "f1": MultilabelF1Score(num_labels, average="macro"),
-                "precision": MultilabelPrecision(num_labels, average="macro"),
-                "recall": MultilabelRecall(num_labels, average="macro"),
-            }
-        )
+        return MetricCollection({"f1": MultilabelF1Score(num_labels, average="macro"),
+                                 "precision": MultilabelPrecision(num_labels, average="macro"),
+                                 "recall": MultilabelRecall(num_labels, average="macro")})
     raise ValueError(f"unknown task type {task_type!r}")
 
 

@@ -18,23 +18,13 @@ TOP_LEVEL_KEYS = ("task", "lang", "encoder", "freeze", "seed", "test", "best_val
                   "config", "status", "error")
 ENCODER_KEYS = ("id", "name_or_path", "hash")
 METRIC_KEYS = ("f1", "precision", "recall")
+STATUSES = ("ok", "failed")
 
 
-def build_results(
-    *,
-    task: str,
-    lang: str,
-    encoder: Mapping[str, Any],
-    freeze: bool,
-    seed: int | None,
-    test: Mapping[str, float] | None,
-    best_val: Mapping[str, Any] | None,
-    timings: Mapping[str, float],
-    config: Mapping[str, Any],
-    status: str = "ok",
-    error: str | None = None,
-    extra: Mapping[str, Any] | None = None,
-) -> dict[str, Any]:
+def build_results(*, task: str, lang: str, encoder: Mapping[str, Any], freeze: bool, seed: int | None,
+                  test: Mapping[str, float] | None, best_val: Mapping[str, Any] | None,
+                  timings: Mapping[str, float], config: Mapping[str, Any], status: str = "ok",
+                  error: str | None = None, extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """Assemble a record; ``extra`` holds optional fields (threshold, split sizes, cache stats)."""
     record: dict[str, Any] = {
         "task": task,
@@ -59,7 +49,7 @@ def validate_results(record: Mapping[str, Any]) -> None:
     missing = [key for key in TOP_LEVEL_KEYS if key not in record]
     if missing:
         raise ValueError(f"results.json lacks {missing}")
-    if record["status"] not in ("ok", "failed"):
+    if record["status"] not in STATUSES:
         raise ValueError(f"results.json status must be 'ok' or 'failed', got {record['status']!r}")
     if not isinstance(record["encoder"], Mapping) or any(k not in record["encoder"] for k in ENCODER_KEYS):
         raise ValueError(f"results.json encoder must have {ENCODER_KEYS}")

@@ -28,12 +28,10 @@ from domain_distil.classification.metrics import THRESHOLD_MODES
 from domain_distil.common.configs import group_options
 from domain_distil.common.errors import ConfigError, UserInputError
 from domain_distil.common.hashing import hash_file, hash_object
-from domain_distil.common.records import iter_records
+from domain_distil.common.records import SOURCES, SPLITS, iter_records
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-SOURCES = ("natural", "translated")
 TASK_TYPES = ("binary", "multilabel")
 REQUIRED_FIELDS = ("text", "lang", "split", "source")
 SUFFIXES = (".jsonl", ".csv")

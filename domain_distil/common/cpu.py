@@ -23,11 +23,8 @@ def cpu_flags(cpuinfo: Path | None = None) -> set[str] | None:
     cpuinfo = cpuinfo or CPUINFO
     if not cpuinfo.is_file():
         return None
-    flags: set[str] = set()
-    for line in cpuinfo.read_text().splitlines():
-        if line.startswith("flags"):
-            flags.update(line.split(":", 1)[1].split())
-    return flags
+    lines = cpuinfo.read_text().splitlines()
+    return {flag for line in lines if line.startswith("flags") for flag in line.split(":", 1)[1].split()}
 
 
 def bf16_instructions(cpuinfo: Path | None = None) -> str:

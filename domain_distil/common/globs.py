@@ -1,10 +1,7 @@
 """Folder lists from the command line that may hold glob patterns (``report.sweep_dirs``, ``bundle.jobs``).
 
 Hydra's override grammar rejects ``=`` in an unquoted value, so a folder named after overrides
-(``.../lang=esp/seed=3``, the demo's ``.../teacher/seed=0``) cannot be typed as is. A pattern
-reaches it without quoting (``.../lang*/seed*``); ``*`` and ``?`` are legal in an unquoted Hydra
-list. Sweep folders written by conf/hydra/default.yaml (``multiruns/<date>/h3f9a1c2/seed3``) have
-neither ``=`` nor ``,`` and need no pattern.
+(``.../lang=esp/seed=3``) is reached by a pattern instead (``.../lang*/seed*``); docs/statistics.md.
 """
 
 from __future__ import annotations

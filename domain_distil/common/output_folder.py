@@ -1,10 +1,8 @@
 """The run's output folder must be writable: checked before Hydra creates it, refused in one line.
 
-Hydra creates ``hydra.run.dir`` (``hydra.sweep.dir`` for ``-m``) and writes its ``.hydra/`` record
-there before any task starts; a read-only folder then fails inside Hydra with a traceback and exit
-status 1. :class:`WritableOutputFolder` (a Hydra callback, ``conf/hydra/default.yaml``) creates the
-folder and writes a probe file into it first, and turns a failure into the project's one-line
-``error: ...`` with exit status 2.
+Hydra writes its ``.hydra/`` record into ``hydra.run.dir`` (``hydra.sweep.dir`` for ``-m``) before
+any task starts, so a read-only folder would fail inside Hydra with a traceback and exit status 1;
+:class:`WritableOutputFolder` (``conf/hydra/default.yaml``) probes it first and exits with status 2.
 """
 
 from __future__ import annotations

@@ -5,13 +5,9 @@ Hydra's job log they either vanish or fill the file with redraws. When the strea
 terminal, a ``PlainProgress`` logs one line every ``interval_s`` seconds instead (and one when
 it finishes): the counters with their average rate, the percentage and the time left.
 
-    with progress("tokenise eng", unit="tokens") as report:
-        for ...:
-            report.update(fraction=done / total, tokens=n_tokens, bytes=n_bytes)
-
-``update`` takes cumulative values (not increments), so a caller can never double count.
-``fraction`` (0..1, or None when unknown) drives the percentage and the ETA; the first counter
-named ``unit`` leads the line.
+``report.update(fraction=done / total, tokens=n_tokens)`` takes cumulative values (not increments),
+so a caller can never double count; ``fraction`` (0..1, or None when unknown) drives the percentage
+and the ETA.
 """
 
 from __future__ import annotations
@@ -50,13 +46,8 @@ def eta_text(elapsed_s: float, fraction: float | None) -> str:
 class PlainProgress:
     """Logs ``description: 45.0% | 1.23M tokens (40.1k tokens/s) | 2.00G bytes (...) | ETA 0:01:10``."""
 
-    def __init__(
-        self,
-        description: str,
-        emit: Callable[[str], None],
-        interval_s: float = 30.0,
-        clock: Callable[[], float] = time.monotonic,
-    ) -> None:
+    def __init__(self, description: str, emit: Callable[[str], None], interval_s: float = 30.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.description, self.emit, self.interval_s, self.clock = description, emit, interval_s, clock
         self.start = clock()
         self.last_line = self.start
@@ -91,14 +82,9 @@ class RichProgress:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
-        self.progress = Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.fields[counters]}"),
-            TimeElapsedColumn(),
-            TimeRemainingColumn(),
-            console=Console(file=stream),
-        )
+        self.progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                                 TextColumn("{task.fields[counters]}"), TimeElapsedColumn(),
+                                 TimeRemainingColumn(), console=Console(file=stream))
         self.start = time.monotonic()
         self.task = self.progress.add_task(description, total=None, counters="")
         self.progress.start()
@@ -106,10 +92,8 @@ class RichProgress:
     def update(self, fraction: float | None = None, **counters: float) -> None:
         elapsed = max(time.monotonic() - self.start, 1e-9)
         text = " ".join(f"{human(v)} {k} ({human(v / elapsed)}/s)" for k, v in counters.items())
-        if fraction is not None:
-            self.progress.update(self.task, total=1.0, completed=min(fraction, 1.0), counters=text)
-        else:
-            self.progress.update(self.task, counters=text)
+        done = {} if fraction is None else {"total": 1.0, "completed": min(fraction, 1.0)}
+        self.progress.update(self.task, counters=text, **done)
 
     def close(self) -> None:
         self.progress.stop()
@@ -132,25 +116,25 @@ def is_terminal(stream: TextIO) -> bool:
 
 
 @contextmanager
-def progress(
-    description: str,
-    *,
-    interval_s: float = 30.0,
-    stream: TextIO | None = None,
-    logger: logging.Logger = log,
-) -> Iterator[ProgressReport]:
+def progress(description: str, *, interval_s: float = 30.0, stream: TextIO | None = None,
+             logger: logging.Logger = log) -> Iterator[ProgressReport]:
     """A rich bar when ``stream`` (default: stdout) is a terminal, else plain lines every ``interval_s``.
 
     Plain lines go to ``logger`` at INFO when logging is set up (Hydra's console and job log), and
     straight to ``stream`` otherwise, so a bare script under ``nohup`` still shows them.
     """
     stream = stream if stream is not None else sys.stdout
-    reporter: PlainProgress | RichProgress
-    if is_terminal(stream):
-        reporter = RichProgress(description, stream)
-    else:
-        reporter = PlainProgress(description, _emitter(logger, stream), interval_s)
+    reporter: PlainProgress | RichProgress = (
+        RichProgress(description, stream) if is_terminal(stream)
+        else PlainProgress(description, _emitter(logger, stream), interval_s))
     try:
         yield reporter
     finally:
         reporter.close()
+
+
+@contextmanager
+def byte_progress(description: str, total: int | None) -> Iterator[Callable[[int], None]]:
+    """:func:`progress` of a pass over ``total`` bytes, as the ``update(bytes_done)`` a reader calls."""
+    with progress(description) as report:
+        yield lambda done: report.update(fraction=done / total if total else None, bytes=done)

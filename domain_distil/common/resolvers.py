@@ -1,14 +1,9 @@
 """OmegaConf resolvers the configs use; :func:`register_resolvers` is called once by ``domain_distil.cli``.
 
-``${overrides_hash:}`` names a sweep point by a short stable hash of its overrides
-(``hydra.job.override_dirname``, seed excluded) instead of spelling them out: a spelled-out name
-overflows the 255-byte file-name limit as soon as an override holds file lists or labels, and its
-``=`` and ``,`` make the folder impossible to pass back to Hydra unquoted. The full overrides are in
-``<job folder>/.hydra/overrides.yaml``, written by Hydra for every job.
-
-``${distill_precision:${trainer.accelerator},${trainer.precision}}`` is the distillation's precision
-(``conf/distill/default.yaml``): bf16-mixed on a CPU with bf16 units, else the trainer group's
-(``common/cpu.py: distill_precision``).
+``${overrides_hash:}`` names a sweep point by a short stable hash of its overrides instead of
+spelling them out (why: docs/statistics.md, "Sweep folders").
+``${distill_precision:${trainer.accelerator},${trainer.precision}}`` is the distillation's precision:
+bf16-mixed on a CPU with bf16 units, else the trainer group's (``common/cpu.py: distill_precision``).
 """
 
 from __future__ import annotations

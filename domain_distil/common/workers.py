@@ -1,12 +1,8 @@
 """Independent CPU work in a pool of single-threaded processes, logs forwarded to the parent.
 
-Why processes and not threads: the demo's units of work (two distillations, then dozens of small
-classifier trainings) spend much of their time in single-threaded Python (Lightning's loop, batch
-collation), where torch's second thread idles but a second process works: on 2 cores the demo's
-60 classification jobs took 273 s in two single-threaded workers against 452 s in one two-threaded
-process (pure matrix work gains only 5-12%, ``benchmarks/workers.py``). A fixed thread count per
-job also makes every job's arithmetic independent of how many workers run, so the numbers a run
-prints do not depend on the machine's core count.
+Why processes and not threads, with the measurements: docs/demo.md (step 4). Small jobs spend much
+of their time in single-threaded Python where a second torch thread idles but a second process
+works, and a fixed thread count per job keeps every job's numbers independent of the core count.
 
 Workers are spawned (never forked: torch and tokenizers hold thread pools that do not survive a
 fork), log through a queue into the parent's handlers (``cli.log`` and the console get every

@@ -241,12 +241,17 @@ def _dynamic(source: Path, target: Path, settings: Int8Settings, nodes: list[str
                      use_external_data_format=True)
 
 
+def _token_scaled(model: Any, settings: Int8Settings, layers: list[MatMulLayer]) -> Any:
+    """``model`` with token scaling around those of ``layers`` that ``settings.token_scale`` names."""
+    scaled = {layer.node for layer in layers if layer.name in settings.token_scale}
+    return token_scale(model, scaled) if scaled else model
+
+
 def _fast_path_base(fp32_path: Path, work: Path, settings: Int8Settings, layers: list[MatMulLayer]) -> Path:
     """The fp32 graph as the dynamic path sees it: with token scaling around ``layers`` if set."""
-    scaled = {layer.node for layer in layers if layer.name in settings.token_scale}
-    if not scaled:
+    if not any(layer.name in settings.token_scale for layer in layers):
         return fp32_path
-    return _save(token_scale(_load(fp32_path), scaled), work / "token_scaled" / "model.onnx")
+    return _save(_token_scaled(_load(fp32_path), settings, layers), work / "token_scaled" / "model.onnx")
 
 
 def auto_exclusions(fp32_path: Path, work: Path, settings: Int8Settings, calibration: Calibration,
@@ -309,10 +314,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, settings: Int8Settings | Non
             model = _load(fp32_path)
             if skipped and settings.excluded_as == "blockwise":
                 model = _blockwise(model, settings, skipped)
-            scaled = {layer.node for layer in fast_layers if layer.name in settings.token_scale}
-            if scaled:
-                model = token_scale(model, scaled)
-            source = _save(model, work / "before_dynamic" / "model.onnx")
+            source = _save(_token_scaled(model, settings, fast_layers), work / "before_dynamic" / "model.onnx")
             _dynamic(source, int8_path, settings, [layer.node for layer in fast_layers])
     shutil.rmtree(work, ignore_errors=True)
     write_json(int8_path.parent / RECORD, record)

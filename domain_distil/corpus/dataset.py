@@ -24,10 +24,8 @@ class TokenSequenceDataset(Dataset):
             shard_base = len(self._shard_paths)
             n_shards = int(index[:, 0].max()) + 1 if len(index) else 0
             self._shard_paths += [self.root / lang / f"shard-{k:05d}.bin" for k in range(n_shards)]
-            rows = np.column_stack(
-                [index[:, 0] + shard_base, index[:, 1], index[:, 2], np.full(len(index), lang_id)]
-            )
-            indexes.append(rows)
+            indexes.append(np.column_stack([index[:, 0] + shard_base, index[:, 1], index[:, 2],
+                                            np.full(len(index), lang_id)]))
         self.index = np.concatenate(indexes) if indexes else np.zeros((0, 4), dtype=np.int64)
         self.lengths = self.index[:, 2].astype(np.int64)
         self._maps: dict[int, np.memmap] = {}

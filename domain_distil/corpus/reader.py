@@ -25,19 +25,14 @@ def _language_of(path: Path) -> str | None:
     return None
 
 
-def discover_files(
-    directory: str | Path | None,
-    files: Mapping[str, list[str] | str] | None = None,
-    languages: list[str] | None = None,
-) -> dict[str, list[Path]]:
+def discover_files(directory: str | Path | None, files: Mapping[str, list[str] | str] | None = None,
+                   languages: list[str] | None = None) -> dict[str, list[Path]]:
     """Map language -> files. ``files`` entries win over what ``directory`` holds for a language."""
     found: dict[str, list[Path]] = {}
     if directory:
         root = Path(directory)
         if not root.is_dir():
-            raise CorpusError(
-                f"corpus.dir={root} is not a folder (expected <lang>.txt / <lang>.jsonl files in it)"
-            )
+            raise CorpusError(f"corpus.dir={root} is not a folder (expected <lang>.txt / <lang>.jsonl files in it)")
         for entry in sorted(root.iterdir()):
             if entry.is_dir():
                 inner = sorted(p for p in entry.iterdir() if p.is_file() and _language_of(p) is not None)
@@ -57,15 +52,13 @@ def discover_files(
     if languages:
         missing = [lang for lang in languages if lang not in found]
         if missing:
-            raise CorpusError(
-                f"corpus.languages asks for {missing} but no files were found for them (have {sorted(found)})"
-            )
+            raise CorpusError(f"corpus.languages asks for {missing} but no files were found for them "
+                              f"(have {sorted(found)})")
         found = {lang: found[lang] for lang in languages}
     if not found:
         raise CorpusError(
             f"The corpus is empty: no {'/'.join(SUFFIXES)} files in corpus.dir={directory} and corpus.files is empty. "
-            "Point corpus.dir at a folder of <lang>.txt files (one document per line)."
-        )
+            "Point corpus.dir at a folder of <lang>.txt files (one document per line).")
     for lang, paths in found.items():
         for path in paths:
             refuse_empty_file(path, lang)
@@ -107,8 +100,7 @@ def _invalid_utf8(path: Path, raw_line: bytes, line_no: int, offset: int, error:
         f"{path}:{line_no}: invalid UTF-8 (byte 0x{raw_line[error.start]:02x} at byte offset "
         f"{offset + error.start} of the {'uncompressed ' if path.name.endswith('.gz') else ''}file: "
         f"{error.reason}). Re-encode the file as UTF-8 (e.g. iconv -f latin1 -t utf-8), or set "
-        "corpus.encoding_errors=replace to read such bytes as U+FFFD."
-    )
+        "corpus.encoding_errors=replace to read such bytes as U+FFFD.")
 
 
 def _jsonl_text(line: str, path: Path, line_no: int, text_field: str) -> str:
@@ -160,6 +152,14 @@ def _paragraphs(lines: Iterator[Document]) -> Iterator[Document]:
         yield " ".join(pending), pending_bytes, pending_line
 
 
+def check_reading(separator: str, encoding_errors: str) -> None:
+    """Refuse a ``corpus.document_separator`` or ``corpus.encoding_errors`` the reader does not know."""
+    if separator not in SEPARATORS:
+        raise CorpusError(f"corpus.document_separator must be one of {SEPARATORS}, got {separator!r}")
+    if encoding_errors not in ENCODING_ERRORS:
+        raise CorpusError(f"corpus.encoding_errors must be one of {ENCODING_ERRORS}, got {encoding_errors!r}")
+
+
 def read_documents(
     path: Path, text_field: str = "text", separator: str = "line", encoding_errors: str = "strict"
 ) -> Iterator[Document]:
@@ -169,10 +169,7 @@ def read_documents(
     lines, joined with spaces, ended by an empty line (paragraph-per-line text files). JSONL files
     always hold one document per record; ``separator`` does not apply to them.
     """
-    if separator not in SEPARATORS:
-        raise CorpusError(f"corpus.document_separator must be one of {SEPARATORS}, got {separator!r}")
-    if encoding_errors not in ENCODING_ERRORS:
-        raise CorpusError(f"corpus.encoding_errors must be one of {ENCODING_ERRORS}, got {encoding_errors!r}")
+    check_reading(separator, encoding_errors)
     lines = _lines(path, text_field, encoding_errors)
     return _paragraphs(lines) if separator == "blank_line" and ".jsonl" not in path.name else lines
 

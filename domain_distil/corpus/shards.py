@@ -42,7 +42,7 @@ from domain_distil.common.io import read_json, write_json
 from domain_distil.common.locking import entry_lock, private_temp_path
 from domain_distil.common.progress import progress
 from domain_distil.corpus.encoding import Batch, document_batches, encoded_batches
-from domain_distil.corpus.reader import ENCODING_ERRORS, SEPARATORS, CorpusError, uncompressed_size
+from domain_distil.corpus.reader import CorpusError, check_reading, uncompressed_size
 from domain_distil.corpus.stats import LanguageStats, document_unit, short_drop_summary
 
 log = logging.getLogger(__name__)
@@ -64,14 +64,7 @@ class ShardSettings:
     encoding_errors: str = "strict"  # "strict" | "replace"
 
     def __post_init__(self) -> None:
-        if self.document_separator not in SEPARATORS:
-            raise CorpusError(
-                f"corpus.document_separator must be one of {SEPARATORS}, got {self.document_separator!r}"
-            )
-        if self.encoding_errors not in ENCODING_ERRORS:
-            raise CorpusError(
-                f"corpus.encoding_errors must be one of {ENCODING_ERRORS}, got {self.encoding_errors!r}"
-            )
+        check_reading(self.document_separator, self.encoding_errors)
         budget = self.budget_tokens
         if isinstance(budget, Mapping):
             budget = {str(lang): _budget_value(value, f"corpus.budget_tokens.{lang}") for lang, value in budget.items()}
@@ -91,10 +84,8 @@ class ShardSettings:
         if isinstance(self.budget_tokens, dict):
             unknown = sorted(set(self.budget_tokens) - set(languages))
             if unknown:
-                raise CorpusError(
-                    f"corpus.budget_tokens names {unknown}, but the corpus languages are {sorted(languages)}; "
-                    "remove them or fix the language codes"
-                )
+                raise CorpusError(f"corpus.budget_tokens names {unknown}, but the corpus languages are "
+                                  f"{sorted(languages)}; remove them or fix the language codes")
 
 
 def _budget_value(value: object, name: str) -> int | None:
@@ -124,28 +115,15 @@ _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
     vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    return hash_object(
-        {
-            "class": type(tokenizer).__name__,
-            "vocab": vocab,
-            "special": tokenizer.all_special_tokens,
-            "lower": getattr(tokenizer, "do_lower_case", None),
-        }
-    )
+    return hash_object({"class": type(tokenizer).__name__, "vocab": vocab, "special": tokenizer.all_special_tokens,
+                        "lower": getattr(tokenizer, "do_lower_case", None)})
 
 
-def corpus_key(
-    files_by_lang: dict[str, list[Path]], tokenizer: PreTrainedTokenizerBase, settings: ShardSettings
-) -> str:
+def corpus_key(files_by_lang: dict[str, list[Path]], tokenizer: PreTrainedTokenizerBase, settings: ShardSettings) -> str:
     # The budget enters resolved per language, so `5000` and `{eng: 5000, esp: 5000}` share a cache.
     resolved = {**asdict(settings), "budget_tokens": {lang: settings.budget_for(lang) for lang in sorted(files_by_lang)}}
-    return hash_object(
-        {
-            "files": {lang: hash_files(paths) for lang, paths in sorted(files_by_lang.items())},
-            "tokenizer": tokenizer_fingerprint(tokenizer),
-            "settings": resolved,
-        }
-    )
+    return hash_object({"files": {lang: hash_files(paths) for lang, paths in sorted(files_by_lang.items())},
+                        "tokenizer": tokenizer_fingerprint(tokenizer), "settings": resolved})
 
 
 class Chunks(NamedTuple):
@@ -157,14 +135,11 @@ class Chunks(NamedTuple):
     short_tokens: int  # tokens in the short chunks ([CLS]/[SEP] included)
 
 
-def split_and_filter(
-    ids: list[int], cls_id: int, sep_id: int, unk_id: int | None, settings: ShardSettings
-) -> Chunks:
+def split_and_filter(ids: list[int], cls_id: int, sep_id: int, unk_id: int | None, settings: ShardSettings) -> Chunks:
     """Wrap one document in [CLS] ... [SEP], cut it into <= max_seq_length chunks, drop bad ones.
 
-    Long sequences are cut into
-    consecutive pieces of ``max_seq_length - 2`` over the full sequence, and each piece gets
-    [CLS]/[SEP] added unless it already starts/ends with them (the reference's order).
+    Long sequences are cut into consecutive pieces of ``max_seq_length - 2`` over the full sequence,
+    and each piece gets [CLS]/[SEP] added unless it already starts/ends with them (the reference's order).
     """
     seq = [cls_id, *ids, sep_id]
     max_len = settings.max_seq_length
@@ -214,14 +189,8 @@ class _ShardWriter:
         np.save(self.folder / "index.npy", np.asarray(self.index, dtype=np.int64).reshape(-1, 3))
 
 
-def _build_language(
-    lang: str,
-    paths: list[Path],
-    tokenizer: PreTrainedTokenizerBase,
-    settings: ShardSettings,
-    target: Path,
-    num_workers: int,
-) -> None:
+def _build_language(lang: str, paths: list[Path], tokenizer: PreTrainedTokenizerBase, settings: ShardSettings,
+                    target: Path, num_workers: int) -> None:
     """Tokenise one language into ``target`` (written in a private temp folder, then renamed)."""
     tmp = private_temp_path(target)
     tmp.mkdir(parents=True)
@@ -237,9 +206,8 @@ def _build_language(
 class _LanguageTokens:
     """Turns one language's encoded documents into kept sequences, counts and ``LanguageStats``."""
 
-    def __init__(
-        self, tokenizer: PreTrainedTokenizerBase, settings: ShardSettings, writer: _ShardWriter, budget: int | None
-    ) -> None:
+    def __init__(self, tokenizer: PreTrainedTokenizerBase, settings: ShardSettings, writer: _ShardWriter,
+                 budget: int | None) -> None:
         self.settings, self.writer, self.budget = settings, writer, budget
         self.ids = (tokenizer.cls_token_id, tokenizer.sep_token_id, tokenizer.unk_token_id)
         self.counts = np.zeros(len(tokenizer), dtype=np.int64)
@@ -259,9 +227,8 @@ class _LanguageTokens:
                 self.stats.stopped_at = f"{path}:{line_no}"
                 break
         if batch_ids:  # one bincount per batch, not per sequence (vocabularies are large)
-            self.counts += np.bincount(np.asarray(batch_ids, dtype=np.int64), minlength=len(self.counts))[
-                : len(self.counts)
-            ]
+            ids = np.asarray(batch_ids, dtype=np.int64)
+            self.counts += np.bincount(ids, minlength=len(self.counts))[: len(self.counts)]
         return self.stats.budget_reached
 
     def _add_document(self, ids: list[int], batch_ids: list[int]) -> None:
@@ -298,14 +265,8 @@ class _LanguageTokens:
         return max(known) if known else None
 
 
-def _tokenise_language(
-    lang: str,
-    paths: list[Path],
-    tokenizer: PreTrainedTokenizerBase,
-    settings: ShardSettings,
-    folder: Path,
-    num_workers: int,
-) -> tuple[np.ndarray, LanguageStats]:
+def _tokenise_language(lang: str, paths: list[Path], tokenizer: PreTrainedTokenizerBase, settings: ShardSettings,
+                       folder: Path, num_workers: int) -> tuple[np.ndarray, LanguageStats]:
     sizes = [uncompressed_size(p) for p in paths]
     total_bytes = None if None in sizes else sum(sizes)
     writer = _ShardWriter(folder, settings.shard_tokens)
@@ -317,10 +278,8 @@ def _tokenise_language(
                 full = tokens.add_batch(batch, encoded)
                 report.update(tokens.fraction_done(total_bytes), tokens=tokens.stats.tokens, bytes=tokens.stats.bytes)
                 if full:
-                    log.info(
-                        "Corpus %s: budget of %d tokens reached at %s; the rest is not read",
-                        lang, tokens.budget, tokens.stats.stopped_at,
-                    )
+                    log.info("Corpus %s: budget of %d tokens reached at %s; the rest is not read",
+                             lang, tokens.budget, tokens.stats.stopped_at)
                     break
     finally:
         writer.close()
@@ -335,22 +294,15 @@ def _is_complete(root: Path) -> bool:
     return (root / "meta.json").exists()
 
 
-def build_corpus(
-    files_by_lang: dict[str, list[Path]],
-    tokenizer: PreTrainedTokenizerBase,
-    cache_dir: str | Path,
-    settings: ShardSettings,
-    num_workers: int = 1,
-) -> Path:
+def build_corpus(files_by_lang: dict[str, list[Path]], tokenizer: PreTrainedTokenizerBase, cache_dir: str | Path,
+                 settings: ShardSettings, num_workers: int = 1) -> Path:
     """Tokenise (or reuse) the corpus and return its folder; languages already built are skipped.
 
     Safe to call from several processes at once (sweep jobs, DDP ranks): one builds under the
     entry's lock, the others wait and then read the published folder.
     """
     if tokenizer.cls_token_id is None or tokenizer.sep_token_id is None:
-        raise ValueError(
-            f"Tokenizer {type(tokenizer).__name__} has no CLS/SEP token; a BERT-style tokenizer is needed"
-        )
+        raise ValueError(f"Tokenizer {type(tokenizer).__name__} has no CLS/SEP token; a BERT-style tokenizer is needed")
     settings.check_languages(files_by_lang)
     key = corpus_key(files_by_lang, tokenizer, settings)
     root = Path(cache_dir) / "corpus" / key[:16]
@@ -396,13 +348,8 @@ def _resumable_partial(root: Path) -> Path:
     return partial
 
 
-def _write_meta(
-    folder: Path,
-    key: str,
-    files_by_lang: dict[str, list[Path]],
-    tokenizer: PreTrainedTokenizerBase,
-    settings: ShardSettings,
-) -> None:
+def _write_meta(folder: Path, key: str, files_by_lang: dict[str, list[Path]], tokenizer: PreTrainedTokenizerBase,
+                settings: ShardSettings) -> None:
     counts = np.zeros(len(tokenizer), dtype=np.int64)
     languages = {}
     for lang in sorted(files_by_lang):
@@ -411,34 +358,18 @@ def _write_meta(
     total_sequences = sum(s["sequences"] for s in languages.values())
     if total_sequences == 0:
         raise CorpusError(
-            f"The corpus produced no training sequence: every document was shorter than "
+            "The corpus produced no training sequence: every document was shorter than "
             f"{settings.min_seq_length} tokens or mostly [UNK] ({languages}). Add text, lower "
-            "corpus.min_seq_length, or set corpus.document_separator=blank_line for paragraph-per-line files."
-        )
+            "corpus.min_seq_length, or set corpus.document_separator=blank_line for paragraph-per-line files.")
     np.save(folder / "token_counts.npy", counts)
-    write_json(
-        folder / "meta.json",
-        {
-            "key": key,
-            "settings": asdict(settings),
-            "vocab_size": len(tokenizer),
-            "languages": languages,
-            "warnings": [w for s in languages.values() for w in s.get("warnings", [])],
-            "files": {lang: [str(p) for p in paths] for lang, paths in files_by_lang.items()},
-        },
-    )
+    write_json(folder / "meta.json", {
+        "key": key, "settings": asdict(settings), "vocab_size": len(tokenizer), "languages": languages,
+        "warnings": [w for s in languages.values() for w in s.get("warnings", [])],
+        "files": {lang: [str(p) for p in paths] for lang, paths in files_by_lang.items()},
+    })
     for lang, s in languages.items():
-        log.info(
-            "Corpus %s: %d documents -> %d sequences (%d tokens%s); %s; dropped %d short, %d mostly-[UNK], "
-            "%d over budget chunks; %d empty lines",
-            lang,
-            s["documents"],
-            s["sequences"],
-            s["tokens"],
-            f" of a {s['budget_tokens']} budget" if s["budget_tokens"] is not None else "",
-            short_drop_summary(s, settings.min_seq_length, document_unit(settings.document_separator)),
-            s["dropped_short"],
-            s["dropped_unk"],
-            s["dropped_over_budget"],
-            s["empty_lines"],
-        )
+        log.info("Corpus %s: %d documents -> %d sequences (%d tokens%s); %s; dropped %d short, %d mostly-[UNK], "
+                 "%d over budget chunks; %d empty lines", lang, s["documents"], s["sequences"], s["tokens"],
+                 f" of a {s['budget_tokens']} budget" if s["budget_tokens"] is not None else "",
+                 short_drop_summary(s, settings.min_seq_length, document_unit(settings.document_separator)),
+                 s["dropped_short"], s["dropped_unk"], s["dropped_over_budget"], s["empty_lines"])

@@ -53,7 +53,6 @@ class LanguageStats:
         self._lengths[min(n_tokens, _LENGTH_BINS)] += 1
         self.document_tokens += n_tokens
 
-
     def finish(self, lang: str, min_seq_length: int, separator: str) -> None:
         """Compute the median and the warnings (each also logged)."""
         if self.documents:
@@ -72,25 +71,21 @@ class LanguageStats:
                 "corpus.min_seq_length (e.g. 4) or put the messages of one conversation on one line "
                 "(docs/own-data.md)."
                 + (" Documents that span several lines with an empty line between them need "
-                   "corpus.document_separator=blank_line." if separator == "line" else "")
-            )
+                   "corpus.document_separator=blank_line." if separator == "line" else ""))
         elif self.documents and self.documents_without_sequence > MOSTLY_DROPPED * self.documents:
             share = self.documents_without_sequence / self.documents
             self.warnings.append(
                 f"{lang}: {share:.0%} of its {self.documents} documents produced no training sequence "
-                f"(shorter than {min_seq_length} tokens or mostly [UNK]). {hint}"
-            )
+                f"(shorter than {min_seq_length} tokens or mostly [UNK]). {hint}")
         elif self.documents and self.median_document_tokens < 2 * min_seq_length:
             self.warnings.append(
                 f"{lang}: documents are very short (median {self.median_document_tokens} tokens with "
-                f"[CLS]/[SEP], under {2 * min_seq_length}). Fine for chat messages; {hint}"
-            )
+                f"[CLS]/[SEP], under {2 * min_seq_length}). Fine for chat messages; {hint}")
         if self.budget_tokens is not None and not self.budget_reached:
             self.warnings.append(
                 f"{lang}: the budget of {self.budget_tokens} tokens was not reached: the language has only "
                 f"{self.tokens} tokens after filtering. Add text or lower corpus.budget_tokens, or "
-                "equal-budget comparisons are not equal."
-            )
+                "equal-budget comparisons are not equal.")
         for warning in self.warnings:
             log.warning("%s", warning)
 

@@ -12,7 +12,7 @@ import logging
 from pathlib import Path
 
 from domain_distil.common.hashing import hash_files, hash_object, short
-from domain_distil.common.io import atomic_open, write_json
+from domain_distil.common.io import MANIFEST, atomic_open, write_json
 from domain_distil.common.locking import build_entry
 from domain_distil.corpus.reader import iter_documents
 from domain_distil.sources.sampling import BudgetFilter, KeyHistogram, budget_bytes, uniform_key
@@ -48,7 +48,7 @@ def budget_subset(
     return build_entry(
         out,
         lambda tmp: _write_subset(tmp, files_by_lang, budgets_gb, seed, text_field),
-        is_complete=lambda path: (path / "manifest.json").is_file(),
+        is_complete=lambda path: (path / MANIFEST).is_file(),
     )
 
 
@@ -85,4 +85,4 @@ def _write_subset(
                           "available_bytes": histogram.total_bytes}
         log.info("subset %s: %d documents, %.4f GB of %.4f GB", lang, gate.written_items,
                  gate.written_bytes / 1e9, histogram.total_bytes / 1e9)
-    write_json(tmp / "manifest.json", {"seed": seed, "languages": manifest})
+    write_json(tmp / MANIFEST, {"seed": seed, "languages": manifest})

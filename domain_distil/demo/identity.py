@@ -19,6 +19,7 @@ _ROOT = _PACKAGE.parent
 # Source files whose content can change the demo's tables (relative to the checkout / site-packages).
 CODE_GLOBS = (
     "domain_distil/demo/**/*.py",
+    "domain_distil/demo/data/**/*.json",  # the generator's templates
     "domain_distil/modeling/**/*.py",  # objectives/ decides the loss
     "domain_distil/corpus/*.py",
     "domain_distil/classification/*.py",
@@ -29,8 +30,6 @@ CODE_GLOBS = (
     "domain_distil/common/seeding.py",
     "domain_distil/common/workers.py",  # the thread count per job decides the arithmetic
     "domain_distil/tasks/demo.py",
-    "domain_distil/tasks/classify.py",
-    "domain_distil/tasks/report.py",
     "lightning_modules/*.py",
     "datamodules/*.py",
     "callbacks/*.py",

@@ -8,12 +8,10 @@ from typing import Any
 
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
-from domain_distil.common.io import write_json
+from domain_distil.common.io import MANIFEST, write_json
 from domain_distil.common.locking import build_entry
 
 log = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
 
 
 def is_exported(folder: str | Path) -> bool:

@@ -38,19 +38,6 @@ def attention_penalty(attention: Tensor) -> Tensor:
     return ((gram - identity) ** 2).sum(dim=(1, 2)).mean()
 
 
-def self_attention_param_count(input_dim: int, num_classes: int, attention_dim: int, num_hops: int,
-                               hidden_dim: int) -> int:
-    """Closed-form parameter count of :class:`SelfAttentionHead` (used to pick and test sizes)."""
-    return (
-        input_dim * attention_dim
-        + attention_dim * num_hops
-        + input_dim * num_hops * hidden_dim
-        + hidden_dim
-        + hidden_dim * num_classes
-        + num_classes
-    )
-
-
 class SelfAttentionHead(nn.Module):
     """Lin et al.'s structured self-attention + MLP classifier.
 

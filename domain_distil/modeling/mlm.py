@@ -12,23 +12,30 @@ from collections.abc import Callable
 import torch
 from torch import nn
 from transformers import PreTrainedModel
+from transformers.activations import gelu
 
 
 def mlm_body(model: PreTrainedModel) -> nn.Module:
     return model.base_model
 
 
+def mlm_head_parts(model: PreTrainedModel) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Linear]:
+    """(the head's transform before the vocabulary projection, the projection) of an MLM model.
+
+    Apart, so that a trimmed student's teacher can project onto the kept vocabulary rows only.
+    """
+    if hasattr(model, "vocab_projector"):  # DistilBertForMaskedLM
+        return (lambda h: model.vocab_layer_norm(model.activation(model.vocab_transform(h)))), model.vocab_projector
+    if hasattr(model, "cls"):  # BertForMaskedLM
+        predictions = model.cls.predictions
+        return predictions.transform, predictions.decoder
+    if hasattr(model, "lm_head"):  # RobertaLMHead and its copies (XLM-R, CamemBERT): dense, gelu, LayerNorm
+        head = model.lm_head
+        return (lambda h: head.layer_norm(gelu(head.dense(h)))), head.decoder
+    raise TypeError(f"{type(model).__name__} has no recognised masked-LM head")
+
+
 def mlm_head(model: PreTrainedModel) -> Callable[[torch.Tensor], torch.Tensor]:
     """A function mapping hidden states (..., H) to vocabulary logits (..., V)."""
-    if hasattr(model, "vocab_projector"):  # DistilBertForMaskedLM
-
-        def distilbert_head(hidden: torch.Tensor) -> torch.Tensor:
-            hidden = model.vocab_layer_norm(model.activation(model.vocab_transform(hidden)))
-            return model.vocab_projector(hidden)
-
-        return distilbert_head
-    if hasattr(model, "cls"):  # BertForMaskedLM
-        return model.cls
-    if hasattr(model, "lm_head"):  # RobertaForMaskedLM, XLMRobertaForMaskedLM
-        return model.lm_head
-    raise TypeError(f"{type(model).__name__} has no recognised masked-LM head")
+    transform, projection = mlm_head_parts(model)
+    return lambda hidden: projection(transform(hidden))

@@ -13,7 +13,8 @@ from pathlib import Path
 import torch
 from torch import nn
 from transformers import AutoConfig, BertForMaskedLM
-from transformers.utils import logging as hf_logging
+
+from domain_distil.modeling.teachers import quiet_load_report
 
 HEAD_PREFIX = "cls."  # parameter names of the head; everything else is the (frozen) body
 
@@ -27,16 +28,11 @@ def load_with_fresh_head(model_dir: Path, seed: int) -> BertForMaskedLM:
         )
     config.tie_word_embeddings = True
     config.architectures = ["BertForMaskedLM"]
-    # the head is initialised by from_pretrained (N(0, 0.02), LayerNorm 1/0): seed it, locally
-    # the missing head is expected: keep transformers' load report about it out of the console
-    verbosity = hf_logging.get_verbosity()
-    hf_logging.set_verbosity_error()
-    try:
-        with torch.random.fork_rng():
-            torch.manual_seed(seed)
-            model = BertForMaskedLM.from_pretrained(model_dir, config=config)
-    finally:
-        hf_logging.set_verbosity(verbosity)
+    # the head is initialised by from_pretrained (N(0, 0.02), LayerNorm 1/0): seed it, locally;
+    # the missing head is expected, so transformers' load report about it stays out of the console
+    with quiet_load_report(), torch.random.fork_rng():
+        torch.manual_seed(seed)
+        model = BertForMaskedLM.from_pretrained(model_dir, config=config)
     with torch.no_grad():
         model.cls.predictions.bias.zero_()
     return model

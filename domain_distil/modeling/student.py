@@ -61,9 +61,7 @@ def default_layer_selection(teacher_layers: int, student_layers: int) -> list[in
     [0, 2, 4, 7, 9, 11]; for 24 -> 6, [0, 5, 9, 14, 18, 23]; for 6 -> 3, [0, 3, 5] (halves round up).
     """
     if not 1 <= student_layers <= teacher_layers:
-        raise ValueError(
-            f"student.num_layers={student_layers} must be between 1 and the teacher's {teacher_layers}"
-        )
+        raise ValueError(f"student.num_layers={student_layers} must be between 1 and the teacher's {teacher_layers}")
     if student_layers == 1:
         return [teacher_layers - 1]
     # Python's round() rounds halves to even; use floor(x + 0.5) so the rule is the usual one.

@@ -1,14 +1,10 @@
-"""Teacher loading: a hub name, a local folder, or a builder that produces a local folder.
-
-``teacher.builder`` (a Hydra ``_target_`` called with ``cache_dir``) lets offline teachers such as
-the demo's converted multilingual-e5-small appear as an ordinary transformers folder.
+"""Teacher loading: a hub name, a local folder, or a builder that produces a local folder
+(``teacher.builder``, a Hydra ``_target_`` called with ``cache_dir``: the demo's converted e5).
 
 A teacher that cannot load fails with one :class:`TeacherError` line naming the config key and
-what to change (a missing folder, a folder without ``config.json`` or weights, a hub name that is
-not reachable), before any corpus work. Transformers' per-key load report is kept out of the
-console: the keys a teacher is expected to lack (an MLM head for a sentence encoder, a pooler that
-distillation and classification never use) would print a table on every load; the one thing it
-means for a run, "no MLM head", is logged once as a sentence.
+what to change, before any corpus work. Transformers' per-key load report stays out of the
+console (:func:`quiet_load_report`); the one thing it means for a run, "no MLM head", is logged
+once as a sentence.
 """
 
 from __future__ import annotations
@@ -61,8 +57,7 @@ def resolve_teacher_path(teacher_cfg: DictConfig | dict, cache_dir: str | Path) 
     if builder:
         from hydra.utils import instantiate
 
-        path = instantiate(builder, cache_dir=str(cache_dir))
-        return str(path)
+        return str(instantiate(builder, cache_dir=str(cache_dir)))
     name = teacher_cfg.get("name_or_path")
     if not name:
         raise TeacherError("teacher.name_or_path is empty: give a hub name or a local model folder.")

@@ -4,23 +4,15 @@ Most of a multilingual encoder is its vocabulary (me5-small: 96 M of its 118 M p
 250k x 384 embedding table). A trimmed student keeps every token the distillation corpus (plus
 optional extra texts) uses at least ``min_count`` times, and every special and added token; its
 word embeddings, tied MLM decoder and decoder bias are the teacher-derived student's rows for
-those ids, in increasing teacher-id order, so new id ``i`` is teacher id ``kept_ids[i]``.
-
-- :func:`choose_kept_vocabulary` picks the ids from token counts (``token_counts.npy`` of a corpus).
-- :func:`trim_masked_lm` returns a copy of a ``*ForMaskedLM`` with only those rows.
-- :class:`KeptVocabularyHead` gives a frozen teacher's MLM logits on the kept ids only: the same
-  values as the full projection followed by ``index_select`` on the kept columns, without
-  computing the dropped columns at all.
-- :func:`trimmed_student` builds a student from a teacher and trims it with its tokenizer, for
-  callers outside distillation (conversion, benchmarks).
-
-The tokenizer side is ``modeling/tokenizer_trim.py``.
+those ids, in increasing teacher-id order, so new id ``i`` is teacher id ``kept_ids[i]``. The
+tokenizer side is ``modeling/tokenizer_trim.py``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import Any
 
@@ -28,12 +20,12 @@ import numpy as np
 import torch
 from torch import nn
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
-from transformers.activations import gelu
 
 from domain_distil.common.errors import ConfigError
 from domain_distil.common.hashing import hash_object
 from domain_distil.common.records import iter_records
 from domain_distil.corpus.reader import iter_documents
+from domain_distil.modeling.mlm import mlm_head_parts
 
 VOCAB_MODES = ("full", "trim")
 # Tensors with one row per vocabulary id in the MLM models built here (BERT, DistilBERT, RoBERTa
@@ -128,19 +120,10 @@ def count_tokens(
 ) -> np.ndarray:
     """(vocab_size,) int64 occurrences of each id in the tokenised ``texts`` (special tokens included)."""
     counts = np.zeros(vocab_size, dtype=np.int64)
-    batch: list[str] = []
-
-    def flush() -> None:
+    texts = iter(texts)
+    while batch := list(islice(texts, batch_size)):
         for ids in tokenizer(batch, add_special_tokens=True, truncation=False, verbose=False)["input_ids"]:
             np.add.at(counts, np.asarray(ids, dtype=np.int64), 1)
-        batch.clear()
-
-    for text in texts:
-        batch.append(text)
-        if len(batch) == batch_size:
-            flush()
-    if batch:
-        flush()
     return counts
 
 
@@ -157,9 +140,9 @@ def choose_kept_vocabulary(
     ``always_keep`` holds the special and added tokens: the student must be able to read ``[CLS]``,
     ``[MASK]`` and padding even where the corpus never stored them.
     """
-    counts = np.zeros(teacher_vocab_size, dtype=np.int64)
-    counts[: len(token_counts)] += np.asarray(token_counts, dtype=np.int64)[:teacher_vocab_size]
-    total = int(counts.sum())
+    corpus = np.zeros(teacher_vocab_size, dtype=np.int64)
+    corpus[: len(token_counts)] = np.asarray(token_counts, dtype=np.int64)[:teacher_vocab_size]
+    counts = corpus.copy()
     if extra_counts is not None:
         counts[: len(extra_counts)] += np.asarray(extra_counts, dtype=np.int64)[:teacher_vocab_size]
     keep = counts >= min_count
@@ -168,16 +151,9 @@ def choose_kept_vocabulary(
         raise ValueError(f"special token ids {forced.tolist()} fall outside the teacher's {teacher_vocab_size} rows")
     keep[forced] = True
     kept_ids = np.flatnonzero(keep).astype(np.int64)
-    corpus = np.zeros(teacher_vocab_size, dtype=np.int64)
-    corpus[: len(token_counts)] = np.asarray(token_counts, dtype=np.int64)[:teacher_vocab_size]
-    dropped = int(corpus[~keep].sum())
+    dropped, total = int(corpus[~keep].sum()), int(corpus.sum())
     return KeptVocabulary(kept_ids=kept_ids, teacher_vocab_size=teacher_vocab_size, unk_id=unk_id,
                           dropped_token_share=dropped / total if total else 0.0)
-
-
-def special_and_added_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """Every special token id plus every added token id (they are outside the model's own pieces)."""
-    return sorted({*tokenizer.all_special_ids, *tokenizer.get_added_vocab().values()})
 
 
 def kept_vocabulary_for(
@@ -186,9 +162,11 @@ def kept_vocabulary_for(
     settings: VocabTrimSettings,
     teacher_vocab_size: int,
 ) -> KeptVocabulary:
-    """The kept vocabulary of a run: corpus counts, extra texts counted with the same tokenizer, specials."""
+    """The kept vocabulary of a run: corpus counts, extra texts counted with the same tokenizer, specials
+    and added tokens (they are outside the model's own pieces)."""
     extra = count_tokens(tokenizer, read_texts(settings.extra_texts), teacher_vocab_size) if settings.extra_texts else None
-    return choose_kept_vocabulary(token_counts, settings.min_count, special_and_added_ids(tokenizer),
+    specials = sorted({*tokenizer.all_special_ids, *tokenizer.get_added_vocab().values()})
+    return choose_kept_vocabulary(token_counts, settings.min_count, specials,
                                   tokenizer.unk_token_id, teacher_vocab_size, extra_counts=extra)
 
 
@@ -233,19 +211,6 @@ def trim_masked_lm(model: PreTrainedModel, kept: KeptVocabulary) -> PreTrainedMo
     return trimmed
 
 
-def _head_parts(model: PreTrainedModel) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Linear]:
-    """(the head's transform before the vocabulary projection, the projection) of an MLM model."""
-    if hasattr(model, "vocab_projector"):  # DistilBertForMaskedLM
-        return (lambda h: model.vocab_layer_norm(model.activation(model.vocab_transform(h)))), model.vocab_projector
-    if hasattr(model, "cls"):  # BertForMaskedLM
-        predictions = model.cls.predictions
-        return predictions.transform, predictions.decoder
-    if hasattr(model, "lm_head"):  # RobertaLMHead and its copies (XLM-R, CamemBERT): dense, gelu, LayerNorm
-        head = model.lm_head
-        return (lambda h: head.layer_norm(gelu(head.dense(h)))), head.decoder
-    raise TypeError(f"{type(model).__name__} has no recognised masked-LM head")
-
-
 class KeptVocabularyHead:
     """A frozen model's MLM logits on the kept ids only: ``(..., H) -> (..., K)``.
 
@@ -256,7 +221,7 @@ class KeptVocabularyHead:
     """
 
     def __init__(self, model: PreTrainedModel, kept_ids: torch.Tensor) -> None:
-        self.transform, projection = _head_parts(model)
+        self.transform, projection = mlm_head_parts(model)
         with torch.no_grad():
             ids = kept_ids.to(projection.weight.device)
             self.weight = projection.weight.index_select(0, ids).detach()
@@ -270,24 +235,3 @@ class KeptVocabularyHead:
     def __call__(self, hidden: torch.Tensor) -> torch.Tensor:
         return nn.functional.linear(self.transform(hidden), self.weight, self.bias)
 
-
-def trimmed_student(
-    teacher: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    token_counts: np.ndarray,
-    min_count: int = 1,
-    spec: Any = None,
-    extra_texts: Sequence[str | Path] = (),
-) -> tuple[PreTrainedModel, PreTrainedTokenizerBase, KeptVocabulary]:
-    """Build a student from ``teacher`` (``StudentSpec`` defaults) and trim it with its tokenizer.
-
-    For callers outside the distillation stage (conversion, benchmarks): the model, a fast
-    tokenizer that ``AutoTokenizer`` reloads, and the kept vocabulary.
-    """
-    from domain_distil.modeling.student import StudentSpec, build_student
-    from domain_distil.modeling.tokenizer_trim import trim_tokenizer
-
-    settings = VocabTrimSettings(mode="trim", min_count=min_count, extra_texts=tuple(map(str, extra_texts)))
-    kept = kept_vocabulary_for(tokenizer, token_counts, settings, teacher.config.vocab_size)
-    student = trim_masked_lm(build_student(teacher, spec or StudentSpec()), kept)
-    return student, trim_tokenizer(tokenizer, kept.kept_ids), kept

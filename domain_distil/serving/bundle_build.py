@@ -26,17 +26,10 @@ from transformers import AutoConfig, AutoTokenizer
 
 from domain_distil.classification.results import RESULTS_FILE
 from domain_distil.common.hashing import hash_file
-from domain_distil.common.io import read_json, write_json
+from domain_distil.common.io import MANIFEST, read_json, write_json
 from domain_distil.common.provenance import git_commit
 from domain_distil.encoders import encoder_hash
-from domain_distil.serving.bundle_format import (
-    FORMAT_VERSION,
-    HEAD_META,
-    HEAD_WEIGHTS,
-    MANIFEST,
-    BundleError,
-    HeadSpec,
-)
+from domain_distil.serving.bundle_format import FORMAT_VERSION, HEAD_META, HEAD_WEIGHTS, BundleError, HeadSpec
 
 log = logging.getLogger(__name__)
 
@@ -155,17 +148,9 @@ def _head_dir(head: HeadSpec) -> str:
     return f"heads/{head.task}__{head.lang}"
 
 
-def build_bundle(
-    encoder: str | Path,
-    heads: Sequence[HeadSpec],
-    output: str | Path,
-    *,
-    copy_encoder: bool = True,
-    revision: str | None = None,
-    overwrite: bool = False,
-    cache_dir: str | Path | None = None,
-    int8: Mapping[str, Any] | None = None,
-) -> Path:
+def build_bundle(encoder: str | Path, heads: Sequence[HeadSpec], output: str | Path, *,
+                 copy_encoder: bool = True, revision: str | None = None, overwrite: bool = False,
+                 cache_dir: str | Path | None = None, int8: Mapping[str, Any] | None = None) -> Path:
     """Write a bundle of ``encoder`` (a local transformers folder or a hub name) and ``heads``;
     ``int8`` is the record of its int8 variant (``conversion.int8.quantize_int8``: settings and
     excluded layers), kept in the manifest so that serving reuses the choice.

@@ -25,7 +25,6 @@ from torch import nn
 from domain_distil.common.errors import UserInputError
 
 FORMAT_VERSION = 1
-MANIFEST = "manifest.json"
 HEAD_WEIGHTS = "head.safetensors"
 HEAD_META = "head.json"
 # A manifest names the head class it instantiates; only heads from this package may be built from a

@@ -12,16 +12,9 @@ from safetensors.torch import load_file
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from domain_distil.common.hashing import hash_file
-from domain_distil.common.io import read_json
+from domain_distil.common.io import MANIFEST, read_json
 from domain_distil.encoders import encoder_hash, load_encoder
-from domain_distil.serving.bundle_format import (
-    FORMAT_VERSION,
-    HEAD_META,
-    HEAD_WEIGHTS,
-    MANIFEST,
-    BundleError,
-    HeadSpec,
-)
+from domain_distil.serving.bundle_format import FORMAT_VERSION, HEAD_META, HEAD_WEIGHTS, BundleError, HeadSpec
 
 
 @dataclass

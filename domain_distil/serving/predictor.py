@@ -94,19 +94,10 @@ class Predictor:
         self.device = device
         self.encoded_rows = 0  # encoder rows run so far (a text truncated twice counts twice)
 
-    # -- head selection -------------------------------------------------------------------------
-    @property
-    def tasks(self) -> list[str]:
-        return sorted({s.task for s in self.specs.values()})
-
-    @property
-    def langs(self) -> list[str]:
-        return sorted({s.lang for s in self.specs.values()})
-
     def select(self, langs: str | Sequence[str] | None = None, tasks: str | Sequence[str] | None = None) -> list[str]:
         """Head keys matching the filters (None = all); an unknown language or task is an error."""
         lang_set, task_set = _as_set(langs), _as_set(tasks)
-        for name, wanted, known in (("language", lang_set, self.langs), ("task", task_set, self.tasks)):
+        for name, wanted, known in (("language", lang_set, self.bundle.langs), ("task", task_set, self.bundle.tasks)):
             unknown = sorted((wanted or set()) - set(known))
             if unknown:
                 raise UnknownFilterError(f"unknown {name} {', '.join(map(repr, unknown))}; the bundle has {known}")
@@ -123,13 +114,13 @@ class Predictor:
             return self.predict_rows(texts, [keys] * len(texts))
         if len(text_langs) != len(texts):
             raise ValueError(f"text_langs has {len(text_langs)} entries for {len(texts)} texts")
-        unknown = sorted({lang for lang in text_langs if lang is not None} - set(self.langs))
+        known = self.bundle.langs
+        unknown = sorted({lang for lang in text_langs if lang is not None} - set(known))
         if unknown:
-            raise UnknownFilterError(f"unknown language {', '.join(map(repr, unknown))}; the bundle has {self.langs}")
+            raise UnknownFilterError(f"unknown language {', '.join(map(repr, unknown))}; the bundle has {known}")
         rows = [[k for k in keys if lang is None or self.specs[k].lang == lang] for lang in text_langs]
         return self.predict_rows(texts, rows)
 
-    # -- the work -------------------------------------------------------------------------------
     def _units(self, texts: Sequence[str], row_keys: Sequence[Sequence[str]]) -> dict[tuple[int, int], tuple[list[int], list[str]]]:
         """Encoder inputs: (row, token count) -> (ids, head keys fed by them). Token lists shared
         by several truncation limits are one unit."""

@@ -39,8 +39,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-BACKENDS = VARIANTS
-
 
 def runner_encoder(runner: Runner) -> EncoderFn:
     """A conversion runner (NumPy out) in the predictor's encoder contract (float32 tensor out)."""
@@ -85,8 +83,8 @@ def encoder_backend(kind: str, bundle: Bundle, workdir: str | Path | None = None
     """The bundle's encoder as ``fp32`` (PyTorch), ``int8`` (ONNX Runtime int8, quantized with
     ``int8``, default :class:`Int8Settings`, and the layers the bundle recorded for ``exclude=auto``)
     or ``onnx`` (ONNX Runtime fp32); exports go to ``<workdir or bundle/onnx>/encoder-<hash>/``."""
-    if kind not in BACKENDS:
-        raise ValueError(f"unknown encoder backend {kind!r}; expected one of {BACKENDS}")
+    if kind not in VARIANTS:
+        raise ValueError(f"unknown encoder backend {kind!r}; expected one of {VARIANTS}")
     if kind == "fp32":
         return torch_encoder(bundle.encoder)
     exports = exports_folder(workdir if workdir is not None else bundle.root / "onnx", bundle.encoder_hash)

@@ -229,7 +229,7 @@ def create_app(predictor: Predictor, settings: ServerSettings | None = None) -> 
     @app.get("/health")
     async def health() -> dict[str, Any]:
         return {"status": "ok", "encoder_hash": predictor.bundle.encoder_hash, "heads": sorted(predictor.specs),
-                "tasks": predictor.tasks, "langs": predictor.langs, "batches": batcher.batches, "texts": batcher.texts, "pending": batcher.pending}
+                "tasks": predictor.bundle.tasks, "langs": predictor.bundle.langs, "batches": batcher.batches, "texts": batcher.texts, "pending": batcher.pending}
 
     @app.post("/predict")
     async def predict(request: Request) -> dict[str, Outputs]:

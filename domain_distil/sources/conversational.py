@@ -1,19 +1,12 @@
 """Your own conversational-commerce data: unlabeled messages for the corpus and labeled task
 files, from JSONL, CSV or Parquet, with PII masked before anything is written.
 
-Unlabeled schema (one message per row/object): ``text`` (str, required), ``lang`` (language
-code, required), ``company`` and ``sub_domain`` (optional, str). Labeled task files follow
-docs/formats.md (``text``, ``label`` or ``labels``, ``lang``, ``split``, ``source``, optional
-``id``). Bad rows fail with the file, line/row and field.
-
-Sampling to a per-language GB budget works as for Stack Exchange: a first pass histograms the
-bytes by key ``uniform_key(seed, "<file>:<row>")``, a second writes the rows under the threshold
-while they fit, so the corpus is a uniform random sample of each language's messages.
+Schemas and budget sampling (keys from file name and row, as for Stack Exchange):
+docs/data-sources.md, "Conversational commerce". Bad rows fail with the file, line/row and field.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 from collections.abc import Iterator, Mapping, Sequence
@@ -23,6 +16,7 @@ from typing import Any
 
 from domain_distil.common.hashing import hash_file, hash_object
 from domain_distil.common.io import atomic_open
+from domain_distil.common.records import SOURCES, SPLITS, iter_records
 from domain_distil.sources.pii import mask_pii
 from domain_distil.sources.sampling import BudgetFilter, KeyHistogram, budget_bytes, uniform_key
 from domain_distil.sources.streams import MalformedInputError
@@ -30,105 +24,49 @@ from domain_distil.sources.writers import PreparedDir, document_line, line_bytes
 
 log = logging.getLogger(__name__)
 
-SPLITS = ("train", "val", "test")
-SOURCES = ("natural", "translated")
+
+def _item_id(path: Path, number: int) -> str:
+    """A message's sampling identity, file name and position: the sample for a seed depends on it."""
+    return f"{path.name}:{'row' if path.suffix.lower() == '.parquet' else 'line'} {number}"
 
 
-def iter_records(path: str | Path) -> Iterator[tuple[str, dict[str, Any]]]:
-    """(position, record) for each row; position is ``line N`` (JSONL, CSV) or ``row N`` (Parquet)."""
-    path = Path(path)
-    suffix = path.suffix.lower()
-    if suffix in (".jsonl", ".json"):
-        with open(path, encoding="utf-8") as handle:
-            for n, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise MalformedInputError(
-                        f"{path}: line {n}: not valid JSON ({error.msg} at column {error.colno})"
-                    ) from None
-                if not isinstance(obj, dict):
-                    raise MalformedInputError(
-                        f"{path}: line {n}: expected a JSON object, got {type(obj).__name__}"
-                    )
-                yield f"line {n}", obj
-    elif suffix == ".csv":
-        with open(path, encoding="utf-8", newline="") as handle:
-            reader = csv.DictReader(handle)
-            try:
-                for row in reader:
-                    if None in row:  # more cells than header columns
-                        raise MalformedInputError(
-                            f"{path}: line {reader.line_num}: more fields than the header has"
-                        )
-                    yield f"line {reader.line_num}", row
-            except csv.Error as error:
-                raise MalformedInputError(f"{path}: line {reader.line_num}: {error}") from None
-    elif suffix == ".parquet":
-        try:
-            import pyarrow.parquet as pq
-        except ImportError as error:
-            raise ImportError("reading .parquet needs pyarrow (pip install pyarrow)") from error
-        import pyarrow as pa
-
-        row = 0
-        try:
-            for batch in pq.ParquetFile(path).iter_batches(batch_size=4096):
-                for obj in batch.to_pylist():
-                    row += 1
-                    yield f"row {row}", obj
-        except (OSError, pa.ArrowException) as error:
-            raise MalformedInputError(f"{path}: unreadable Parquet after row {row} ({error})") from error
-    else:
-        raise ValueError(f"{path}: unsupported file type {suffix!r}; use .jsonl, .csv or .parquet")
-
-
-def _field(path: Path, where: str, record: Mapping[str, Any], name: str) -> str:
+def _field(where: str, record: Mapping[str, Any], name: str) -> str:
     value = record.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise MalformedInputError(
-            f"{path}: {where}: field {name!r} is missing or empty (fields: {sorted(record)})"
-        )
+        raise MalformedInputError(f"{where}: field {name!r} is missing or empty (fields: {sorted(record)})")
     if not isinstance(value, str):
-        raise MalformedInputError(
-            f"{path}: {where}: field {name!r} must be a string, got {type(value).__name__}"
-        )
+        raise MalformedInputError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
     return value
 
 
 def read_task_rows(path: str | Path, mask: bool) -> Iterator[dict[str, Any]]:
     """Validate and normalise a labeled task file (docs/formats.md) row by row."""
     path = Path(path)
-    for where, record in iter_records(path):
-        row: dict[str, Any] = {"text": _field(path, where, record, "text")}
+    for number, record in iter_records(path, MalformedInputError):
+        where = f"{path}:{number}"
+        row: dict[str, Any] = {"text": _field(where, record, "text")}
         if record.get("labels") not in (None, ""):
             labels = record["labels"]
             if isinstance(labels, str):  # CSV: |-separated
                 labels = [x for x in labels.split("|") if x]
             if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-                raise MalformedInputError(
-                    f"{path}: {where}: 'labels' must be a list of strings or a |-separated string"
-                )
+                raise MalformedInputError(f"{where}: 'labels' must be a list of strings or a |-separated "
+                                          "string")
             row["labels"] = labels
         elif record.get("label") not in (None, ""):
             row["label"] = str(record["label"])
         else:
-            raise MalformedInputError(
-                f"{path}: {where}: a row needs 'label' (single) or 'labels' (multi-label)"
-            )
-        row["lang"] = _field(path, where, record, "lang")
-        row["split"] = _field(path, where, record, "split")
+            raise MalformedInputError(f"{where}: a row needs 'label' (single) or 'labels' (multi-label)")
+        row["lang"] = _field(where, record, "lang")
+        row["split"] = _field(where, record, "split")
         if row["split"] not in SPLITS:
-            raise MalformedInputError(f"{path}: {where}: split {row['split']!r} is not one of {SPLITS}")
+            raise MalformedInputError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
         row["source"] = record.get("source") or "natural"
         if row["source"] not in SOURCES:
-            raise MalformedInputError(f"{path}: {where}: source {row['source']!r} is not one of {SOURCES}")
+            raise MalformedInputError(f"{where}: source {row['source']!r} is not one of {SOURCES}")
         if row["source"] == "translated" and row["split"] != "train":
-            raise MalformedInputError(
-                f"{path}: {where}: translated rows are for training only, found in {row['split']!r}"
-            )
+            raise MalformedInputError(f"{where}: translated rows are for training only, "
+                                      f"found in {row['split']!r}")
         if record.get("id") not in (None, ""):
             row["id"] = str(record["id"])
         if mask:
@@ -166,9 +104,10 @@ class ConversationalBuilder:
     def _messages(self, langs: set[str] | None) -> Iterator[tuple[str, str, str]]:
         """(lang, item id, line) for every kept message, PII masked; the id is file name + position."""
         for path in self.files:
-            for where, record in iter_records(path):
-                text = _field(path, where, record, self.text_field)
-                lang = _field(path, where, record, self.lang_field)
+            for number, record in iter_records(path, MalformedInputError):
+                where = f"{path}:{number}"
+                text = _field(where, record, self.text_field)
+                lang = _field(where, record, self.lang_field)
                 company = record.get("company")
                 if self.companies is not None and company not in self.companies:
                     continue
@@ -176,7 +115,7 @@ class ConversationalBuilder:
                     continue
                 line = document_line(mask_pii(text) if self.mask else text)
                 if line:
-                    yield lang, f"{path.name}:{where}", line
+                    yield lang, _item_id(path, number), line
 
     def build(self, out: PreparedDir, languages: Sequence[str] | None, seed: int) -> dict[str, Any]:
         for path in [*self.files, *self.task_files.values()]:
@@ -184,18 +123,11 @@ class ConversationalBuilder:
                 raise FileNotFoundError(f"conversational input not found: {path}")
         langs = set(languages) if languages else None
         inputs = [{"path": str(p), "bytes": p.stat().st_size, "sha256": hash_file(p)} for p in self.files]
-        fingerprint = hash_object(
-            {
-                "inputs": inputs,
-                "seed": seed,
-                "budgets": self.budgets,
-                "langs": sorted(langs or []),
-                "mask": self.mask,
-                "companies": sorted(self.companies or []),
-                "exclude": sorted(self.exclude),
-                "fields": [self.text_field, self.lang_field],
-            }
-        )
+        fingerprint = hash_object({
+            "inputs": inputs, "seed": seed, "budgets": self.budgets, "langs": sorted(langs or []),
+            "mask": self.mask, "companies": sorted(self.companies or []), "exclude": sorted(self.exclude),
+            "fields": [self.text_field, self.lang_field],
+        })
         part = "conversational.corpus"
         record = out.done(part)
         if record is None or record.get("fingerprint") != fingerprint:
@@ -210,43 +142,24 @@ class ConversationalBuilder:
                     handle.write(json.dumps(row, ensure_ascii=False) + "\n")
                     key = f"{row['lang']}/{row['split']}/{row['source']}"
                     counts.setdefault(key, {"rows": 0})["rows"] += 1
-            tasks[name] = {
-                "file": out.relative(out.task_path(name)),
-                "input": {"path": str(path), "sha256": hash_file(path)},
-                "rows": counts,
-            }
+            tasks[name] = {"file": out.relative(out.task_path(name)),
+                           "input": {"path": str(path), "sha256": hash_file(path)}, "rows": counts}
         return {"languages": record["languages"], "tasks": tasks, "inputs": record["inputs"]}
 
-    def _build_corpus(
-        self, out: PreparedDir, langs: set[str] | None, seed: int, inputs: list
-    ) -> dict[str, Any]:
+    def _build_corpus(self, out: PreparedDir, langs: set[str] | None, seed: int,
+                      inputs: list) -> dict[str, Any]:
         hists: dict[str, KeyHistogram] = {}
         for lang, item, line in self._messages(langs):
             hists.setdefault(lang, KeyHistogram()).add(uniform_key(seed, item), line_bytes(line))
-        gates = {}
-        for lang, hist in hists.items():
-            target = budget_bytes(self.budgets.get(lang))
-            gates[lang] = BudgetFilter(hist.threshold(target, margin=0.02), target)
-        handles = {}
+        targets = {lang: budget_bytes(self.budgets.get(lang)) for lang in hists}
+        gates = {lang: BudgetFilter(hist.threshold(targets[lang], margin=0.02), targets[lang])
+                 for lang, hist in hists.items()}
         with ExitStack() as stack:  # one atomic writer per language, all committed together
-            for lang in gates:
-                handles[lang] = stack.enter_context(out.corpus_writer(lang))
+            handles = {lang: stack.enter_context(out.corpus_writer(lang)) for lang in gates}
             for lang, item, line in self._messages(langs):
                 if gates[lang].accept(uniform_key(seed, item), line_bytes(line)):
                     handles[lang].write(line)
-        languages = {
-            lang: {
-                "corpus": {
-                    "file": out.relative(out.corpus_path(lang)),
-                    "documents": w.documents,
-                    "bytes": w.bytes,
-                    "budget_bytes": budget_bytes(self.budgets.get(lang)),
-                }
-            }
-            for lang, w in handles.items()
-        }
-        return {
-            "languages": languages,
-            "inputs": inputs,
-            "outputs": [out.relative(out.corpus_path(lang)) for lang in handles],
-        }
+        languages = {lang: {"corpus": w.record() | {"budget_bytes": targets[lang]}}
+                     for lang, w in handles.items()}
+        return {"languages": languages, "inputs": inputs,
+                "outputs": [out.relative(out.corpus_path(lang)) for lang in handles]}

@@ -1,22 +1,9 @@
 """Debian's own archive -> a TD-style benchmark: the top-10-debtags task over translated package
 descriptions, a same-source in-domain corpus, general text, and (optionally) manual pages.
 
-What comes from where (docs/debian.md):
-
-- task and in-domain corpus: ``Packages`` (package -> Description-md5, debtags) joined with
-  ``Translation-<code>`` (Description-md5 -> description). Per language, the candidates are the
-  packages with a description in that language and at least one of the task's tags; test, val
-  and train are drawn from them with the TD sampling rule (``td_task.sample_splits``: per-tag
-  minimum first, rarest tag first, then fill, all in seeded key order), so they are disjoint by
-  package. The corpus ``corpus/<lang>.txt`` holds the descriptions of every other package, one
-  per line in seeded random order: a package in any language's split is in no language's corpus,
-  so no translation of a test description reaches a student.
-- general text ``general/<lang>.txt``: packages that ship prose in the language (fortune files);
-  a language without one gets none, and the manifest says so.
-- ``manpages/<lang>.txt`` (optional): the translated manual pages, another kind of text.
-
-The indices and .debs are downloaded by a private apt (``debian_apt.PrivateApt``) unless given by
-path (``indices``, ``debs``; the tests do that, so they need no network).
+What comes from where: docs/debian.md. A package in any language's task split is in no language's
+corpus, so no translation of a test description reaches a student. The indices and .debs are
+downloaded by a private apt (``debian_apt.PrivateApt``) unless given by path (the tests do that).
 """
 
 from __future__ import annotations
@@ -27,13 +14,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from domain_distil.common.io import atomic_open
 from domain_distil.sources import debian_text
 from domain_distil.sources.debian_apt import PrivateApt, unpack_deb
 from domain_distil.sources.debian_index import PackageEntry, read_packages, read_translations
 from domain_distil.sources.sampling import uniform_key
 from domain_distil.sources.td_task import SPLIT_ORDER, Candidate, TagTaskSpec, sample_splits, tag_counts
-from domain_distil.sources.writers import DocumentWriter, PreparedDir
+from domain_distil.sources.writers import PreparedDir
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +55,6 @@ class DebianBuilder:
         self.debs = {name: Path(path) for name, path in (debs or {}).items()}
         self._apt: PrivateApt | None = None
 
-    # -- inputs ----------------------------------------------------------------------------
     def apt(self, languages: Sequence[str]) -> PrivateApt:
         if self._apt is None:
             codes = [code for lang in languages for code in self.translations[lang]]
@@ -124,7 +109,6 @@ class DebianBuilder:
         factor = float((self.task.get("scale") or {}).get(lang, 1.0))
         return spec if factor == 1.0 else spec.scaled(factor)
 
-    # -- build -----------------------------------------------------------------------------
     def build(self, out: PreparedDir, languages: Sequence[str] | None, seed: int) -> dict[str, Any]:
         langs = list(languages) if languages else list(self.translations)
         unknown = [lang for lang in langs if lang not in self.translations]
@@ -150,7 +134,7 @@ class DebianBuilder:
                     writer.write(described[lang][name])
             records[lang] = {
                 "descriptions": len(described[lang]),
-                "corpus": _sizes(writer, out.relative(out.corpus_path(lang))),
+                "corpus": writer.record(),
                 "task": {split: {"packages": sum(1 for r in rows if r["split"] == split),
                                  "tags": dict(Counter(t for r in rows if r["split"] == split for t in r["labels"]))}
                          for split in SPLIT_ORDER},
@@ -218,12 +202,7 @@ class DebianBuilder:
         """One document per line in seeded random order, so a token budget takes a uniform sample."""
         path = out.root / folder / f"{lang}.txt"
         order = sorted(range(len(docs)), key=lambda i: uniform_key(seed, f"{lang}\x1f{i}"))
-        with atomic_open(path) as handle:
-            writer = DocumentWriter(handle)
+        with out.document_writer(path) as writer:
             for i in order:
                 writer.write(docs[i])
-        return _sizes(writer, out.relative(path))
-
-
-def _sizes(writer: DocumentWriter, file: str) -> dict[str, Any]:
-    return {"file": file, "documents": writer.documents, "bytes": writer.bytes}
+        return writer.record()

@@ -1,12 +1,6 @@
-"""apt in a private folder: download Debian's indices and packages without root and without
-touching the system's apt state.
-
-Everything apt writes goes under ``root`` (``Dir::State``, ``Dir::Cache``, a private
-``sources.list``); ``apt-get update`` fetches ``Packages`` and the ``Translation-<code>`` files
-(``Acquire::Languages``), ``apt-get indextargets`` says where they landed, ``apt-get download``
-fetches a ``.deb`` into the current directory and ``dpkg-deb -x`` unpacks it (no installation,
-no maintainer scripts). The system's ``/etc/apt/apt.conf.d`` still applies (proxies, compression),
-and the host's own package lists are never read, so an Ubuntu machine gets Debian's archive too.
+"""apt in a private folder (docs/debian.md): download Debian's indices and packages without root and
+without touching the system's apt state; the host's own package lists are never read, so an Ubuntu
+machine gets Debian's archive too.
 """
 
 from __future__ import annotations
@@ -40,7 +34,8 @@ class PrivateApt:
 
     def __init__(self, root: str | Path, mirror: str, suite: str, components: Sequence[str], keyring: str,
                  translation_codes: Sequence[str]) -> None:
-        self.root = Path(root)
+        # apt resolves relative Dir:: paths against /etc/apt, not the working directory.
+        self.root = Path(root).absolute()
         self.mirror, self.suite, self.components, self.keyring = mirror, suite, list(components), keyring
         self.codes = list(dict.fromkeys(translation_codes))
 

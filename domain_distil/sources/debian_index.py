@@ -1,9 +1,6 @@
-"""Debian archive indices: the ``Packages`` file (package -> Description-md5, debtags) and the
-``Translation-<code>`` files (Description-md5 -> description in one language).
-
-Both are deb822 files (RFC-822-like paragraphs), parsed with python-debian. On Debian the main
-``Packages`` file carries the debtags in its ``Tag:`` field, and the long descriptions live only
-in ``i18n/Translation-en`` (and its translations), keyed by the English text's MD5.
+"""Debian archive indices (deb822, parsed with python-debian): the ``Packages`` file (package ->
+Description-md5, debtags) and the ``Translation-<code>`` files (Description-md5 -> description in
+one language); see docs/debian.md.
 
 apt may store the index files compressed (``Acquire::GzipIndexes``; Debian's container images use
 lz4): gzip, xz and bzip2 are read with the standard library, anything else through

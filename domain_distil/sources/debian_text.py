@@ -27,10 +27,8 @@ def fortune_files(root: Path) -> list[Path]:
     base = root / FORTUNE_DIR
     if not base.is_dir():
         return []
-    return sorted(
-        p for p in base.rglob("*")
-        if p.is_file() and not p.is_symlink() and p.suffix not in {".dat", ".u8"} and "off" not in p.relative_to(base).parts
-    )
+    return sorted(p for p in base.rglob("*") if p.is_file() and not p.is_symlink()
+                  and p.suffix not in {".dat", ".u8"} and "off" not in p.relative_to(base).parts)
 
 
 def fortunes(path: Path) -> Iterator[str]:

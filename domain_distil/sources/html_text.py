@@ -38,12 +38,8 @@ def _replace(element: lxml.etree._Element, text: str) -> None:
     parent.remove(element)
 
 
-def html_to_text(
-    html: str,
-    code: CodePolicy = "keep",
-    inline_code: CodePolicy = "keep",
-    placeholder: str = "[CODE]",
-) -> str:
+def html_to_text(html: str, code: CodePolicy = "keep", inline_code: CodePolicy = "keep",
+                 placeholder: str = "[CODE]") -> str:
     """Visible text of an HTML fragment, whitespace collapsed to single spaces (one line).
 
     ``code`` applies to code blocks (``<pre>``, usually ``<pre><code>``); ``inline_code`` to
@@ -52,9 +48,8 @@ def html_to_text(
     decoded the dump's escaping; the HTML parser decodes the entities inside the HTML.
     """
     if code not in CODE_POLICIES or inline_code not in CODE_POLICIES:
-        raise ValueError(
-            f"code policies must be one of {CODE_POLICIES}, got code={code!r}, inline_code={inline_code!r}"
-        )
+        raise ValueError(f"code policies must be one of {CODE_POLICIES}, got code={code!r}, "
+                         f"inline_code={inline_code!r}")
     if not html or not html.strip():
         return ""
     spaced = _BLOCK_TAG.sub(r" \1 ", html)

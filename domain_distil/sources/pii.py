@@ -9,10 +9,7 @@ from __future__ import annotations
 
 import re
 
-EMAIL = "[EMAIL]"
-PHONE = "[PHONE]"
-CARD = "[CARD]"
-URL = "[URL]"
+EMAIL, PHONE, CARD, URL = "[EMAIL]", "[PHONE]", "[CARD]", "[URL]"
 
 _URL = re.compile(r"\b(?:https?://|www\.)[^\s<>\"']+", re.IGNORECASE)
 # A URL carries a token when its query string or path holds a long opaque value

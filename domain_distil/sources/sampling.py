@@ -1,11 +1,8 @@
 """Seeded sampling shared by the sources: per-item random keys, per-language GB budgets,
 mBERT-style exponent smoothing, and a byte histogram that turns a budget into a key threshold.
 
-Every source samples the same way: each item (post, message, chunk) gets a key
-``u = uniform_key(seed, item_id)`` in [0, 1) from a hash, so the sample is a pure function of
-the seed and the ids, independent of file order, worker count or restarts. A budget of B bytes
-is met by taking the items with the smallest keys until B is reached (bottom-k by key), which is
-a uniform random sample without replacement.
+Keys are a hash of (seed, item id), so a sample depends on nothing else (not file order, worker
+count or restarts); docs/data-sources.md, "How a budget is met".
 """
 
 from __future__ import annotations
@@ -60,18 +57,13 @@ class KeyHistogram:
     def __init__(self, bins: int = 1 << 16) -> None:
         self.bins = bins
         self.bytes = np.zeros(bins, dtype=np.int64)
-        self.items = np.zeros(bins, dtype=np.int64)
 
     def add(self, key: float, nbytes: int) -> None:
-        b = min(int(key * self.bins), self.bins - 1)
-        self.bytes[b] += nbytes
-        self.items[b] += 1
+        self.bytes[min(int(key * self.bins), self.bins - 1)] += nbytes
 
     def remove(self, key: float, nbytes: int) -> None:
         """Take out an item counted by ``add`` (e.g. a post that went into the task)."""
-        b = min(int(key * self.bins), self.bins - 1)
-        self.bytes[b] -= nbytes
-        self.items[b] -= 1
+        self.bytes[min(int(key * self.bins), self.bins - 1)] -= nbytes
 
     @property
     def total_bytes(self) -> int:
@@ -93,9 +85,6 @@ class KeyHistogram:
         if idx >= self.bins - 1:
             return 1.0
         return (idx + 1) / self.bins
-
-    def to_dict(self) -> dict[str, int]:
-        return {"bins": self.bins, "bytes": self.total_bytes, "items": int(self.items.sum())}
 
 
 class BudgetFilter:

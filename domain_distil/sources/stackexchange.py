@@ -1,10 +1,5 @@
 """Stack Exchange data dumps: stream ``Posts.xml`` rows from a site's 7z archive or an extracted
-file, in constant memory, as typed posts.
-
-Facts about the dump (docs/data-sources.md): one self-closing ``<row .../>`` per post under
-``<posts>``; every field is an attribute and absent when null; ``PostTypeId`` 1 is a question,
-2 an answer; ``Tags`` is ``<a><b>`` in older dumps and ``|a|b|`` in newer ones; newer dumps add
-two fabricated posts to every site (Ids 1000000001 and 1000000010) that must be left out.
+file, in constant memory, as typed posts (the dump's schema and its quirks: docs/data-sources.md).
 """
 
 from __future__ import annotations
@@ -25,13 +20,9 @@ QUESTION, ANSWER = 1, 2
 FAKE_POST_IDS = frozenset({1000000001, 1000000010})
 
 # The paper's five StackOverflow sites and its language codes (ISO 639-3 as the paper writes them).
-SITE_LANGUAGES: dict[str, str] = {
-    "stackoverflow.com": "eng",
-    "es.stackoverflow.com": "esp",
-    "ja.stackoverflow.com": "jap",
-    "pt.stackoverflow.com": "por",
-    "ru.stackoverflow.com": "rus",
-}
+SITE_LANGUAGES: dict[str, str] = {"stackoverflow.com": "eng", "es.stackoverflow.com": "esp",
+                                   "ja.stackoverflow.com": "jap", "pt.stackoverflow.com": "por",
+                                   "ru.stackoverflow.com": "rus"}
 
 _ANGLE_TAGS = re.compile(r"<([^<>]+)>")
 
@@ -80,9 +71,8 @@ class Post:
     def is_question(self) -> bool:
         return self.post_type == QUESTION
 
-    def text(
-        self, code: CodePolicy = "keep", inline_code: CodePolicy = "keep", placeholder: str = "[CODE]"
-    ) -> str:
+    def text(self, code: CodePolicy = "keep", inline_code: CodePolicy = "keep",
+             placeholder: str = "[CODE]") -> str:
         """Question: title then body; answer: body. One line of plain text."""
         body = html_to_text(self.body, code=code, inline_code=inline_code, placeholder=placeholder)
         return f"{self.title} {body}".strip() if self.title else body
@@ -145,34 +135,25 @@ class PostsFile:
             if progress is not None:
                 progress(reader.position)
 
-    def posts(self, progress: Callable[[int], None] | None = None, skip_fake: bool = True) -> Iterator[Post]:
+    def posts(self, progress: Callable[[int], None] | None = None) -> Iterator[Post]:
         """Questions and answers; other post types (tag wikis, ...) and the fake posts are skipped."""
         self.fake_skipped = 0
         for line, a in self.rows(progress):
             try:
-                post_id = int(a["Id"])
-                post_type = int(a["PostTypeId"])
                 parent = a.get("ParentId")
-                post = Post(
-                    id=post_id,
-                    post_type=post_type,
-                    parent_id=int(parent) if parent else None,
-                    title=a.get("Title", ""),
-                    body=a.get("Body", ""),
-                    tags=parse_tags(a.get("Tags")),
-                )
+                post = Post(int(a["Id"]), int(a["PostTypeId"]), int(parent) if parent else None,
+                            a.get("Title", ""), a.get("Body", ""), parse_tags(a.get("Tags")))
             except KeyError as error:
                 raise MalformedInputError(
                     f"{self.where}: line {line}: row lacks the required attribute {error.args[0]} "
                     f"(is this a Posts.xml? attributes: {sorted(a)[:8]})"
                 ) from None
             except ValueError as error:
-                raise MalformedInputError(
-                    f"{self.where}: line {line}, row Id={a.get('Id')}: {error}"
-                ) from None
-            if post_type not in (QUESTION, ANSWER):
+                where = f"{self.where}: line {line}, row Id={a.get('Id')}"
+                raise MalformedInputError(f"{where}: {error}") from None
+            if post.post_type not in (QUESTION, ANSWER):
                 continue
-            if skip_fake and post_id in FAKE_POST_IDS:
+            if post.id in FAKE_POST_IDS:
                 self.fake_skipped += 1
                 continue
             yield post

@@ -1,16 +1,9 @@
 """Stack Exchange dumps -> per-language distillation corpus + the TD top-10-tag task.
 
-Two streaming passes per site, both in constant memory:
-
-1. scan: every question and answer gets its key ``uniform_key(seed, Id)``; its text size goes
-   into a byte histogram over keys (only when a budget is set), and questions carrying one of
-   the ten tags go into the bounded ``CandidatePool``. At the end the task splits are sampled
-   and the task posts (and the answers to them) are taken out of the histogram, which then
-   gives the key threshold that reaches the language's GB budget.
-2. write: task questions become task rows; answers to task questions are left out (they would
-   leak the test posts into the corpus); every other post whose key is under the threshold is
-   written while it fits the budget. The corpus is therefore a uniform random sample of the
-   posts the task did not use, disjoint from it by post id.
+Two streaming passes per site, both in constant memory (docs/data-sources.md, "How a budget is
+met"): a scan histograms post bytes by key and fills the bounded ``CandidatePool``; after the task
+splits are sampled their posts (and answers to them, which would leak the test posts) are taken out
+of the histogram and the write pass takes the rest by key to the budget, disjoint from the task.
 """
 
 from __future__ import annotations
@@ -21,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from domain_distil.common.hashing import hash_file
+from domain_distil.common.progress import byte_progress
 from domain_distil.sources.html_text import CODE_POLICIES, CodePolicy
-from domain_distil.sources.progress import byte_progress
 from domain_distil.sources.sampling import BudgetFilter, KeyHistogram, budget_bytes, uniform_key
 from domain_distil.sources.stackexchange import ANSWER, QUESTION, Post, PostsFile, language_of, site_of
 from domain_distil.sources.td_task import SPLIT_ORDER, Candidate, CandidatePool, TagTaskSpec, tag_counts
@@ -56,9 +49,8 @@ class StackExchangeBuilder:
         margin: float = 0.02,
     ) -> None:
         if code not in CODE_POLICIES or inline_code not in CODE_POLICIES:
-            raise ValueError(
-                f"code and inline_code must be one of {CODE_POLICIES}; got {code!r}, {inline_code!r}"
-            )
+            raise ValueError(f"code and inline_code must be one of {CODE_POLICIES}; "
+                             f"got {code!r}, {inline_code!r}")
         self.dumps = {language_of(k): str(v) for k, v in dumps.items()}
         self.budgets = dict(budgets or {})
         self.code, self.inline_code, self.placeholder = code, inline_code, code_placeholder
@@ -66,12 +58,12 @@ class StackExchangeBuilder:
         self.margin = margin
         if self.task is not None:
             self.task_name = str(self.task.get("name", "td_tags"))
-            base = TagTaskSpec(
-                tags=tuple(self.task.get("tags") or TagTaskSpec().tags),
-                sizes=dict(self.task.get("sizes") or TagTaskSpec().sizes),
-                min_per_tag=dict(self.task.get("min_per_tag") or TagTaskSpec().min_per_tag),
+            default = TagTaskSpec()
+            self.base_spec = TagTaskSpec(
+                tags=tuple(self.task.get("tags") or default.tags),
+                sizes=dict(self.task.get("sizes") or default.sizes),
+                min_per_tag=dict(self.task.get("min_per_tag") or default.min_per_tag),
             )
-            self.base_spec = base
             self.scale = {str(k): float(v) for k, v in (self.task.get("scale") or {}).items()}
 
     def spec_for(self, lang: str) -> TagTaskSpec | None:
@@ -84,9 +76,8 @@ class StackExchangeBuilder:
         langs = list(wanted) if wanted else list(self.dumps)
         missing = [lang for lang in langs if lang not in self.dumps]
         if missing:
-            raise ValueError(
-                f"no Stack Exchange dump configured for {missing}; set corpus.source.dumps.<lang>"
-            )
+            raise ValueError(f"no Stack Exchange dump configured for {missing}; "
+                             "set corpus.source.dumps.<lang>")
         for lang in langs:  # fail before any long work, not after English took an hour
             if str(self.dumps[lang]) == "???" or not Path(self.dumps[lang]).exists():
                 raise FileNotFoundError(f"Stack Exchange dump for {lang} not found: {self.dumps[lang]!r}")
@@ -95,7 +86,6 @@ class StackExchangeBuilder:
     def text(self, post: Post) -> str:
         return document_line(post.text(self.code, self.inline_code, self.placeholder))
 
-    # ------------------------------------------------------------------------------------
     def build(self, out: PreparedDir, languages: Sequence[str] | None, seed: int) -> dict[str, Any]:
         langs = self.languages(languages)
         records: dict[str, Any] = {}
@@ -109,21 +99,17 @@ class StackExchangeBuilder:
             record = out.done(part)
             if record is not None and record.get("fingerprint") == fingerprint:
                 log.info("%s: already prepared, skipping (delete %s to redo)", lang, out.marker_path(part))
-                records[lang] = record
-                continue
-            record = self._build_language(out, lang, path, seed)
-            record["fingerprint"] = fingerprint
-            out.mark_done(part, record)
+            else:
+                record = self._build_language(out, lang, path, seed)
+                record["fingerprint"] = fingerprint
+                out.mark_done(part, record)
             records[lang] = record
         tasks: dict[str, Any] = {}
         if self.task is not None:
             task_path = out.assemble_task(self.task_name, langs)
-            tasks[self.task_name] = {
-                "file": out.relative(task_path),
-                "labels": list(self.base_spec.tags),
-                "multi_label": True,
-                "languages": {lang: records[lang]["task"] for lang in langs},
-            }
+            tasks[self.task_name] = {"file": out.relative(task_path), "labels": list(self.base_spec.tags),
+                                     "multi_label": True,
+                                     "languages": {lang: records[lang]["task"] for lang in langs}}
         return {
             "languages": {lang: {k: v for k, v in r.items() if k != "task"} for lang, r in records.items()},
             "tasks": tasks,
@@ -168,14 +154,9 @@ class StackExchangeBuilder:
             for post in posts.posts(update):
                 split = task_split.get(post.id)
                 if split is not None:
-                    rows[post.id] = {
-                        "id": f"{lang}:{post.id}",
-                        "text": self.text(post),
-                        "labels": spec.labels(spec.mask(post.tags)),
-                        "lang": lang,
-                        "split": split,
-                        "source": "natural",
-                    }
+                    rows[post.id] = {"id": f"{lang}:{post.id}", "text": self.text(post),
+                                     "labels": spec.labels(spec.mask(post.tags)), "lang": lang,
+                                     "split": split, "source": "natural"}
                     continue
                 if post.post_type == ANSWER and post.parent_id in task_split:
                     left_out_answers += 1
@@ -193,23 +174,13 @@ class StackExchangeBuilder:
                 )
             fake = posts.fake_skipped
         if budget is not None and writer.bytes < 0.99 * budget:
-            log.warning(
-                "%s: only %d bytes of text available for a budget of %d bytes; took all of it",
-                lang,
-                writer.bytes,
-                budget,
-            )
+            log.warning("%s: only %d bytes of text available for a budget of %d bytes; took all of it",
+                        lang, writer.bytes, budget)
         record: dict[str, Any] = {
             "site": site_of(path),
             "input": {"path": str(path), "bytes": path.stat().st_size, "sha256": hash_file(path)},
-            "corpus": {
-                "file": out.relative(out.corpus_path(lang)),
-                "documents": writer.documents,
-                "bytes": writer.bytes,
-                "budget_bytes": budget,
-                "key_threshold": threshold,
-                "answers_to_task_questions_left_out": left_out_answers,
-            },
+            "corpus": writer.record() | {"budget_bytes": budget, "key_threshold": threshold,
+                                         "answers_to_task_questions_left_out": left_out_answers},
             "fake_posts_dropped": fake,
             "outputs": [out.relative(out.corpus_path(lang))],
         }
@@ -218,7 +189,7 @@ class StackExchangeBuilder:
             ordered = sorted(rows.values(), key=lambda r: (order[r["split"]], uniform_key(seed, r["id"])))
             out.write_task_part(self.task_name, lang, ordered)
             record["outputs"].append(out.relative(out.task_part_path(self.task_name, lang)))
-            record["task"] = {
-                split: {"posts": len(cs), "tags": tag_counts(cs, spec)} for split, cs in splits.items()
-            } | {"candidates": pool.candidates, "candidates_per_tag": dict(zip(spec.tags, pool.tag_totals))}
+            record["task"] = {s: {"posts": len(cs), "tags": tag_counts(cs, spec)} for s, cs in splits.items()}
+            record["task"] |= {"candidates": pool.candidates,
+                               "candidates_per_tag": dict(zip(spec.tags, pool.tag_totals))}
         return record

@@ -21,7 +21,19 @@ class MalformedInputError(UserInputError):
     """Input that cannot be read to the end; the message names the file and the position."""
 
 
-class CountingReader(io.RawIOBase):
+class _ReadableStream(io.RawIOBase):
+    """A raw stream whose subclasses implement ``read``; ``readinto`` (what buffered readers call) uses it."""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+
+class CountingReader(_ReadableStream):
     """Wrap a binary stream and count the bytes handed out, so errors can name a byte offset
     and progress bars can show how far through a file the parser is."""
 
@@ -29,18 +41,10 @@ class CountingReader(io.RawIOBase):
         self._raw = raw
         self.position = 0
 
-    def readable(self) -> bool:
-        return True
-
     def read(self, size: int = -1) -> bytes:
         data = self._raw.read(size)
         self.position += len(data)
         return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
     def close(self) -> None:
         self._raw.close()
@@ -98,7 +102,7 @@ class _QueueFactory(WriterFactory):
         return _QueueWriter(self._chunks, self._stop)
 
 
-class _QueueReader(io.RawIOBase):
+class _QueueReader(_ReadableStream):
     """The consumer side: ``read(n)`` pulls chunks off the queue until the end marker."""
 
     _END = object()
@@ -108,9 +112,6 @@ class _QueueReader(io.RawIOBase):
         self._errors = errors
         self._pending = b""
         self._done = False
-
-    def readable(self) -> bool:
-        return True
 
     def read(self, size: int = -1) -> bytes:
         while not self._done and (size < 0 or len(self._pending) < size):
@@ -128,11 +129,6 @@ class _QueueReader(io.RawIOBase):
         else:
             data, self._pending = self._pending[:size], self._pending[size:]
         return data
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
 
 
 def find_7z_member(archive: str | Path, basename: str) -> tuple[str, int]:
@@ -172,11 +168,8 @@ def open_7z_member(archive: str | Path, member: str, max_chunks: int = 16) -> It
         except _Cancelled:
             pass
         except BaseException as error:  # handed to the reader, raised in the consumer thread
-            errors.append(
-                MalformedInputError(
-                    f"{archive}: decompressing {member} failed ({type(error).__name__}: {error})"
-                )
-            )
+            errors.append(MalformedInputError(
+                f"{archive}: decompressing {member} failed ({type(error).__name__}: {error})"))
         finally:
             while True:  # the end marker must get through even when the queue is full
                 try:

@@ -1,31 +1,10 @@
 """The paper's technical-discussion (TD) task: top-10-tag multi-label classification of questions.
 
-Sampling rule (paper §3.2.1): per language, a test and a validation set of 1000 questions in
-which every one of the ten tags occurs at least 100 times, then 8000 training questions that
-carry at least one of the tags; Japanese at half size (500/500/4000, so 50 per tag). The three
-splits are disjoint, and the distillation corpus is drawn only from what is left.
-
-Procedure (seeded, deterministic, documented in docs/data-sources.md):
-every candidate question (one with at least one of the tags) gets the key
-``uniform_key(seed, post_id)``; "in key order" below is therefore a uniform random order.
-Splits are drawn one after another (test, val, train), each from the candidates no earlier split
-took:
-
-1. Quota phase. Tags are visited from the rarest (fewest candidates) to the most common. For
-   tag t, while t occurs fewer than ``min_per_tag`` times in the split, add the next unused
-   candidate carrying t, in key order. A post added for one tag also counts for its other
-   tags, so common tags are usually already satisfied when their turn comes.
-2. Fill phase. Add unused candidates in key order, whatever their tags, until the split has
-   its size.
-
-If a tag runs out of candidates, or the candidates run out before a split is full, sampling
-fails naming the language, split and tag; scale that language down with ``scale`` instead of
-getting a silently smaller set.
-
-Streaming in bounded memory: no step above looks further than ``sum(sizes)`` entries into any
-key-ordered list (every entry a scan passes over is, or becomes, a selected post), so keeping
-only the ``sum(sizes)`` smallest keys overall and per tag gives exactly the same result as
-holding every candidate.
+Sampling rule (paper §3.2.1) and the seeded procedure (quota phase rarest tag first, then fill, split
+by split; test, val, train disjoint) are in docs/data-sources.md, "The TD task". Streaming in bounded
+memory: no step looks further than ``sum(sizes)`` entries into any key-ordered list (every entry a
+scan passes over is, or becomes, a selected post), so keeping only the ``sum(sizes)`` smallest keys
+overall and per tag gives exactly the same result as holding every candidate.
 """
 
 from __future__ import annotations
@@ -37,17 +16,7 @@ from dataclasses import dataclass, field
 from domain_distil.common.errors import UserInputError
 
 TOP10_TAGS: tuple[str, ...] = (
-    "c#",
-    "java",
-    "php",
-    "javascript",
-    "android",
-    "jquery",
-    "python",
-    "html",
-    "c++",
-    "ios",
-)
+    "c#", "java", "php", "javascript", "android", "jquery", "python", "html", "c++", "ios")
 SPLIT_ORDER: tuple[str, ...] = ("test", "val", "train")
 
 
@@ -84,11 +53,7 @@ class TagTaskSpec:
 
     def mask(self, tags: Sequence[str]) -> int:
         """Bit i set when tag i of ``self.tags`` is among ``tags``; 0 = not a candidate."""
-        bits = 0
-        for i, tag in enumerate(self.tags):
-            if tag in tags:
-                bits |= 1 << i
-        return bits
+        return sum(1 << i for i, tag in enumerate(self.tags) if tag in tags)
 
     def labels(self, mask: int) -> list[str]:
         return [tag for i, tag in enumerate(self.tags) if mask >> i & 1]
@@ -159,9 +124,6 @@ class CandidatePool:
                 self.tag_totals[i] += 1
                 self._ref(c, *heap.offer(c))
 
-    def holds(self, post_id: int) -> bool:
-        return post_id in self._refs
-
     def add_answer(self, parent_id: int, key: float, nbytes: int) -> None:
         if parent_id in self._refs:
             self.answers.setdefault(parent_id, []).append((key, nbytes))
@@ -183,7 +145,7 @@ def sample_splits(
     spec: TagTaskSpec,
     where: str = "",
 ) -> dict[str, list[Candidate]]:
-    """The procedure in the module docstring on key-ordered lists (see ``CandidatePool``)."""
+    """The TD sampling procedure (docs/data-sources.md) on key-ordered lists (see ``CandidatePool``)."""
     used: set[int] = set()
     out: dict[str, list[Candidate]] = {}
     cursor = {i: 0 for i in range(len(spec.tags))}

@@ -1,18 +1,7 @@
 """Wikipedia ``pages-articles`` dumps -> plain text -> 1 MB chunks -> random chunks to a budget.
 
-This is the paper's Wiki3.0 control (§5): the same amount of text as the domain corpus, drawn
-from Wikipedia the way DistilmBERT's data most likely was: WikiExtractor writes files of at
-most 1 MB (``-b 1M``) and a sample of N files per language is taken (specs §2).
-
-- Reading: ``mwxml`` streams pages from the (bz2) XML; only the configured namespaces (articles,
-  ns 0) and no redirects. ``mwparserfromhell`` turns wikitext into text; links to files,
-  categories and other wikis and table markup are removed first.
-- Chunking: articles (one line each; an article longer than a chunk is cut at paragraph
-  boundaries) are packed in dump order into chunks of at most ``chunk_bytes``.
-- Sampling in one pass: chunk i has key ``uniform_key(seed, "<lang>:<i>")``; the chunks with
-  the smallest keys whose sizes add up to the budget are kept (bottom-k by key, to a byte
-  total), spilled to disk while the pass runs and evicted when smaller keys arrive, so memory
-  holds one chunk and disk about the budget. The result is a uniform random set of chunks.
+The paper's Wiki3.0 control (§5); pipeline and one-pass bottom-k sampling: docs/data-sources.md,
+"Wikipedia". Memory holds one chunk and disk about the budget.
 """
 
 from __future__ import annotations
@@ -32,7 +21,7 @@ from mwxml.errors import MalformedXML
 
 from domain_distil.common.hashing import hash_file
 from domain_distil.common.io import atomic_open
-from domain_distil.sources.progress import byte_progress
+from domain_distil.common.progress import byte_progress
 from domain_distil.sources.sampling import budget_bytes, language_budgets, uniform_key
 from domain_distil.sources.streams import CountingReader, MalformedInputError
 from domain_distil.sources.writers import PreparedDir, document_line, input_fingerprint, line_bytes
@@ -83,9 +72,8 @@ def split_document(text: str, max_bytes: int) -> list[str]:
     return pieces
 
 
-def iter_articles(
-    path: str | Path, namespaces: Sequence[int] = (0,), min_chars: int = 0, progress=None
-) -> Iterator[tuple[int, str, str]]:
+def iter_articles(path: str | Path, namespaces: Sequence[int] = (0,), min_chars: int = 0,
+                  progress=None) -> Iterator[tuple[int, str, str]]:
     """(page id, title, text) of every non-redirect page in ``namespaces``.
 
     A truncated or malformed dump raises ``MalformedInputError`` naming the compressed byte
@@ -114,13 +102,7 @@ def iter_articles(
             plain = wikitext_to_text(text)
             if len(plain) >= min_chars:
                 yield page.id, page.title, plain
-    except (
-        EOFError,
-        OSError,
-        ValueError,
-        SyntaxError,
-        MalformedXML,
-    ) as error:  # bz2 EOF, XML ParseError, mwxml MalformedXML
+    except (EOFError, OSError, ValueError, SyntaxError, MalformedXML) as error:  # bz2 EOF, XML ParseError
         where = f"after page {last[0]} ({last[1]!r})" if last else "before the first article"
         raise MalformedInputError(
             f"{path}: truncated or malformed dump at compressed byte offset about {counter.position} of "
@@ -217,9 +199,8 @@ class WikipediaBuilder:
         sizes = self.sizes or {lang: float(Path(self.dumps[lang]).stat().st_size) for lang in langs}
         missing = [lang for lang in langs if lang not in sizes]
         if missing:
-            raise ValueError(
-                f"corpus.source.sizes has no size for {missing}; give one per language or set sizes=null"
-            )
+            raise ValueError(f"corpus.source.sizes has no size for {missing}; "
+                             "give one per language or set sizes=null")
         return language_budgets(float(self.total_gb), {lang: sizes[lang] for lang in langs}, self.alpha)
 
     def build(self, out: PreparedDir, languages: Sequence[str] | None, seed: int) -> dict[str, Any]:
@@ -244,9 +225,8 @@ class WikipediaBuilder:
             records[lang] = record
         return {"languages": records, "tasks": {}}
 
-    def _build_language(
-        self, out: PreparedDir, lang: str, path: Path, seed: int, budget_gb: float | None
-    ) -> dict:
+    def _build_language(self, out: PreparedDir, lang: str, path: Path, seed: int,
+                        budget_gb: float | None) -> dict:
         target = budget_bytes(budget_gb)
         spill = out.state_dir / "wikipedia" / lang
         shutil.rmtree(spill, ignore_errors=True)  # a half-done pass is redone from the start
@@ -276,21 +256,12 @@ class WikipediaBuilder:
                 bytes_written += len(data.encode("utf-8"))
         shutil.rmtree(spill)
         if target is not None and bytes_written < 0.99 * target:
-            log.warning(
-                "%s: the dump holds only %d bytes of article text for a budget of %d",
-                lang,
-                bytes_written,
-                target,
-            )
+            log.warning("%s: the dump holds only %d bytes of article text for a budget of %d",
+                        lang, bytes_written, target)
         return {
             "input": {"path": str(path), "bytes": path.stat().st_size, "sha256": hash_file(path)},
-            "corpus": {
-                "file": out.relative(out.corpus_path(lang)),
-                "documents": documents_written,
-                "bytes": bytes_written,
-                "budget_bytes": target,
-                "budget_gb": budget_gb,
-            },
+            "corpus": {"file": out.relative(out.corpus_path(lang)), "documents": documents_written,
+                       "bytes": bytes_written, "budget_bytes": target, "budget_gb": budget_gb},
             "articles": articles,
             "chunks_total": chunks,
             "chunk_bytes": self.chunk_bytes,

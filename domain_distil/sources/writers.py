@@ -1,22 +1,15 @@
 """The prepared-data folder: corpus files, task files, completion markers and the manifest.
 
-Layout (docs/formats.md, docs/data-sources.md)::
-
-    <prepared_dir>/corpus/<lang>.txt       one document per line (what task=distill reads)
-    <prepared_dir>/tasks/<task>.jsonl      labeled rows (what task=classify reads)
-    <prepared_dir>/manifest.json           counts, bytes, tag counts, input hashes, seed
-    <prepared_dir>/.state/<part>.json      one marker per finished part (resume skips it)
-    <prepared_dir>/.state/parts/...        per-language task rows, merged when all are done
-
-Every file is written through ``common.io.atomic_open``: a crash leaves the previous file (or no
-file) and never a half-written one, and a part's marker is written only after its files.
+Layout, resume markers and failure handling: docs/data-sources.md. Every file is written through
+``common.io.atomic_open``: a crash leaves the previous file (or no file) and never a half-written
+one, and a part's marker is written only after its files.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,20 +30,21 @@ def line_bytes(line: str) -> int:
 class DocumentWriter:
     """Writes documents one per line and counts them; empty documents are skipped."""
 
-    def __init__(self, handle: IO[str]) -> None:
-        self._handle = handle
+    def __init__(self, handle: IO[str], file: str) -> None:
+        self._handle, self.file = handle, file  # file: relative to the prepared folder
         self.documents = 0
         self.bytes = 0
 
-    def write(self, text: str) -> int:
+    def write(self, text: str) -> None:
         line = document_line(text)
-        if not line:
-            return 0
-        self._handle.write(line + "\n")
-        self.documents += 1
-        n = line_bytes(line)
-        self.bytes += n
-        return n
+        if line:
+            self._handle.write(line + "\n")
+            self.documents += 1
+            self.bytes += line_bytes(line)
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest says about the written file."""
+        return {"file": self.file, "documents": self.documents, "bytes": self.bytes}
 
 
 class PreparedDir:
@@ -60,7 +54,6 @@ class PreparedDir:
         self.tasks_dir = self.root / "tasks"
         self.state_dir = self.root / ".state"
 
-    # -- resume markers -------------------------------------------------------------------
     def marker_path(self, part: str) -> Path:
         return self.state_dir / f"{part}.json"
 
@@ -77,26 +70,23 @@ class PreparedDir:
     def mark_done(self, part: str, record: Mapping[str, Any]) -> None:
         write_json(self.marker_path(part), dict(record))
 
-    # -- corpus ---------------------------------------------------------------------------
     def corpus_path(self, lang: str) -> Path:
         return self.corpus_dir / f"{lang}.txt"
 
     @contextmanager
-    def corpus_writer(self, lang: str) -> Iterator[DocumentWriter]:
-        with atomic_open(self.corpus_path(lang)) as handle:
-            yield DocumentWriter(handle)
+    def document_writer(self, path: Path) -> Iterator[DocumentWriter]:
+        with atomic_open(path) as handle:
+            yield DocumentWriter(handle, self.relative(path))
 
-    # -- tasks ----------------------------------------------------------------------------
+    def corpus_writer(self, lang: str) -> AbstractContextManager[DocumentWriter]:
+        return self.document_writer(self.corpus_path(lang))
+
     def task_part_path(self, task: str, lang: str) -> Path:
         return self.state_dir / "parts" / f"{task}.{lang}.jsonl"
 
-    def write_task_part(self, task: str, lang: str, rows: Iterable[Mapping[str, Any]]) -> int:
-        n = 0
+    def write_task_part(self, task: str, lang: str, rows: Iterable[Mapping[str, Any]]) -> None:
         with atomic_open(self.task_part_path(task, lang)) as handle:
-            for row in rows:
-                handle.write(json.dumps(row, ensure_ascii=False) + "\n")
-                n += 1
-        return n
+            handle.writelines(json.dumps(row, ensure_ascii=False) + "\n" for row in rows)
 
     def task_path(self, task: str) -> Path:
         return self.tasks_dir / f"{task}.jsonl"
@@ -107,17 +97,11 @@ class PreparedDir:
         with atomic_open(path) as out:
             for lang in langs:
                 with open(self.task_part_path(task, lang), encoding="utf-8") as part:
-                    for line in part:
-                        out.write(line)
+                    out.writelines(part)
         return path
 
     def relative(self, path: Path) -> str:
         return str(Path(path).relative_to(self.root))
-
-    def write_manifest(self, manifest: Mapping[str, Any]) -> Path:
-        path = self.root / "manifest.json"
-        write_json(path, dict(manifest))
-        return path
 
 
 def input_fingerprint(path: Path, **settings: Any) -> str:

@@ -1,15 +1,10 @@
 """Which checkpoint a distillation resumes from, and what to say when there is none.
 
 A run's work folder (``<cache>/students/<key>.work``) is named by the hash of everything that
-changes the weights, so a run restarted with *any* recipe change looks in another folder. Each
-work folder therefore carries ``run.json``: the identity the key hashes (teacher, corpus, recipe
-hash, effective run) and the recipe itself. When ``ckpt_path=last`` finds no ``last.ckpt``, the
-error lists the work folders of the same teacher and corpus and which settings differ, instead
-of silently training from scratch. A folder of the same teacher whose configured corpus is the same
-(``corpus_reference``) but whose tokens differ is listed too: its corpus content changed.
-
-Every refusal is a :class:`~domain_distil.common.errors.ConfigError` (``ckpt_path`` is a setting):
-the command line prints it as one line, exit status 2.
+changes the weights, so a run restarted with *any* recipe change looks in another folder; each
+carries ``run.json`` (the identity the key hashes and the recipe), so that ``ckpt_path=last`` can
+name the runs of the same teacher and corpus and what differs instead of silently training from
+scratch (docs/distillation.md). Every refusal is a ``ConfigError``: one line, exit status 2.
 """
 
 from __future__ import annotations

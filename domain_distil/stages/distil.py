@@ -12,11 +12,13 @@ loading the teacher → train → export with a manifest (``domain_distil/artifa
 
 from __future__ import annotations
 
+import itertools
 import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ from hydra.utils import instantiate
 from lightning.pytorch.accelerators import CPUAccelerator
 from lightning.pytorch.callbacks import Callback, LearningRateMonitor
 from lightning.pytorch.loggers import Logger
+from omegaconf import DictConfig, OmegaConf
 from transformers import AutoConfig, AutoModelForMaskedLM, PretrainedConfig
 
 from callbacks.resumable_checkpoint import ResumableCheckpoint
@@ -53,7 +56,6 @@ from domain_distil.common.io import read_json
 from domain_distil.common.provenance import git_commit
 from domain_distil.common.seeding import seed_everything
 from domain_distil.corpus.reader import discover_files, iter_documents
-from domain_distil.corpus.select import read_selection
 from domain_distil.corpus.shards import ShardSettings, build_corpus
 from domain_distil.modeling.checks import (
     check_same_vocabulary,
@@ -85,6 +87,7 @@ from domain_distil.modeling.vocab_trim import (
     trim_masked_lm,
 )
 from domain_distil.stages.checkpoints import resolve_resume_checkpoint, write_run_record
+from domain_distil.stages.select_corpus import read_selection
 from lightning_modules.distillation import DistillationModule
 
 log = logging.getLogger(__name__)
@@ -219,6 +222,18 @@ def plan_distillation(
     )
 
 
+def plan_from_config(cfg: DictConfig) -> DistillPlan:
+    """``plan_distillation`` of a composed config's teacher, student, corpus and distill groups."""
+    groups = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("teacher", "student", "corpus", "distill"))
+    return plan_distillation(*groups, cfg.paths.cache_dir)
+
+
+def distill_run(cfg: DictConfig, trainer: DictConfig | None = None) -> DistillRun:
+    """The cache of ``cfg`` and its ``trainer`` group (or ``trainer``) as the hardware; nothing else."""
+    trainer = cfg.trainer if trainer is None else trainer
+    return DistillRun(cache_dir=Path(cfg.paths.cache_dir), trainer=partial(instantiate, trainer))
+
+
 def continued_parent(
     student: Mapping[str, Any], spec: StudentSpec, teacher: Mapping[str, Any], teacher_path: str,
     teacher_config: PretrainedConfig, cache_dir: str | Path,
@@ -274,15 +289,8 @@ def fit_teacher_head(plan: DistillPlan, cache_dir: str | Path) -> str:
     per_language = max(1, wanted // len(plan.files))
     texts: list[str] = []
     for paths in plan.files.values():
-        taken = 0
-        for path in paths:
-            for text, _ in iter_documents(path, plan.shard_settings.text_field):
-                texts.append(text)
-                taken += 1
-                if taken >= per_language:
-                    break
-            if taken >= per_language:
-                break
+        documents = (text for path in paths for text, _ in iter_documents(path, plan.shard_settings.text_field))
+        texts.extend(itertools.islice(documents, per_language))
     path = fit_mlm_head(
         plan.teacher_path, texts, cache_dir, steps=settings.steps, batch_size=settings.batch_size,
         lr=settings.lr, max_length=settings.max_length, seed=plan.seed, **settings.extra,
@@ -343,10 +351,6 @@ def student_key(identity: Mapping[str, Any]) -> str:
     return short(hash_object(dict(identity)), 16)
 
 
-def _trainer_args(plan: DistillPlan) -> dict[str, Any]:
-    return dict(plan.distill.get("trainer") or {})
-
-
 @dataclass
 class _Prepared:
     """What the cache key needs: the corpus shards, the kept vocabulary and the hardware's trainer."""
@@ -378,7 +382,7 @@ def _prepare(plan: DistillPlan, run: DistillRun, callbacks: list[Callback], logg
     corpus_dir = build_corpus(plan.files, tokenizer, cache_dir, plan.shard_settings,
                               num_workers=plan.corpus_num_workers)
     kept = _kept_vocabulary(plan, tokenizer, corpus_dir)
-    trainer = run.trainer(**_trainer_args(plan), callbacks=callbacks, logger=loggers or False)
+    trainer = run.trainer(**dict(plan.distill.get("trainer") or {}), callbacks=callbacks, logger=loggers or False)
     t_identity = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
     effective = effective_run(trainer, int(plan.distill["batch_size"]))
     identity = {"teacher": t_identity, "corpus": corpus_dir.name, "recipe": r_hash, "effective": effective}
@@ -481,7 +485,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "losses_run": plan.objective.loss_terms(prepared.teacher_head),
             "recipe": {"distill": plan.distill, "student": plan.student},
             "corpus": plan.corpus,
-            # What a task-aware selection kept, from which pool, by which score (corpus/select.py).
+            # What a task-aware selection kept, from which pool, by which score (stages/select_corpus.py).
             "corpus_selection": read_selection(plan.corpus["dir"]) if plan.corpus.get("dir") else None,
             "vocab": kept.summary() if kept is not None else {"mode": "full"},
             "git": git_commit(),

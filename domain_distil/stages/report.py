@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
 
 from domain_distil.analysis import table6
@@ -167,3 +168,39 @@ def _write_table6(collection: Collection, t6: Table6Request, output_dir: Path, c
         handle.write(markdown)
     table6.write_csv(rows, output_dir / "table6.csv")
     table6.plot_figure2(rows, output_dir / "figure2.png", title.replace("Table 6", "Figure 2"))
+
+
+# Config -> typed arguments, for the report task and the experiments that end with a report.
+
+
+def _plain(node: DictConfig) -> Any:
+    return OmegaConf.to_container(node, resolve=True)
+
+
+def report_request(cfg: DictConfig) -> ReportRequest:
+    rc = cfg.report
+    t6 = rc.get("table6")
+    wandb = None
+    if bool(rc.get("wandb", False)) and "wandb" in (cfg.get("logger") or {}):
+        settings = cfg.logger.wandb
+        wandb = WandbTarget(project=settings.get("project"), entity=settings.get("entity"),
+                            group=settings.get("group"), offline=bool(settings.get("offline", True)),
+                            config=_plain(rc))
+    return ReportRequest(
+        sweep_dirs=list(rc.sweep_dirs),
+        output_dir=Path(cfg.paths.output_dir),
+        baselines=_plain(rc.baselines),
+        symbols=_plain(rc.symbols),
+        stats=StatsSettings(**_plain(rc.stats)),
+        metrics=list(rc.metrics),
+        expected=_plain(rc.expected),
+        candidates=list(rc.candidates) if rc.candidates is not None else None,
+        worse_symbols=_plain(rc.worse_symbols) if rc.get("worse_symbols") else None,
+        show_sd=bool(rc.get("show_sd", True)),
+        formats=tuple(rc.formats),
+        table6=None if t6 is None or not t6.enabled else Table6Request(
+            task=str(t6.task), lang=str(t6.lang), freeze=bool(t6.freeze), baselines=[str(b) for b in t6.baselines],
+            budgets=_plain(t6.budgets) if t6.budgets is not None else None,
+        ),
+        wandb=wandb,
+    )

@@ -85,7 +85,8 @@ def fit_mlm_head(
         "negatives": negatives, "epochs": epochs,
     }
     key = hash_object(
-        {"model": hash_dir(model_dir), "texts": _texts_digest(texts), "settings": settings, "v": _FORMAT_VERSION}
+        {"model": hash_dir(model_dir), "texts": hashlib.sha256("".join(f"{t}\n" for t in texts).encode()).hexdigest(),
+         "settings": settings, "v": _FORMAT_VERSION}
     )
     target = Path(cache_dir) / "mlm_heads" / f"{model_dir.name}-{short(key)}"
 
@@ -277,11 +278,3 @@ def mask_tokens(
     picks = torch.randint(len(random_ids), (int(swap.sum()),), generator=generator)
     corrupted[swap] = random_ids[picks]
     return corrupted, labels
-
-
-def _texts_digest(texts: list[str]) -> str:
-    h = hashlib.sha256()
-    for text in texts:
-        h.update(text.encode("utf-8"))
-        h.update(b"\n")
-    return h.hexdigest()

@@ -4,13 +4,9 @@
     python run.py task=bundle 'bundle.jobs=[...]' bundle.check.texts=data/heldout.jsonl   # + int8/ONNX check
     python run.py task=bundle 'bundle.jobs=[...]' int8.calibration.texts=data/corpus_sample.txt  # + int8 choice
 
-Reads every job's ``results.json`` and best checkpoint (jobs must have run with
-``classify.keep_checkpoint=true``), keeps one head per (task, language), refuses heads trained on
-another or a fine-tuned encoder, writes the bundle atomically and, with ``bundle.check.texts``,
-measures how often the int8 and ONNX encoders flip a prediction (``<bundle>/variants.json``).
-With ``int8.calibration.texts`` (held-out in-domain text), the int8 variant is quantized first
-(``int8.exclude=auto`` measures each layer on those texts) and its method and excluded layers go
-into the manifest (``int8``), so ``serve.backend=int8`` / ``predict.backend=int8`` reuse them.
+One head per (task, language), all on the same frozen encoder, written atomically; with
+``bundle.check.texts`` the int8/ONNX flip rates (``<bundle>/variants.json``), with
+``int8.calibration.texts`` the int8 variant quantized once for serving (docs/serving.md).
 """
 
 from __future__ import annotations

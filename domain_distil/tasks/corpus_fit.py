@@ -25,28 +25,13 @@ from domain_distil.analysis.corpus_fit_report import (
     markdown_table,
     write_report,
 )
-from domain_distil.classification.taskfile import TaskSpec, load_examples, resolve_task_files
 from domain_distil.common.errors import ConfigError
 from domain_distil.common.loggers import build_loggers, finish_wandb, sweep_group
 from domain_distil.corpus.reader import discover_files
 from domain_distil.modeling.teachers import load_teacher_tokenizer, resolve_teacher_path
+from domain_distil.stages.select_corpus import task_texts
 
 log = logging.getLogger(__name__)
-
-
-def task_texts(cls_task: DictConfig, split: str, languages: Sequence[str] | None) -> dict[str, list[str]]:
-    """The ``split`` texts of the task per language (all sources), read and validated once."""
-    spec = TaskSpec.from_config(cls_task)
-    examples = load_examples(resolve_task_files(cls_task.get("files"), cls_task.get("dir")), spec)
-    wanted = set(languages) if languages else None
-    texts: dict[str, list[str]] = {}
-    for example in examples:
-        if example.split == split and (wanted is None or example.lang in wanted):
-            texts.setdefault(example.lang, []).append(example.text)
-    if not texts:
-        raise ConfigError(f"cls_task {cls_task.name}: no {split!r} rows for languages {languages or 'any'}; "
-                          "check cls_task.files/dir, the languages, or corpus_fit.split")
-    return texts
 
 
 def _candidate(candidate_id: str, entry: Any, languages: Sequence[str] | None) -> Candidate:

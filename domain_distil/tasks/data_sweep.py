@@ -29,8 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from hydra.core.hydra_config import HydraConfig
-from hydra.utils import instantiate
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from domain_distil.classification.encoders import (
     EncoderRef,
@@ -41,10 +40,8 @@ from domain_distil.classification.encoders import (
 from domain_distil.common.errors import UserInputError
 from domain_distil.corpus.reader import discover_files
 from domain_distil.corpus.subset import budget_subset
-from domain_distil.stages.classify import classify
-from domain_distil.stages.distil import DistillRun, distil
-from domain_distil.tasks import distill as distill_task
-from domain_distil.tasks.classify import classify_job
+from domain_distil.stages.classify import classify, classify_job, single_device
+from domain_distil.stages.distil import distil, distill_run, plan_from_config
 
 log = logging.getLogger(__name__)
 
@@ -105,10 +102,9 @@ def is_distributed(trainer_cfg: DictConfig) -> bool:
 
 def distil_on(cfg: DictConfig, subset: Path, launch: Launcher) -> Path:
     """The student of ``subset``: in this process on one device, or a distributed child run."""
-    subset_cfg = _on_subset(cfg, subset)
+    subset_cfg = _edited(cfg, {"corpus.dir": str(subset), "corpus.files": {}, "corpus.languages": None})
     if not is_distributed(cfg.trainer):
-        plan = distill_task.plan_distillation(subset_cfg)
-        return distil(plan, DistillRun(cache_dir=Path(cfg.paths.cache_dir), trainer=partial(instantiate, cfg.trainer))).path
+        return distil(plan_from_config(subset_cfg), distill_run(cfg)).path
     launch([*_parent_overrides(), "task=distill", f"corpus.dir={subset}", "corpus.files={}", "corpus.languages=null"])
     # The child exported it; find it the way encoder=distilled does, through the manifests.
     return find_distilled_student(subset_cfg).path
@@ -126,22 +122,13 @@ def _parent_overrides() -> list[str]:
     return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
-def _on_subset(cfg: DictConfig, subset: Path) -> DictConfig:
-    """``cfg`` with the corpus replaced by the budget subset (what the child's overrides say)."""
+def _edited(cfg: DictConfig, changes: dict[str, Any]) -> DictConfig:
+    """A copy of ``cfg`` with each dotted key of ``changes`` set to its value (what an override would say)."""
     copy = cfg.copy()
     with open_dict(copy):
-        copy.corpus.dir, copy.corpus.files, copy.corpus.languages = str(subset), {}, None
+        for key, value in changes.items():
+            OmegaConf.update(copy, key, value, merge=False)
     return copy
-
-
-def _single_device(cfg: DictConfig) -> DictConfig:
-    """The job config with a one-device, one-process trainer: classification never runs under DDP."""
-    single = cfg.copy()
-    with open_dict(single):
-        single.trainer.devices = 1
-        single.trainer.num_nodes = 1
-        single.trainer.pop("strategy", None)
-    return single
 
 
 def _with_encoder_group(cfg: DictConfig, name: str) -> DictConfig:
@@ -149,22 +136,15 @@ def _with_encoder_group(cfg: DictConfig, name: str) -> DictConfig:
     if name not in cfg.data_sweep.encoders:
         raise UserInputError(f"data_sweep.baselines: {name!r} is not in data_sweep.encoders "
                              f"({sorted(cfg.data_sweep.encoders)})")
-    copy = cfg.copy()
-    with open_dict(copy):
-        copy.encoder = cfg.data_sweep.encoders[name]
-    return copy
+    return _edited(cfg, {"encoder": cfg.data_sweep.encoders[name]})
 
 
 def _job(cfg: DictConfig, lang: str, seed: int, encoder_id: str, output_dir: Path,
          encoder: Callable[[], EncoderRef]) -> Any:
-    job_cfg = _single_device(cfg)
-    with open_dict(job_cfg):
-        job_cfg.seed = seed
-        job_cfg.lang.name = lang
-        job_cfg.encoder.id = encoder_id
-        job_cfg.encoder.freeze = True
-        job_cfg.task = "classify"
-        job_cfg.paths.output_dir = str(output_dir / "classify" / encoder_id / f"seed={seed}")
-    job = classify_job(job_cfg)
+    job = classify_job(_edited(cfg, {  # classification never runs under DDP
+        "trainer": single_device(cfg.trainer), "seed": seed, "lang.name": lang, "encoder.id": encoder_id,
+        "encoder.freeze": True, "task": "classify",
+        "paths.output_dir": str(output_dir / "classify" / encoder_id / f"seed={seed}"),
+    }))
     job.encoder = encoder
     return job

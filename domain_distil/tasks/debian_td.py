@@ -1,7 +1,7 @@
 """experiment=debian_td: the demo's protocol on the real Debian benchmark (docs/debian.md).
 
-Reads what ``task=prepare corpus=debian`` wrote (``corpus.prepared_dir``), then, reusing the
-demo's steps (``tasks/demo.py``; this experiment composes its groups under ``demo.*`` in the same
+Reads what ``task=prepare corpus=debian`` wrote (``corpus.prepared_dir``), then runs the demo's
+protocol (``stages/protocol.py``; this experiment composes its groups under ``demo.*`` in the same
 shape):
 
 1. two students of the teacher, one recipe, ``demo.corpus.budget_tokens`` teacher tokens per
@@ -22,7 +22,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from domain_distil.common.errors import ConfigError
-from domain_distil.tasks.demo import DOMAIN, GENERAL, run_protocol
+from domain_distil.common.io import MANIFEST
+from domain_distil.stages.protocol import DOMAIN, GENERAL, run_protocol
 
 log = logging.getLogger(__name__)
 
@@ -30,7 +31,7 @@ log = logging.getLogger(__name__)
 def prepared_corpora(prepared_dir: Path, task: str) -> tuple[Path, Path]:
     """(in-domain, general) corpus folders of a prepared Debian benchmark; a clear error before any
     long work when ``task=prepare corpus=debian`` has not run (or ran without the task)."""
-    needed = [prepared_dir / "manifest.json", prepared_dir / "tasks" / f"{task}.jsonl",
+    needed = [prepared_dir / MANIFEST, prepared_dir / "tasks" / f"{task}.jsonl",
               prepared_dir / "corpus", prepared_dir / "general"]
     missing = [str(p) for p in needed if not p.exists()]
     if missing:

@@ -8,18 +8,18 @@ It ends by printing the command that classifies with the student it exported
 
 This module only turns the Hydra config into the stage's typed arguments
 (``domain_distil/stages/distil.py`` does the work). Everything that can be wrong with the
-configuration is checked in ``plan_distillation`` before a single weight is loaded or a line tokenised.
+configuration is checked in ``plan_from_config`` before a single weight is loaded or a line tokenised.
 """
 
 from __future__ import annotations
 
 import logging
 import os
-from functools import partial
+from dataclasses import replace
 from pathlib import Path
 
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 
 from domain_distil.artifacts.students import StudentArtifact, classify_command
 from domain_distil.common.loggers import build_loggers, finish_wandb, sweep_group
@@ -28,37 +28,22 @@ from domain_distil.stages import distil as stage
 log = logging.getLogger(__name__)
 
 
-def _plain(node: DictConfig) -> dict:
-    return OmegaConf.to_container(node, resolve=True)
-
-
-def plan_distillation(cfg: DictConfig) -> stage.DistillPlan:
-    """Validate the config's teacher, student, corpus and distill groups (no weights, no text read)."""
-    return stage.plan_distillation(
-        _plain(cfg.teacher), _plain(cfg.student), _plain(cfg.corpus), _plain(cfg.distill), cfg.paths.cache_dir
-    )
-
-
 def run_settings(cfg: DictConfig, plan: stage.DistillPlan) -> stage.DistillRun:
     """The hardware (``trainer`` group), loggers, resume checkpoint and extra callbacks of this run."""
     name = f"distill-{Path(plan.teacher_path).name}-{plan.corpus_name}"
     extra = [instantiate(c) for c in (cfg.distill.get("callbacks") or [])]
-    return stage.DistillRun(
-        cache_dir=Path(cfg.paths.cache_dir),
-        trainer=partial(instantiate, cfg.trainer),
+    return replace(
+        stage.distill_run(cfg), ckpt_path=cfg.get("ckpt_path"), callbacks=extra, finish_loggers=finish_wandb,
         loggers=lambda: build_loggers(
             cfg.get("logger"), name=name, group=sweep_group("distill", cfg.paths.output_dir),
             tags=["distill", plan.corpus_name], job_type="distill",
         ),
-        ckpt_path=cfg.get("ckpt_path"),
-        callbacks=extra,
-        finish_loggers=finish_wandb,
     )
 
 
 def ensure_student(cfg: DictConfig) -> StudentArtifact:
     """The student of this config: from the cache, or distilled now."""
-    plan = plan_distillation(cfg)
+    plan = stage.plan_from_config(cfg)
     return stage.distil(plan, run_settings(cfg, plan))
 
 

@@ -22,9 +22,9 @@ from domain_distil.analysis.homonyms import (
     SENSES,
     homonym_cosines,
     load_homonyms,
-    markdown_table,
     table7_rows,
 )
+from domain_distil.analysis.render import markdown_table
 from domain_distil.common.io import atomic_open, write_json
 from domain_distil.common.provenance import git_commit
 

@@ -3,19 +3,14 @@
     python run.py task=predict predict.bundle=outputs/bundle predict.input=data/messages.jsonl
     python run.py task=predict predict.bundle=... predict.input=posts.csv predict.tasks=td_tags predict.backend=int8
 
-Input rows (JSONL objects or CSV rows with a header) need a text field (``predict.text_field``);
-``id`` is copied through, and a row's ``lang`` restricts it to that language's heads. Every row is
-checked in a first pass (errors name file and line) before the model runs. Rows are then read,
-predicted and written ``chunk_rows`` at a time, so memory stays flat on any file size.
-
-Output (JSONL, one line per input row, in order): ``{"line", "id"?, "lang"?, "predictions": [head
-output, ...]}``. It is appended to ``<output>.partial`` (flushed per chunk) and renamed to
-``<output>`` at the end, so ``<output>`` is complete or absent; an interrupted run of the same
-bundle, input and options resumes after the last complete line of the partial file.
+Every row is checked first (errors name file and line), then rows are predicted ``chunk_rows`` at a
+time (flat memory) into ``<output>.partial``, renamed to ``<output>`` at the end, so ``<output>`` is
+complete or absent and an interrupted run resumes; input and output formats: docs/serving.md.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -59,15 +54,8 @@ def check_row(path: Path, number: int, row: dict[str, Any], pc: DictConfig, lang
 
 
 def _chunks(path: Path, size: int, skip: int) -> Iterator[list[tuple[int, dict[str, Any]]]]:
-    chunk: list[tuple[int, dict[str, Any]]] = []
-    for index, item in enumerate(iter_rows(path)):
-        if index < skip:
-            continue
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
+    rows = itertools.islice(iter_rows(path), skip, None)
+    while chunk := list(itertools.islice(rows, size)):
         yield chunk
 
 

@@ -1,6 +1,7 @@
-"""``python run.py task=prepare corpus=<stackexchange|wikipedia|conversational>``: build the
-prepared corpus (``<prepared_dir>/corpus/<lang>.txt``, what ``task=distill`` reads through
-``corpus.dir``), the task files (``<prepared_dir>/tasks/<name>.jsonl``) and ``manifest.json``.
+"""``python run.py task=prepare corpus=<name>``: build the source ``corpus.source`` names
+(any ``sources.source.CorpusSource``) into the prepared corpus (``<prepared_dir>/corpus/<lang>.txt``,
+what ``task=distill`` reads through ``corpus.dir``), the task files
+(``<prepared_dir>/tasks/<name>.jsonl``) and ``manifest.json``.
 
 Resumable: each language (or source file) is a part with a completion marker; a rerun with the
 same configuration skips finished parts. See docs/data-sources.md.
@@ -16,15 +17,18 @@ from typing import Any
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 
+from domain_distil.artifacts.manifest import write_manifest
 from domain_distil.common.provenance import git_commit
+from domain_distil.sources.source import CorpusSource
 from domain_distil.sources.writers import PreparedDir
 
 log = logging.getLogger(__name__)
 
 
 def _prune_dumps(source: DictConfig, languages: Any) -> DictConfig:
-    """Keep only the dumps of the selected languages, so unset ones (``???``) for languages
-    nobody asked for do not stop the run; a selected language without a dump is an error."""
+    """Keep only the dumps (a source's language -> input mapping) of the selected languages, so
+    unset ones (``???``) for languages nobody asked for do not stop the run; a selected language
+    without a dump is an error."""
     source = source.copy()
     if "dumps" not in source or languages is None:
         return source
@@ -50,14 +54,14 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     if "source" not in corpus or corpus.source is None:
         raise SystemExit(
             f"corpus={corpus.name} has nothing to prepare (no corpus.source); "
-            "use corpus=stackexchange, corpus=wikipedia or corpus=conversational"
+            "use a corpus whose conf/corpus/<name>.yaml has a source, e.g. corpus=stackexchange"
         )
     if cfg.seed is None:
         raise SystemExit("task=prepare samples data and needs a seed (seed=0 is fine)")
     prepared_dir = Path(corpus.prepared_dir)
     out = PreparedDir(prepared_dir)
     source = _prune_dumps(corpus.source, corpus.get("languages"))
-    builder = instantiate(source, _convert_="all")
+    builder: CorpusSource = instantiate(source, _convert_="all")
     languages = OmegaConf.to_container(corpus.languages) if corpus.get("languages") is not None else None
     log.info("preparing %s into %s", corpus.name, prepared_dir)
     result = builder.build(out, languages=languages, seed=int(cfg.seed))
@@ -73,7 +77,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
         "inputs": result.get("inputs"),
         "config": OmegaConf.to_container(source, resolve=True),
     }
-    path = out.write_manifest(manifest)
+    path = write_manifest(prepared_dir, manifest)
     for lang, rec in result["languages"].items():
         c = rec["corpus"]
         log.info("%s: %d documents, %d bytes -> %s", lang, c["documents"], c["bytes"], c["file"])

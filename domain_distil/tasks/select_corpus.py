@@ -6,7 +6,7 @@
 
 The pool is the ``corpus`` group; the task's texts come from ``cls_task`` (``select_corpus.split``
 rows). The folder is an ordinary corpus folder (``<lang>.txt``) plus ``selection.json``; the work is
-in ``domain_distil/corpus/select.py``.
+in ``domain_distil/stages/select_corpus.py``.
 """
 
 from __future__ import annotations
@@ -17,16 +17,16 @@ from omegaconf import DictConfig
 
 from domain_distil.common.errors import ConfigError
 from domain_distil.corpus.reader import discover_files
-from domain_distil.corpus.select import (
+from domain_distil.modeling.teachers import load_teacher_tokenizer, resolve_teacher_path
+from domain_distil.stages.select_corpus import (
     EmbeddingScorer,
     RandomScorer,
     Scorer,
     StaticEmbeddingScorer,
     TokenScorer,
     select_corpus,
+    task_texts,
 )
-from domain_distil.modeling.teachers import load_teacher_tokenizer, resolve_teacher_path
-from domain_distil.tasks.corpus_fit import task_texts
 
 METHODS = ("tokens", "embedding", "static", "random")
 

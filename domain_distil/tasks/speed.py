@@ -6,121 +6,18 @@ plus the tokenizer coverage of every encoder whose tokenizer differs from the fi
     python run.py task=speed speed.realistic.texts=data/cc/eng.jsonl speed.repeats=50
 
 Writes speed.md, speed.json and the ONNX exports (onnx/<id>/onnx/model.onnx, onnx/<id>/int8-<settings key>/model.onnx) to
-``paths.output_dir``.
+``paths.output_dir``; ``domain_distil/stages/speed.py`` does the work.
 For comparable numbers, run it on an otherwise idle machine.
 """
 
 from __future__ import annotations
 
-import logging
-import sys
-from dataclasses import asdict
-from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
-from rich.console import Console
-from rich.table import Table
-from transformers import AutoTokenizer
+from omegaconf import DictConfig
 
-from domain_distil.analysis.coverage import coverage_against_first
-from domain_distil.analysis.encoders import parse_encoders, teacher_resolver
-from domain_distil.analysis.homonyms import all_sentences, load_homonyms
-from domain_distil.analysis.messages import read_texts, realistic_messages
-from domain_distil.analysis.speed import SpeedSettings, benchmark_encoder, cpu_threads, machine_identity
-from domain_distil.analysis.table5 import coverage_table, table5
-from domain_distil.common.io import atomic_open, write_json
-from domain_distil.common.provenance import git_commit
-from domain_distil.conversion.int8 import Int8Settings
-from domain_distil.serving.quantize import int8_calibration_texts, int8_settings
-
-log = logging.getLogger(__name__)
-
-
-def _settings(sc: DictConfig, int8: Int8Settings, calibration: list[str] | None = None) -> SpeedSettings:
-    lengths = tuple(int(n) for n in sc.lengths)
-    if not lengths:
-        raise ValueError("speed.lengths: give at least one message length")
-    if int(sc.repeats) < 1 or int(sc.warmup) < 0 or int(sc.threads) < 1:
-        raise ValueError(f"speed: need repeats >= 1, warmup >= 0, threads >= 1; got {sc.repeats}, {sc.warmup}, {sc.threads}")
-    only = sc.variants.get("encoders")
-    return SpeedSettings(
-        lengths=lengths, repeats=int(sc.repeats), warmup=int(sc.warmup), threads=int(sc.threads),
-        int8=bool(sc.variants.int8), onnx=bool(sc.variants.onnx),
-        variants_for=None if only is None else tuple(str(e) for e in only), int8_settings=int8,
-        int8_calibration=tuple(calibration or ()),
-    )
+from domain_distil.stages.speed import measure, speed_request
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
-    sc = cfg.speed
-    encoders = parse_encoders(
-        OmegaConf.to_container(sc.encoders, resolve=True), "speed.encoders", teacher_resolver(cfg)
-    )
-    # the int8 row uses the int8 group (and its calibration texts), as serving does
-    settings = _settings(sc, int8_settings(cfg), int8_calibration_texts(cfg))
-    unknown = sorted(set(settings.variants_for or ()) - {e.id for e in encoders})
-    if unknown:
-        raise ValueError(f"speed.variants.encoders: {unknown} are not in speed.encoders ({[e.id for e in encoders]})")
-    rc = sc.realistic
-    texts = read_texts(rc.texts) if rc.get("texts") else None
-    held_out = read_texts(sc.agreement_texts) if sc.get("agreement_texts") else all_sentences(load_homonyms())
-    coverage_texts = read_texts(sc.coverage_texts) if sc.get("coverage_texts") else held_out
-    output_dir = Path(cfg.paths.output_dir)
-
-    def realistic(tokenizer: Any) -> list:
-        return realistic_messages(
-            tokenizer, texts, int(rc.n_messages), float(rc.lognormal_mu), float(rc.lognormal_sigma),
-            int(rc.max_length), int(rc.seed),
-        )
-
-    # Cheap, and a tokenizer that does not load fails here rather than after the timing.
-    tokenizers = [(spec.id, AutoTokenizer.from_pretrained(spec.name_or_path)) for spec in encoders]
-    coverages = coverage_against_first(tokenizers, coverage_texts)
-    # Wide enough for the full table when the output is a log file rather than a terminal.
-    console = Console(width=None if sys.stdout.isatty() else 160)
-    rows = []
-    with cpu_threads(settings.threads), console.status("timing") as status:
-        for spec in encoders:
-            rows += benchmark_encoder(
-                spec, settings, realistic, held_out, output_dir / "onnx", lambda msg: status.update(f"timing {msg}")
-            )
-    header, body = table5(rows, settings.lengths)
-    _print(console, f"Table 5: batch size 1, {settings.threads} CPU thread(s), median of {settings.repeats} repeats",
-           header, body)
-    for row in rows:
-        if not row.available:
-            log.warning("%s: %s", row.model, row.note)
-    sections = [_markdown(header, body)]
-    if coverages:
-        cov_header, cov_body = coverage_table(encoders[0].id, coverages)
-        title = f"Tokenizer coverage on {len(coverage_texts)} held-out texts"
-        _print(console, title, cov_header, cov_body)
-        sections.append(f"{title}\n\n" + _markdown(cov_header, cov_body))
-    with atomic_open(output_dir / "speed.md") as handle:
-        handle.write("\n\n".join(sections))
-    record = {
-        "rows": [asdict(r) for r in rows],
-        "settings": asdict(settings),
-        "coverage": {"reference": encoders[0].id, "texts": len(coverage_texts),
-                     "encoders": {name: asdict(c) for name, c in coverages.items()}},
-        "realistic": {"source": str(rc.texts) if texts else "lognormal", **OmegaConf.to_container(rc, resolve=True)},
-        "machine": machine_identity(),
-        "git": git_commit(),
-    }
-    write_json(output_dir / "speed.json", record)
-    return record
-
-
-def _print(console: Console, title: str, header: list[str], body: list[list[str]]) -> None:
-    table = Table(title=title)
-    for name in header:
-        table.add_column(name, justify="left" if name in ("Model", "Note") else "right")
-    for line in body:
-        table.add_row(*line)
-    console.print(table)
-
-
-def _markdown(header: list[str], body: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header), *("| " + " | ".join(b) + " |" for b in body)]
-    return "\n".join(lines) + "\n"
+    return measure(speed_request(cfg))

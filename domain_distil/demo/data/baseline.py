@@ -1,9 +1,5 @@
-"""A bag-of-words logistic-regression baseline, to check that the demo tasks are not at ceiling.
-
-Numpy only. Features are binary word presence (Japanese: character bigrams, as it has no spaces),
-vocabulary from the training rows (min count 2); one L2-regularised logistic regression per label
-trained with full-batch gradient descent. The binary task reports F1 of ``intentful``, the
-multi-label task micro-F1 over the ten tags.
+"""A bag-of-words logistic-regression baseline, to check that the demo tasks are not at ceiling
+(docs/demo-data.md). Numpy only.
 
     python -m demo.data.baseline <data_dir>    # prints the F1 per task and language
 """
@@ -18,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 from scipy import sparse
+
+from domain_distil.common.io import MANIFEST
 
 _WORD = re.compile(r"\w+|[^\w\s]", re.UNICODE)
 
@@ -88,7 +86,7 @@ def evaluate(rows: list[dict], lang: str, label_set: list[str], multi: bool) -> 
 
 def report(data_dir: str | Path) -> dict[str, dict[str, float]]:
     data_dir = Path(data_dir)
-    manifest = json.loads((data_dir / "manifest.json").read_text())
+    manifest = json.loads((data_dir / MANIFEST).read_text())
     out: dict[str, dict[str, float]] = {}
     for task, labels, multi in (("cc_intent", manifest["cc_labels"], False), ("td_tags", manifest["td_tags"], True)):
         rows = [json.loads(line) for line in open(data_dir / "tasks" / f"{task}.jsonl", encoding="utf-8")]

@@ -1,20 +1,15 @@
-"""Conversational commerce: customer and agent messages with an intentful / not-intentful label.
+"""Conversational commerce: customer messages with an intentful / not-intentful label.
 
-A customer message is *intentful* when it asks the business to do or find out something (order
-status, refund, delivery, account, billing, complaint), and *not intentful* otherwise (greetings,
-thanks, small talk, answers to the agent's questions). The generator makes this hard on purpose:
+A customer message is *intentful* when it asks the business to do or find out something, *not
+intentful* otherwise. What makes it hard on purpose (indirect requests, minimal pairs, borderline
+messages, shared wrappers, chat noise): docs/demo-data.md. Label noise is applied later by the
+generator, on top of these (so the true label stays known).
 
-- minimal pairs: "the refund arrived, thanks" / "the refund never arrived" share most words, and
-  the words that tell them apart also occur in the other class ("never mind", "still, thanks");
-- a large share of intentful messages is indirect ("still nothing on my side") and carries little
-  commerce vocabulary;
-- many not-intentful messages are full of it ("thanks, the refund arrived");
-- borderline messages (venting, feedback, questions about the shop) get either label, as real
-  annotators disagree on them;
-- messages are wrapped in the same greetings and closings whatever their label;
-- chat noise (typos, lower case, missing accents and punctuation) blurs the surface further.
-
-Label noise is applied later by the generator, on top of these (so the true label stays known).
+A language's ``cc`` templates (``lang/<lang>.json``): ``intent`` (per category) and ``indirect``
+(intentful, said sideways); ``mention`` (not intentful, full of commerce words), ``chat`` and
+``slot`` (answers to an agent's question); ``borderline``; ``pairs`` of [not intentful, intentful]
+texts; ``greet`` and ``close`` wrappers; ``translated_intent`` / ``translated_other`` (literal
+renderings of English templates, empty for English); ``slots``, the values of ``{slot}``.
 """
 
 from __future__ import annotations
@@ -23,7 +18,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from domain_distil.demo.data.render import chat_noise, fill
+from domain_distil.demo.data.render import chat_noise, fill, weighted_choice
 
 INTENTFUL, NOT_INTENTFUL = "intentful", "not_intentful"
 LABELS = (INTENTFUL, NOT_INTENTFUL)
@@ -37,15 +32,6 @@ P_PAIR = 0.3
 # label is a coin flip, as inconsistent real annotation makes it
 P_BORDERLINE = 0.15
 NOT_KINDS = (("mention", 0.4), ("chat", 0.3), ("slot", 0.3))
-
-
-def _choice_weighted(rng: random.Random, items: tuple[tuple[str, float], ...]) -> str:
-    r, acc = rng.random(), 0.0
-    for name, weight in items:
-        acc += weight
-        if r < acc:
-            return name
-    return items[-1][0]
 
 
 def _join(lang: str, parts: list[str]) -> str:
@@ -76,7 +62,7 @@ def _core(res: Mapping[str, Any], rng: random.Random, label: str) -> str:
             return fill(rng.choice(res["indirect"]), slots, rng)
         category = rng.choice(sorted(res["intent"]))
         return fill(rng.choice(res["intent"][category]), slots, rng)
-    return fill(rng.choice(res[_choice_weighted(rng, NOT_KINDS)]), slots, rng)
+    return fill(rng.choice(res[weighted_choice(rng, NOT_KINDS)]), slots, rng)
 
 
 def customer_message(res: Mapping[str, Any], rng: random.Random, lang: str, noise: float = 0.25) -> tuple[str, str]:
@@ -108,22 +94,6 @@ def translated_message(res: Mapping[str, Any], rng: random.Random, lang: str) ->
     if rng.random() < 0.3:
         parts.insert(0, rng.choice(res["greet"]))
     return _join(lang, parts), label
-
-
-def conversation(res: Mapping[str, Any], rng: random.Random, lang: str, exclude: set[str]) -> str:
-    """An agent/customer exchange as one corpus document; no customer turn equals a task text."""
-    turns = [fill(rng.choice(res["agent"]), res["slots"], rng)]
-    for _ in range(rng.randint(2, 5)):
-        for _attempt in range(20):
-            text, _ = customer_message(res, rng, lang)
-            if text not in exclude:
-                break
-        else:
-            continue
-        turns.append(text)
-        if rng.random() < 0.8:
-            turns.append(fill(rng.choice(res["agent"]), res["slots"], rng))
-    return " ".join(turns)
 
 
 def customer_turns(res: Mapping[str, Any], rng: random.Random, lang: str, exclude: set[str]) -> str:

@@ -1,10 +1,6 @@
-"""General-domain, encyclopedia-like prose: the control corpus ("Wikipedia").
-
-Paragraphs of two to five sentences on one topic (history, geography, nature, music, sport,
-science). The words that are technical terms in the in-domain data appear here in their general
-senses (python the snake, Java the island, coffee, parade and fishing floats, ferry terminals,
-social and piano classes, the oracle of legend), so the control corpus shares surface forms with
-the domain but not their meaning.
+"""General-domain, encyclopedia-like prose: the control corpus ("Wikipedia"), whose homonyms of
+the domain's terms (python the snake, Java the island) share surface forms but not meaning
+(docs/demo-data.md).
 """
 
 from __future__ import annotations

@@ -1,22 +1,12 @@
 """Write the demo data set: unlabeled in-domain and general corpora plus two labeled tasks.
 
-``generate_demo_data(out_dir, seed, ...)`` writes (formats: docs/formats.md, overview: docs/demo-data.md)
-
-    out_dir/in_domain/<lang>.txt     the tasks' text kinds, disjoint from them: CC customer turns and
-                                     TD question posts, one document per line
-    out_dir/general/<lang>.txt       encyclopedia-like paragraphs, one per line
-    out_dir/tasks/cc_intent.jsonl    text, label (intentful | not_intentful), lang, split, source, id
-    out_dir/tasks/td_tags.jsonl      text, labels (subset of the top-10 tags), lang, split, source, id
-    out_dir/manifest.json            settings, per-file sha256 / bytes / lines, row counts
-
-Everything is a pure function of the seed and the settings: the same call writes byte-identical
-files. The folder is built beside ``out_dir`` and renamed into place, and a folder whose manifest
-already records the same settings is returned as is.
+Layout and formats: docs/demo-data.md. Everything is a pure function of the seed and the settings:
+the same call writes byte-identical files. The folder is built beside ``out_dir`` and renamed into
+place, and a folder whose manifest already records the same settings is returned as is.
 """
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import random
@@ -24,28 +14,29 @@ import shutil
 import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
+from functools import partial
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 from rich.progress import Progress
 
 from domain_distil.common.hashing import hash_file
-from domain_distil.common.io import atomic_open, read_json, write_json
+from domain_distil.common.io import MANIFEST, atomic_open, read_json, write_json
 from domain_distil.demo.data import cc, general, td
 from domain_distil.demo.data.render import stream
 
-LANGUAGES = ("eng", "esp", "jap", "por", "rus")
+# One JSON file per language: its templates and slot values, {"cc": ..., "td": ..., "general": ...}.
+_LANG_DIR = Path(__file__).resolve().parent / "lang"
+LANGUAGES = tuple(sorted(p.stem for p in _LANG_DIR.glob("*.json")))
 # 2: the in-domain corpus holds the tasks' own text kinds (customer turns, question posts).
 VERSION = 2
-MANIFEST = "manifest.json"
 
 
-def load_language(lang: str) -> ModuleType:
-    try:
-        return importlib.import_module(f"domain_distil.demo.data.lang.{lang}")
-    except ModuleNotFoundError:
-        raise ValueError(f"demo data: no resources for language {lang!r}; available: {list(LANGUAGES)}") from None
+def load_language(lang: str) -> dict[str, Any]:
+    """The templates and slot values of ``lang`` (``lang/<lang>.json``)."""
+    if lang not in LANGUAGES:
+        raise ValueError(f"demo data: no resources for language {lang!r}; available: {list(LANGUAGES)}")
+    return read_json(_LANG_DIR / f"{lang}.json")
 
 
 def _unique(make: Callable[[], tuple[str, Any]], seen: set[str], tries: int = 50) -> tuple[str, Any]:
@@ -58,24 +49,22 @@ def _unique(make: Callable[[], tuple[str, Any]], seen: set[str], tries: int = 50
     return text, label  # the template space is exhausted for tiny languages: allow a repeat
 
 
-def _cc_rows(res: ModuleType, lang: str, seed: int, sizes: dict[str, int], n_translated: int,
+def _cc_rows(res: dict[str, Any], lang: str, seed: int, sizes: dict[str, int], n_translated: int,
              noise: float, seen: set[str]) -> list[dict]:
     rng, flip = stream(seed, lang, "cc"), stream(seed, lang, "cc-noise")
+    # (split, source, id part, rows, maker): the natural splits, then the translated training rows
+    parts = [(split, "natural", split, n, cc.customer_message) for split, n in sizes.items()]
+    if res["translated_intent"]:
+        parts.append(("train", "translated", "translated", n_translated, cc.translated_message))
     rows = []
-    for split, n in sizes.items():
+    for split, source, id_part, n, maker in parts:
+        make = partial(maker, res, rng, lang)
         for i in range(n):
-            text, label = _unique(lambda: cc.customer_message(res.CC, rng, lang), seen)
+            text, label = _unique(make, seen)
             if flip.random() < noise:
                 label = cc.NOT_INTENTFUL if label == cc.INTENTFUL else cc.INTENTFUL
-            rows.append({"text": text, "label": label, "lang": lang, "split": split, "source": "natural",
-                         "id": f"cc-{lang}-{split}-{i:05d}"})
-    if res.CC["translated_intent"]:
-        for i in range(n_translated):
-            text, label = _unique(lambda: cc.translated_message(res.CC, rng, lang), seen)
-            if flip.random() < noise:
-                label = cc.NOT_INTENTFUL if label == cc.INTENTFUL else cc.INTENTFUL
-            rows.append({"text": text, "label": label, "lang": lang, "split": "train", "source": "translated",
-                         "id": f"cc-{lang}-translated-{i:05d}"})
+            rows.append({"text": text, "label": label, "lang": lang, "split": split, "source": source,
+                         "id": f"cc-{lang}-{id_part}-{i:05d}"})
     return rows
 
 
@@ -88,16 +77,24 @@ def _noisy_tags(tags: list[str], rng: random.Random, noise: float) -> list[str]:
     return sorted({*tags, rng.choice([t for t in td.TAGS if t not in tags])})
 
 
-def _td_rows(res: ModuleType, lang: str, seed: int, sizes: dict[str, int], noise: float,
+def _td_rows(res: dict[str, Any], lang: str, seed: int, sizes: dict[str, int], noise: float,
              seen: set[str]) -> list[dict]:
     rng, flip = stream(seed, lang, "td"), stream(seed, lang, "td-noise")
+    make = partial(td.post, res, rng, lang)
     rows = []
     for split, n in sizes.items():
         for i in range(n):
-            text, tags = _unique(lambda: td.post(res.TD, rng, lang), seen)
+            text, tags = _unique(make, seen)
             rows.append({"text": text, "labels": _noisy_tags(tags, flip, noise), "lang": lang, "split": split,
                          "source": "natural", "id": f"td-{lang}-{split}-{i:05d}"})
     return rows
+
+
+def _in_domain_document(res: dict[str, Any], rng: random.Random, lang: str, seen: set[str]) -> str:
+    """The same source as the tasks, disjoint items: the text kinds the tasks classify."""
+    if rng.random() < 0.5:
+        return cc.customer_turns(res["cc"], rng, lang, seen)
+    return td.question(res["td"], rng, lang, seen)
 
 
 def _write_corpus(path: Path, make: Callable[[], str], target_bytes: int) -> None:
@@ -142,7 +139,7 @@ def generate_demo_data(
     languages = list(languages)
     if not languages:
         raise ValueError("demo data: no languages requested")
-    modules = {lang: load_language(lang) for lang in languages}
+    resources = {lang: load_language(lang) for lang in languages}
     if min(n_train, n_val, n_test) < 1 or corpus_mb_per_lang <= 0 or not 0 <= label_noise < 0.5:
         raise ValueError(
             "demo data: need n_train, n_val, n_test >= 1, corpus_mb_per_lang > 0 and 0 <= label_noise < 0.5; "
@@ -163,7 +160,7 @@ def generate_demo_data(
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
     os.chmod(tmp, 0o755)
     try:
-        manifest = _generate(tmp, modules, settings)
+        manifest = _generate(tmp, resources, settings)
         if out_dir.exists():  # stale data with other settings: swap it out, then delete it
             stale = out_dir.with_name(f".{out_dir.name}-stale-{os.getpid()}")
             os.replace(out_dir, stale)
@@ -175,34 +172,25 @@ def generate_demo_data(
     return manifest
 
 
-def _generate(root: Path, modules: dict[str, ModuleType], settings: dict) -> dict:
+def _generate(root: Path, resources: dict[str, dict[str, Any]], settings: dict) -> dict:
     seed, noise = settings["seed"], settings["label_noise"]
     sizes = {"train": settings["n_train"], "val": settings["n_val"], "test": settings["n_test"]}
     cc_rows: list[dict] = []
     td_rows: list[dict] = []
     with Progress(transient=True) as progress:
-        task = progress.add_task("generating demo data", total=3 * len(modules))
-        for lang, res in modules.items():
+        task = progress.add_task("generating demo data", total=3 * len(resources))
+        for lang, res in resources.items():
             seen: set[str] = set()
-            cc_rows += _cc_rows(res, lang, seed, sizes, settings["n_translated"], noise, seen)
-            td_rows += _td_rows(res, lang, seed, sizes, noise, seen)
+            cc_rows += _cc_rows(res["cc"], lang, seed, sizes, settings["n_translated"], noise, seen)
+            td_rows += _td_rows(res["td"], lang, seed, sizes, noise, seen)
             progress.advance(task)
-            rng = stream(seed, lang, "in_domain")
-            _write_corpus(
-                root / "in_domain" / f"{lang}.txt",
-                # The same source as the tasks, disjoint items: the text kinds the tasks classify.
-                lambda res=res, lang=lang, rng=rng, seen=seen: (
-                    cc.customer_turns(res.CC, rng, lang, seen) if rng.random() < 0.5 else td.question(res.TD, rng, lang, seen)
-                ),
-                int(settings["corpus_mb_per_lang"] * 1e6),
-            )
+            _write_corpus(root / "in_domain" / f"{lang}.txt",
+                          partial(_in_domain_document, res, stream(seed, lang, "in_domain"), lang, seen),
+                          int(settings["corpus_mb_per_lang"] * 1e6))
             progress.advance(task)
-            grng = stream(seed, lang, "general")
-            _write_corpus(
-                root / "general" / f"{lang}.txt",
-                lambda res=res, lang=lang, grng=grng: general.paragraph(res.GENERAL, grng, lang),
-                int(settings["general_mb_per_lang"] * 1e6),
-            )
+            _write_corpus(root / "general" / f"{lang}.txt",
+                          partial(general.paragraph, res["general"], stream(seed, lang, "general"), lang),
+                          int(settings["general_mb_per_lang"] * 1e6))
             progress.advance(task)
     _write_jsonl(root / "tasks" / "cc_intent.jsonl", cc_rows)
     _write_jsonl(root / "tasks" / "td_tags.jsonl", td_rows)

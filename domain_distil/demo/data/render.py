@@ -24,6 +24,16 @@ def stream(seed: int, *parts: str) -> random.Random:
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
+def weighted_choice(rng: random.Random, items: Sequence[tuple[str, float]]) -> str:
+    """One name of ``(name, weight)`` items (weights summing to 1), from a single ``rng.random()``."""
+    r, acc = rng.random(), 0.0
+    for name, weight in items:
+        acc += weight
+        if r < acc:
+            return name
+    return items[-1][0]
+
+
 def order_id(rng: random.Random) -> str:
     return rng.choice(["#", "", "", "N"]) + str(rng.randint(100000, 9999999))
 
@@ -72,10 +82,6 @@ def fill(template: str, slots: Mapping[str, Sequence[str]], rng: random.Random) 
             break
         template = _SLOT.sub(pick, template)
     return template
-
-
-def slot_names(template: str) -> set[str]:
-    return set(_SLOT.findall(template))
 
 
 def typo(text: str, rng: random.Random, lang: str) -> str:

@@ -8,8 +8,3 @@
 Both are teacher ``builder`` callables: Hydra instantiates them with ``cache_dir`` and they return
 the local model folder that replaces ``teacher.name_or_path``.
 """
-
-from domain_distil.demo.teachers.me5 import prepare_me5_small
-from domain_distil.demo.teachers.minilm import minilm_en_path
-
-__all__ = ["prepare_me5_small", "minilm_en_path"]

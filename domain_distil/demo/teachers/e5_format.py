@@ -83,12 +83,7 @@ class _Cursor:
         self.data, self.pos, self.path = data, 0, path
 
     def take(self, fmt: str) -> tuple:
-        size = struct.calcsize(fmt)
-        if self.pos + size > len(self.data):
-            raise E5FormatError(f"{self.path}: truncated at byte {self.pos} (needed {size} more bytes)")
-        values = struct.unpack_from(fmt, self.data, self.pos)
-        self.pos += size
-        return values
+        return struct.unpack(fmt, self.raw(struct.calcsize(fmt)))
 
     def raw(self, n: int) -> memoryview:
         if self.pos + n > len(self.data):
@@ -101,18 +96,13 @@ class _Cursor:
 def _shape(name: str, header: E5Header, numel: int) -> tuple[int, ...]:
     """Tensor shapes follow from the name (the file stores only element counts)."""
     h, f = header.hidden, header.ffn
-    if name == "emb.word":
-        return (header.vocab_rows, h)
-    if name == "emb.pos":
-        return (header.max_positions, h)
-    if name == "emb.type":
-        return (header.type_vocab, h)
-    if name.endswith((".q.w", ".k.w", ".v.w", ".ao.w")):
-        return (h, h)
-    if name.endswith(".fi.w"):
-        return (f, h)
-    if name.endswith(".fo.w"):
-        return (h, f)
+    rows = {"emb.word": header.vocab_rows, "emb.pos": header.max_positions, "emb.type": header.type_vocab}
+    if name in rows:
+        return (rows[name], h)
+    matrices = (((".q.w", ".k.w", ".v.w", ".ao.w"), (h, h)), ((".fi.w",), (f, h)), ((".fo.w",), (h, f)))
+    for suffixes, shape in matrices:
+        if name.endswith(suffixes):
+            return shape
     return (numel,)
 
 

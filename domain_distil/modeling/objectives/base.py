@@ -1,12 +1,6 @@
-"""What every loss term is: a weight, its settings, what it needs from the two models, and its value.
-
-A term is a frozen dataclass registered under a name (its key under ``distill.terms`` and in the
-``train/loss_<name>`` logs). Its fields are its config keys; ``weight`` is one of them. It says what
-it needs (logits, every layer's hidden state, the query/key/value projections of some layers) so
-the module asks the teacher and the student for nothing more, and it computes its value from one
-batch's :class:`TermInputs`. Adding a term is one class here plus its entry in
-``conf/distill/default.yaml`` (docs/distillation.md, "Adding a loss term").
-"""
+"""What every loss term is: a weight, its settings, what it needs from the two models, and its value
+(docs/architecture.md, "Add a loss term"). A term says what it needs so that the module asks the
+teacher and the student for nothing more."""
 
 from __future__ import annotations
 
@@ -167,10 +161,3 @@ def build_term(name: str, settings: Mapping[str, Any]) -> LossTerm:
     if not isinstance(term.weight, int | float) or term.weight < 0:
         raise ConfigError(f"{term.key('weight')} must be a number >= 0, got {term.weight!r}")
     return term
-
-
-def choice(term: LossTerm, setting: str, allowed: tuple[str, ...]) -> None:
-    """Refuse a setting outside ``allowed``, naming the key."""
-    value = getattr(term, setting)
-    if value not in allowed:
-        raise ConfigError(f"{term.key(setting)} must be one of {', '.join(allowed)}, got {value!r}")

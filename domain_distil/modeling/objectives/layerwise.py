@@ -20,27 +20,20 @@ from domain_distil.modeling.objectives.base import (
     ModelNeeds,
     PairShape,
     TermInputs,
-    choice,
     register,
 )
+from domain_distil.modeling.objectives.paper import cosine_hidden_loss
 
 HIDDEN_METRICS = ("cosine", "mse")
-
-
-def hidden_pairs(layer_map: Sequence[int]) -> list[tuple[int, int]]:
-    """``(student index, teacher index)`` into the two ``hidden_states`` tuples (index 0 = embeddings)."""
-    return [(0, 0), *((i + 1, t + 1) for i, t in enumerate(layer_map))]
 
 
 def hidden_state_loss(
     student: torch.Tensor, teacher: torch.Tensor, attention_mask: torch.Tensor, metric: str
 ) -> torch.Tensor:
     """One (B, L, H) pair over attended tokens: mean ``1 - cos``, or mean squared error per element."""
-    s = student[attention_mask].float()  # (N, H)
-    t = teacher[attention_mask].float()
     if metric == "cosine":
-        return (1.0 - F.cosine_similarity(s, t, dim=-1)).mean()
-    return F.mse_loss(s, t)
+        return cosine_hidden_loss(student, teacher, attention_mask)
+    return F.mse_loss(student[attention_mask].float(), teacher[attention_mask].float())
 
 
 def layer_pair_losses(
@@ -50,9 +43,10 @@ def layer_pair_losses(
     attention_mask: torch.Tensor,
     metric: str,
 ) -> torch.Tensor:
-    """(1 + n_layers,) losses: the embedding output first, then each student layer against its teacher layer."""
+    """(1 + n_layers,) losses: the embedding output (index 0 of both ``hidden_states``) first, then each
+    student layer against its teacher layer."""
     return torch.stack([hidden_state_loss(student_states[s], teacher_states[t], attention_mask, metric)
-                        for s, t in hidden_pairs(layer_map)])
+                        for s, t in [(0, 0), *((i + 1, t + 1) for i, t in enumerate(layer_map))]])
 
 
 def check_layer_map(term: LossTerm, pair: PairShape) -> tuple[int, ...]:
@@ -78,7 +72,8 @@ class MappedLayerTerm(LossTerm):
     metric: str
 
     def __post_init__(self) -> None:
-        choice(self, "metric", self.metrics)
+        if self.metric not in self.metrics:
+            raise ConfigError(f"{self.key('metric')} must be one of {', '.join(self.metrics)}, got {self.metric!r}")
 
     def check(self, pair: PairShape) -> None:
         check_layer_map(self, pair)

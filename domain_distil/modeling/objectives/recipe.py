@@ -1,11 +1,6 @@
-"""A distillation objective: the configured loss terms, their weighted sum, what they need, and why.
-
-``Objective.from_config(distill)`` reads ``distill.terms`` (one entry per registered term, each
-with its ``weight`` and settings; ``conf/distill/default.yaml``). A term runs when its weight is
-above 0. The objective is what the module asks for (``needs``), what it sums (``loss``), what the
-run logs and the manifest record (``describe``, ``loss_terms``) and, through
-``objective_identity``, what a student's key covers.
-"""
+"""A distillation objective: the configured loss terms (``distill.terms``, conf/distill/default.yaml;
+a term runs when its weight is above 0), their weighted sum, what they need, why each runs or not,
+and, through ``objective_identity``, what a student's key covers."""
 
 from __future__ import annotations
 
@@ -28,17 +23,13 @@ from domain_distil.modeling.objectives.base import (
 )
 from domain_distil.modeling.objectives.paper import LastHiddenCosine, LogitMSE, MaskedLM, SoftTargetKL
 
-TEACHER_HEAD_KINDS = ("trained", "fitted", "none")
+# teacher head kind -> (where the teacher's logits come from, the end of the run's loss line)
 _HEAD_WORDS = {
-    "trained": "the teacher's trained MLM head",
-    "fitted": "an MLM head fitted on the corpus, teacher.mlm_head.strategy=fit",
-    "none": "no teacher MLM head",
+    "trained": ("the teacher's trained MLM head", "teacher has a trained MLM head"),
+    "fitted": ("an MLM head fitted on the corpus, teacher.mlm_head.strategy=fit", "teacher MLM head fitted on the corpus"),
+    "none": ("no teacher MLM head", "teacher has no MLM head"),
 }
-_TEACHER_WORDS = {
-    "trained": "teacher has a trained MLM head",
-    "fitted": "teacher MLM head fitted on the corpus",
-    "none": "teacher has no MLM head",
-}
+TEACHER_HEAD_KINDS = tuple(_HEAD_WORDS)
 RECIPES_HINT = "distill=sanh, distill=hidden, distill=layerwise, distill=minilm"
 
 # The paper's four terms in a student's key keep the flat form every student was keyed by before
@@ -113,10 +104,6 @@ class Objective:
     def running(self) -> tuple[LossTerm, ...]:
         return tuple(term for term in self.terms if term.on)
 
-    def weight(self, name: str) -> float:
-        """A term's weight; 0 for a term this objective does not configure."""
-        return next((float(term.weight) for term in self.terms if term.name == name), 0.0)
-
     def validate(self) -> None:
         if not self.running:
             raise ConfigError(f"distill: every loss weight is 0; set distill.terms.<term>.weight > 0 for at least "
@@ -183,7 +170,7 @@ class Objective:
                 # plan_distillation refuses this combination; describe it honestly all the same.
                 why = "would run on a random head's logits (refused before distilling)"
             else:
-                why = term.what(rows) + (f", teacher logits from {_HEAD_WORDS[teacher_head]}" if teacher_logits else "")
+                why = term.what(rows) + (f", teacher logits from {_HEAD_WORDS[teacher_head][0]}" if teacher_logits else "")
             described[term.name] = {"weight": float(term.weight), "runs": term.on, "why": why}
         return described
 
@@ -196,7 +183,7 @@ class Objective:
         terms = self.loss_terms(teacher_head)
         running = [f"{name} x{t['weight']:g} [{t['why']}]" for name, t in terms.items() if t["runs"]]
         off = [f"{name} ({str(t['why']).removeprefix('off: ')})" for name, t in terms.items() if not t["runs"]]
-        return f"losses: {'; '.join(running) or 'none'} | off: {', '.join(off) or 'none'} | {_TEACHER_WORDS[teacher_head]}"
+        return f"losses: {'; '.join(running) or 'none'} | off: {', '.join(off) or 'none'} | {_HEAD_WORDS[teacher_head][1]}"
 
 
 def teacher_head_kind(has_mlm_head: bool, head_fitted: bool) -> str:

@@ -1,30 +1,12 @@
-"""Pick the pool documents nearest a task's training texts until a token budget is reached.
+"""The selection stage: pick the pool documents nearest a task's training texts up to a token budget.
 
     folder = select_corpus(pool_files, task_texts, budget_tokens=120_000, scorer=TokenScorer(tok),
                            cache_dir=cache, pool_name="mixed", task_name="td_tags")
     python run.py task=distill corpus.dir=<folder>        # an ordinary <lang>.txt corpus folder
 
-Scores (higher = nearer the task), one per pool document:
-
-- ``tokens`` (:class:`TokenScorer`): Moore & Lewis's cross-entropy difference with unigram models
-  in the teacher's tokens: mean over the document's tokens of log p_task(t) − log p_pool(t)
-  (add-α smoothing). Costs one tokenisation of the pool plus a few vector operations.
-- ``embedding`` (:class:`EmbeddingScorer`): Gururangan et al. 2020's kNN selection in spirit: the
-  teacher's mean-pooled vectors, a document's score is its mean cosine similarity to its k nearest
-  task texts (exact brute force in chunks; see ``analysis.corpus_fit.nearest_similarities``).
-- ``static`` (:class:`StaticEmbeddingScorer`): the same kNN score over the mean of the teacher's
-  *input* token vectors (its embedding table, no transformer layer), a bag-of-embeddings document
-  vector like the bag-of-words VAMPIRE vectors Gururangan et al. select with. It reuses the pool's
-  ids, so it costs about what ``tokens`` costs, where ``embedding`` runs the encoder over every
-  document (hours for 100 MB on a CPU: ``benchmarks/corpus_fit.py``).
-- ``random`` (:class:`RandomScorer`): a seeded uniform key, the equal-budget control.
-
-Documents are taken best score first (ties: earlier in the pool) until the selected tokens reach
-the budget, so the total exceeds it by less than one document; they are written in pool order.
-The folder ``<cache>/corpus_selected/<hash>`` is keyed by the pool's bytes, the task texts, the
-budget and the scorer's identity, built under the entry lock (``common.locking.build_entry``), and
-holds ``<lang>.txt``, ``selection.json`` (what was selected, from which pool, by which score) and
-``selected_lines.json`` (the ``file:line`` of every selected document).
+Scores (higher = nearer the task): ``tokens`` (Moore & Lewis), ``embedding`` and ``static`` (kNN
+similarity to the task texts, Gururangan et al. 2020), ``random`` (the equal-budget control); what each
+computes, the budget rule and the folder's contents: docs/corpus-selection.md.
 """
 
 from __future__ import annotations
@@ -32,21 +14,24 @@ from __future__ import annotations
 import itertools
 import logging
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import torch
+from omegaconf import DictConfig
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from domain_distil.analysis.corpus_fit import batched, nearest_similarities, token_ids
-from domain_distil.common.errors import UserInputError
+from domain_distil.classification.taskfile import TaskSpec, load_examples, resolve_task_files
+from domain_distil.common.errors import ConfigError, UserInputError
 from domain_distil.common.hashing import hash_file, hash_object, short
-from domain_distil.common.io import atomic_open, write_json
+from domain_distil.common.io import atomic_open, read_json, write_json
 from domain_distil.common.locking import build_entry
 from domain_distil.common.progress import progress
 from domain_distil.corpus.reader import read_documents
+from domain_distil.encoders import embed
 from domain_distil.sources.sampling import uniform_key
 
 log = logging.getLogger(__name__)
@@ -166,8 +151,6 @@ class EmbeddingScorer:
         return {"method": self.method, "encoder": self.model_identity, "k": self.k, "max_length": self.max_length}
 
     def vectors(self, texts: Sequence[str], what: str) -> torch.Tensor:
-        from domain_distil.encoders import embed
-
         parts = []
         with progress(f"embed {what}") as report:
             for done, batch in enumerate(batched(texts, 1024), start=1):
@@ -258,18 +241,6 @@ def choose(scores: np.ndarray, lengths: np.ndarray, budget_tokens: int) -> np.nd
     return np.sort(order[: min(count, len(order))])
 
 
-@dataclass
-class LanguageSelection:
-    documents_pool: int
-    tokens_pool: int
-    documents_selected: int
-    tokens_selected: int
-    mean_score_pool: float
-    mean_score_selected: float
-    lowest_selected_score: float
-    extra: dict[str, Any] = field(default_factory=dict)
-
-
 def select_corpus(
     pool_files: Mapping[str, Sequence[Path]],
     task_texts: Mapping[str, Sequence[str]],
@@ -319,11 +290,12 @@ def select_corpus(
             chosen = choose(scores, pool.lengths, budget_tokens)
             _write_selected(tmp / f"{lang}.txt", files, text_field, chosen)
             finite = scores[np.isfinite(scores)]
-            languages[lang] = LanguageSelection(
-                documents_pool=len(scores), tokens_pool=int(pool.lengths.sum()), documents_selected=len(chosen),
-                tokens_selected=int(pool.lengths[chosen].sum()), mean_score_pool=float(finite.mean()),
-                mean_score_selected=float(scores[chosen].mean()), lowest_selected_score=float(scores[chosen].min()),
-            ).__dict__
+            languages[lang] = {
+                "documents_pool": len(scores), "tokens_pool": int(pool.lengths.sum()),
+                "documents_selected": len(chosen), "tokens_selected": int(pool.lengths[chosen].sum()),
+                "mean_score_pool": float(finite.mean()), "mean_score_selected": float(scores[chosen].mean()),
+                "lowest_selected_score": float(scores[chosen].min()), "extra": {},
+            }
             lines[lang] = [pool.origins[i] for i in chosen]
             log.info("selected %s: %d of %d documents, %d tokens (budget %d) by %s", lang, len(chosen),
                      len(scores), languages[lang]["tokens_selected"], budget_tokens, scorer.method)
@@ -341,22 +313,30 @@ def select_corpus(
 
 def _write_selected(target: Path, files: Sequence[Path], text_field: str, chosen: np.ndarray) -> None:
     """Write the chosen documents (indices into the pool's non-empty documents) in pool order."""
-    wanted = iter(chosen.tolist())
-    next_index = next(wanted, None)
-    index = 0
-    with atomic_open(target) as handle:
-        for text in _pool_texts(files, text_field):
-            if next_index is None:
-                break
-            if index == next_index:
+    wanted = set(chosen.tolist())
+    with atomic_open(target) as handle:  # stops reading after the last chosen document
+        for index, text in enumerate(itertools.islice(_pool_texts(files, text_field), max(wanted, default=-1) + 1)):
+            if index in wanted:
                 handle.write(" ".join(text.split()) + "\n")
-                next_index = next(wanted, None)
-            index += 1
 
 
 def read_selection(folder: str | Path) -> dict[str, Any] | None:
     """The ``selection.json`` of a selected corpus folder, or None for any other folder."""
-    from domain_distil.common.io import read_json
-
     path = Path(folder) / RECORD
     return read_json(path) if path.is_file() else None
+
+
+def task_texts(cls_task: DictConfig, split: str, languages: Sequence[str] | None) -> dict[str, list[str]]:
+    """The ``split`` texts of the task per language (all sources), read and validated once: what
+    ``task=select_corpus`` selects for and ``task=corpus_fit`` measures candidates against."""
+    spec = TaskSpec.from_config(cls_task)
+    examples = load_examples(resolve_task_files(cls_task.get("files"), cls_task.get("dir")), spec)
+    wanted = set(languages) if languages else None
+    texts: dict[str, list[str]] = {}
+    for example in examples:
+        if example.split == split and (wanted is None or example.lang in wanted):
+            texts.setdefault(example.lang, []).append(example.text)
+    if not texts:
+        raise ConfigError(f"cls_task {cls_task.name}: no {split!r} rows for languages {languages or 'any'}; "
+                          "check cls_task.files/dir, the languages, or corpus_fit.split")
+    return texts

@@ -1,6 +1,6 @@
 """Tiny, randomly initialised BERT teachers with a real WordPiece tokenizer.
 
-Tests, CI and the reduced demo need a masked-LM teacher without any download. These builders
+Tests, CI and benchmarks need a masked-LM teacher without any download. These builders
 create one from a config in milliseconds and save it in the standard transformers layout, so the
 code under test goes through exactly the same ``from_pretrained`` path as a real mBERT run.
 """
@@ -34,13 +34,7 @@ def tiny_vocab(extra_words: list[str] | None = None) -> list[str]:
     """Return a deterministic WordPiece vocabulary: specials, characters, ## characters, words."""
     chars = list(string.ascii_letters + string.digits + string.punctuation)
     chars += list("áéíóúñçãõâêôàüабвгдежзийклмнопрстуфхцчшщъыьэюяあいうえおかきくけこ日本語")
-    vocab: list[str] = list(SPECIAL_TOKENS)
-    seen = set(vocab)
-    for token in chars + ["##" + c for c in chars] + _WORDS + (extra_words or []):
-        if token not in seen:
-            seen.add(token)
-            vocab.append(token)
-    return vocab
+    return list(dict.fromkeys(SPECIAL_TOKENS + chars + ["##" + c for c in chars] + _WORDS + (extra_words or [])))
 
 
 def tiny_tokenizer(extra_words: list[str] | None = None, model_max_length: int = 128) -> BertTokenizer:
@@ -49,17 +43,9 @@ def tiny_tokenizer(extra_words: list[str] | None = None, model_max_length: int =
 
 
 def tiny_bert_config(vocab_size: int, **overrides: int | float) -> BertConfig:
-    settings: dict = dict(
-        vocab_size=vocab_size,
-        hidden_size=32,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        intermediate_size=64,
-        max_position_embeddings=128,
-        type_vocab_size=2,
-    )
-    settings.update(overrides)
-    return BertConfig(**settings)
+    settings = dict(vocab_size=vocab_size, hidden_size=32, num_hidden_layers=4, num_attention_heads=4,
+                    intermediate_size=64, max_position_embeddings=128, type_vocab_size=2)
+    return BertConfig(**{**settings, **overrides})
 
 
 def build_tiny_teacher(output_dir: str | Path, seed: int = 0, **config_overrides: int | float) -> Path:

@@ -137,13 +137,15 @@ def fmt_p(p: float) -> str:
 
 
 def render(work: Path, students: list[Student], general: Student, best: str, screen: dict[str, float],
-           seconds: float) -> str:
+           screened: list[Student]) -> str:
     teacher, general_f1 = scores(work, "teacher"), scores(work, general.id)
+    hidden_at = {s.budget: s for s in students if s.recipe == "hidden"}
     t_mean = statistics.mean(teacher)
     rows = [
         "| recipe | budget (teacher tokens) | tokens seen | distillation s | tokens/s | F1 (mean ± sd, 10 seeds) "
-        "| gap to teacher | KS p teacher > student | KS p student > general | KS p general > student |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| gap to teacher | KS p teacher > student | KS p student > general | KS p general > student "
+        "| KS p student > hidden (same budget) |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
 
     def row(label: str, s: Student | None, f1: list[float]) -> str:
@@ -154,16 +156,19 @@ def render(work: Path, students: list[Student], general: Student, best: str, scr
                  f"{run['tokens_per_sec']:.0f}" if "tokens_per_sec" in run else "–",
                  f"{statistics.mean(f1):.1f} ± {statistics.stdev(f1):.1f}", f"{statistics.mean(f1) - t_mean:+.1f}"]
         if s is None:
-            cells += ["", "", ""]
+            cells += ["", "", "", ""]
         else:
             cells.append(fmt_p(ks_test(teacher, f1)[1]))
             cells += ["", ""] if s is general else [fmt_p(ks_test(f1, general_f1)[1]), fmt_p(ks_test(general_f1, f1)[1])]
+            hidden = hidden_at.get(s.budget) if s.recipe not in ("hidden", "general") else None
+            cells.append(fmt_p(ks_test(f1, scores(work, hidden.id))[1]) if hidden else "")
         return "| " + " | ".join(cells) + " |"
 
     rows.append(row("teacher (me5_small)", None, teacher))
     rows.append(row("general student (hidden, all general text)", general, general_f1))
     for s in students:
         rows.append(row(s.id, s, scores(work, s.id)))
+    total = sum(s.manifest["wall_seconds"] for s in {id(s): s for s in [general, *students, *screened]}.values())
     commit = git_commit()
     flags = ", ".join(f for f in ("avx2", "avx512f", "avx512_vnni", "avx512_bf16", "amx_bf16") if f in (cpu_flags() or set())) or "none"
     screen_line = ", ".join(f"{r} {v:.1f}" for r, v in screen.items())
@@ -171,8 +176,9 @@ def render(work: Path, students: list[Student], general: Student, best: str, scr
         BEGIN, "",
         f"Measured with `python docs/generate_convergence.py` at commit `{commit['commit'][:12]}`"
         f"{' (with uncommitted changes)' if commit.get('dirty') else ''} on {time.strftime('%Y-%m-%d')}, "
-        f"{platform.machine()} with {os.cpu_count()} cores ({flags}), {seconds / 60:.0f} min wall in all. "
-        "Students were distilled two at a time, one thread each, so *distillation s* is one core's seconds.",
+        f"{platform.machine()} with {os.cpu_count()} cores ({flags}). Students were distilled two at a time, "
+        f"one thread each, so *distillation s* is one core's seconds ({total / 3600:.1f} core-hours of "
+        "distillation in all, the screened-out recipe included).",
         "",
         f"Screen (mean validation F1 at the smallest budget, test scores unseen): {screen_line}; "
         f"`{best}` went on to the larger budgets.",
@@ -223,7 +229,7 @@ def main() -> None:
     data = [f"paths.data_dir={args.data_dir.resolve()}"]
     global DISTIL, CLASSIFY
     DISTIL, CLASSIFY = [*DISTIL, *data], [*CLASSIFY, *data]
-    work, started, budgets = args.work.resolve(), time.perf_counter(), sorted(args.budgets)
+    work, budgets = args.work.resolve(), sorted(args.budgets)
     corpus = prepared / "corpus"
 
     general = Student("general", "general", None, [f"corpus.dir={prepared / 'general'}", "distill=hidden"])
@@ -243,7 +249,7 @@ def main() -> None:
     students = sorted([s for s in first if s.recipe in ("hidden", best)] + rest,
                       key=lambda s: (["hidden", best, "continued"].index(s.recipe), s.budget))
     plot(work, students, general)
-    section = render(work, students, general, best, screen, time.perf_counter() - started)
+    section = render(work, students, general, best, screen, first)
     (work / "convergence.md").write_text(section + "\n", encoding="utf-8")
     text = DOC.read_text(encoding="utf-8") if DOC.is_file() else f"{BEGIN}\n{END}\n"
     head, _, tail = text.partition(BEGIN)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import re
 from collections import Counter
@@ -9,10 +10,20 @@ from pathlib import Path
 
 import pytest
 
-from domain_distil.demo.data.baseline import evaluate
 from domain_distil.demo.data.cc import LABELS
 from domain_distil.demo.data.generator import LANGUAGES, generate_demo_data
 from domain_distil.demo.data.td import TAGS
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def _baseline():
+    """benchmarks/demo_data_baseline.py, the bag-of-words baseline docs/demo-data.md quotes."""
+    spec = importlib.util.spec_from_file_location("demo_data_baseline", ROOT / "benchmarks" / "demo_data_baseline.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
 
 TINY = dict(corpus_mb_per_lang=0.01, n_train=40, n_val=10, n_test=20)
 
@@ -145,6 +156,7 @@ def test_tasks_are_not_at_ceiling(tmp_path: Path) -> None:
     root = tmp_path / "data"
     generate_demo_data(root, seed=0, corpus_mb_per_lang=0.001, n_train=1000, n_val=10, n_test=600)
     cc, td = _rows(root, "cc_intent"), _rows(root, "td_tags")
+    evaluate = _baseline().evaluate
     for lang in LANGUAGES:
         f1_cc = evaluate(cc, lang, list(LABELS), multi=False)
         f1_td = evaluate(td, lang, list(TAGS), multi=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import math
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -63,6 +63,18 @@ def markdown_table(header: list[str], rows: list[list[str]], right: int = 0) -> 
     """A Markdown table whose last ``right`` columns are right-aligned."""
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * (len(header) - right) + "---:|" * right]
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
+
+
+def print_table(console: Any, title: str, header: list[str], rows: list[list[str]], left: Collection[str]) -> None:
+    """``rows`` as a rich table on ``console``: the ``left`` columns left-aligned, numbers right."""
+    from rich.table import Table
+
+    table = Table(title=title)
+    for name in header:
+        table.add_column(name, justify="left" if name in left else "right")
+    for row in rows:
+        table.add_row(*row)
+    console.print(table)
 
 
 def legend(result: Table8, show_sd: bool = True) -> str:

@@ -12,14 +12,13 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.table import Table
 from transformers import AutoTokenizer
 
 from domain_distil.analysis.coverage import coverage_against_first
 from domain_distil.analysis.encoders import EncoderSpec, parse_encoders, teacher_resolver
 from domain_distil.analysis.homonyms import all_sentences, load_homonyms
 from domain_distil.analysis.messages import read_texts, realistic_messages
-from domain_distil.analysis.render import markdown_table
+from domain_distil.analysis.render import markdown_table, print_table
 from domain_distil.analysis.speed import SpeedSettings, benchmark_encoder, cpu_threads, machine_identity
 from domain_distil.analysis.table5 import coverage_table, table5
 from domain_distil.common.io import atomic_open, write_json
@@ -41,6 +40,9 @@ class SpeedRequest:
     output_dir: Path
 
 
+_TEXT_COLUMNS = ("Model", "Note")  # left-aligned; the figures are right-aligned
+
+
 def measure(request: SpeedRequest) -> dict[str, Any]:
     encoders, settings, output_dir = request.encoders, request.settings, request.output_dir
     # Cheap, and a tokenizer that does not load fails here rather than after the timing.
@@ -54,8 +56,8 @@ def measure(request: SpeedRequest) -> dict[str, Any]:
             rows += benchmark_encoder(spec, settings, request.realistic, request.held_out, output_dir / "onnx",
                                       lambda msg: status.update(f"timing {msg}"))
     header, body = table5(rows, settings.lengths)
-    _print(console, f"Table 5: batch size 1, {settings.threads} CPU thread(s), median of {settings.repeats} repeats",
-           header, body)
+    title = f"Table 5: batch size 1, {settings.threads} CPU thread(s), median of {settings.repeats} repeats"
+    print_table(console, title, header, body, _TEXT_COLUMNS)
     for row in rows:
         if not row.available:
             log.warning("%s: %s", row.model, row.note)
@@ -63,7 +65,7 @@ def measure(request: SpeedRequest) -> dict[str, Any]:
     if coverages:
         cov_header, cov_body = coverage_table(encoders[0].id, coverages)
         title = f"Tokenizer coverage on {len(request.coverage_texts)} held-out texts"
-        _print(console, title, cov_header, cov_body)
+        print_table(console, title, cov_header, cov_body, _TEXT_COLUMNS)
         sections.append(f"{title}\n\n" + markdown_table(cov_header, cov_body))
     with atomic_open(output_dir / "speed.md") as handle:
         handle.write("\n\n".join(sections))
@@ -78,15 +80,6 @@ def measure(request: SpeedRequest) -> dict[str, Any]:
     }
     write_json(output_dir / "speed.json", record)
     return record
-
-
-def _print(console: Console, title: str, header: list[str], body: list[list[str]]) -> None:
-    table = Table(title=title)
-    for name in header:
-        table.add_column(name, justify="left" if name in ("Model", "Note") else "right")
-    for line in body:
-        table.add_row(*line)
-    console.print(table)
 
 
 # Config -> typed arguments, for the speed task and the demo's Table 5.

@@ -15,7 +15,7 @@ Steps 2-5 are ``stages/protocol.py`` (worker processes, what is cached and how);
 the data and names the students. Every setting comes from ``cfg.demo`` (``conf/experiment/demo.yaml``),
 composed from the ordinary config groups. Under ``-m``
 (``python run.py -m seed='range(10)' lang=eng,esp,jap,por,rus``) each job runs only step 3 for its
-own seed and language; ``task=report`` then summarises the sweep.
+own seed and language; ``experiment=demo task=report`` then summarises the sweep.
 """
 
 from __future__ import annotations

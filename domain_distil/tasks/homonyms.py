@@ -15,7 +15,6 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 from rich.console import Console
-from rich.table import Table
 
 from domain_distil.analysis.encoders import parse_encoders, teacher_resolver
 from domain_distil.analysis.homonyms import (
@@ -24,20 +23,11 @@ from domain_distil.analysis.homonyms import (
     load_homonyms,
     table7_rows,
 )
-from domain_distil.analysis.render import markdown_table
+from domain_distil.analysis.render import markdown_table, print_table
 from domain_distil.common.io import atomic_open, write_json
 from domain_distil.common.provenance import git_commit
 
 log = logging.getLogger(__name__)
-
-
-def _print(console: Console, title: str, header: list[str], rows: list[list[str]]) -> None:
-    table = Table(title=title)
-    for name in header:
-        table.add_column(name, justify="left" if name in ("Word", "General Neighbor", "Technical Neighbor") else "right")
-    for row in rows:
-        table.add_row(*row)
-    console.print(table)
 
 
 def run(cfg: DictConfig) -> dict[str, Any]:
@@ -55,7 +45,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     markdown = []
     for title, distance in sections:
         header, rows = table7_rows(cosines, homonyms, distance)
-        _print(console, title, header, rows)
+        print_table(console, title, header, rows, ("Word", "General Neighbor", "Technical Neighbor"))
         markdown += [f"### {title}", "", markdown_table(header, rows)]
 
     output_dir = Path(cfg.paths.output_dir)

@@ -1,7 +1,7 @@
 """A bag-of-words logistic-regression baseline, to check that the demo tasks are not at ceiling
 (docs/demo-data.md). Numpy only.
 
-    python -m demo.data.baseline <data_dir>    # prints the F1 per task and language
+    python benchmarks/demo_data_baseline.py <data_dir>    # prints the F1 per task and language
 """
 
 from __future__ import annotations

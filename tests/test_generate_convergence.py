@@ -1,0 +1,68 @@
+"""docs/generate_convergence.py: the table and verdicts it writes into docs/convergence.md come from
+the jobs' results.json files and the students' manifests, with the KS test of analysis/stats."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="module")
+def generator():
+    spec = importlib.util.spec_from_file_location("generate_convergence", ROOT / "docs" / "generate_convergence.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses looks the module up while building Student
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def _results(work: Path, encoder_id: str, test_f1: list[float], val_f1: list[float] | None = None) -> None:
+    for seed, f1 in enumerate(test_f1):
+        path = work / "classify" / encoder_id / "h0" / f"seed{seed}" / "results.json"
+        path.parent.mkdir(parents=True)
+        val = (val_f1 or test_f1)[seed]
+        path.write_text(json.dumps({"seed": seed, "test": {"f1": f1}, "best_val": {"f1": val}}), encoding="utf-8")
+
+
+def _student(generator, work: Path, recipe: str, budget: int | None, seconds: float):
+    student = generator.Student(f"{recipe}-{budget}" if budget else recipe, recipe, budget, [])
+    student.manifest = {"key": recipe, "corpus_tokens": budget or 5000, "wall_seconds": seconds, "tokens_per_sec": 1000.0}
+    return student
+
+
+def test_the_table_holds_each_students_scores_gap_and_ks_verdicts(generator, tmp_path):
+    teacher = [0.50 + 0.001 * s for s in range(10)]
+    _results(tmp_path, "teacher", teacher)
+    _results(tmp_path, "general", [0.46 + 0.001 * s for s in range(10)])
+    _results(tmp_path, "hidden-1000", [0.44 + 0.001 * s for s in range(10)])  # every seed below the teacher
+    _results(tmp_path, "layerwise-1000", teacher)  # the teacher's own scores: not below it
+    general = _student(generator, tmp_path, "general", None, 300.0)
+    students = [_student(generator, tmp_path, "hidden", 1000, 10.0), _student(generator, tmp_path, "layerwise", 1000, 12.0)]
+    section = generator.render(tmp_path, students, general, "layerwise", {"layerwise": 52.7, "minilm": 47.4}, students)
+    rows = {line.split(" | ")[0].lstrip("| "): line for line in section.splitlines() if line.startswith("| ")}
+    hidden, layerwise = rows["hidden-1000"].split(" | "), rows["layerwise-1000"].split(" | ")
+    assert hidden[5] == "44.5 ± 0.3" and hidden[6] == "-6.0"  # mean ± sd ×100, gap to the teacher (50.45)
+    assert float(hidden[7]) < 1e-4  # teacher > student: the two samples do not overlap
+    assert float(hidden[9].rstrip(" |")) < 1e-4 and float(hidden[8]) == 1.0  # general > student, not <
+    assert float(layerwise[7]) == 1.0 and layerwise[6] == "+0.0"
+    assert float(layerwise[10].rstrip(" |")) < 1e-4 and hidden[10].strip(" |") == ""  # against hidden at its budget
+    assert "layerwise 52.7, minilm 47.4" in section and "`layerwise` went on" in section
+    assert "(0.1 core-hours of distillation in all" in section  # 300 + 10 + 12 s
+    assert section.startswith(generator.BEGIN) and section.rstrip().endswith(generator.END)
+
+
+def test_missing_seeds_are_named(generator, tmp_path):
+    _results(tmp_path, "hidden-1000", [0.4] * 9)
+    with pytest.raises(SystemExit, match=r"hidden-1000: no results for seeds \[9\]"):
+        generator.scores(tmp_path, "hidden-1000")
+
+
+def test_budget_names(generator):
+    assert [generator.budget_name(n) for n in (150_000, 500_000, 1_500_000, 10_000_000)] == ["150k", "500k", "1.5M", "10M"]

@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import re
 from collections import Counter
 from pathlib import Path
 
 import pytest
+from scripts import load_script
 
 from domain_distil.demo.data.cc import LABELS
 from domain_distil.demo.data.generator import LANGUAGES, generate_demo_data
 from domain_distil.demo.data.td import TAGS
 
-ROOT = Path(__file__).resolve().parent.parent
-
 
 def _baseline():
     """benchmarks/demo_data_baseline.py, the bag-of-words baseline docs/demo-data.md quotes."""
-    spec = importlib.util.spec_from_file_location("demo_data_baseline", ROOT / "benchmarks" / "demo_data_baseline.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/demo_data_baseline.py")
 
 
 TINY = dict(corpus_mb_per_lang=0.01, n_train=40, n_val=10, n_test=20)

@@ -3,24 +3,18 @@ the jobs' results.json files and the students' manifests, with the KS test of an
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 from pathlib import Path
 
 import pytest
-
-ROOT = Path(__file__).resolve().parent.parent
+from scripts import load_script
 
 
 @pytest.fixture(scope="module")
 def generator():
-    spec = importlib.util.spec_from_file_location("generate_convergence", ROOT / "docs" / "generate_convergence.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses looks the module up while building Student
-    spec.loader.exec_module(module)
-    yield module
-    del sys.modules[spec.name]
+    yield load_script("docs/generate_convergence.py")
+    del sys.modules["generate_convergence"]
 
 
 def _results(work: Path, encoder_id: str, test_f1: list[float], val_f1: list[float] | None = None) -> None:

@@ -7,7 +7,6 @@ processes; SLURM cannot run here, so its presets are checked down to the sbatch 
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import multiprocessing
@@ -24,6 +23,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 from safetensors.torch import load_file
+from scripts import load_script
 from tiny_tasks import classify_overrides, intent_rows, write_jsonl
 
 from callbacks.throughput import TokenThroughput
@@ -329,10 +329,7 @@ def test_multinode_trainer_config_is_ddp_plus_num_nodes():
 
 # ------------------------------------------------------------------------------------ GPU check
 def _gpu_check():
-    spec = importlib.util.spec_from_file_location("gpu_check", ROOT / "benchmarks" / "gpu_check.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/gpu_check.py")
 
 
 def test_gpu_check_flops_formula_arguments_and_dry_run(capsys):

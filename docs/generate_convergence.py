@@ -124,6 +124,8 @@ def budget_name(tokens: int) -> str:
 
 
 def in_domain(recipe: str, budget: int, corpus: Path, general: Student | None = None) -> Student:
+    if recipe not in ("hidden", "continued", *SCREENED):
+        raise SystemExit(f"unknown recipe {recipe!r}: hidden, continued, {', '.join(SCREENED)}")
     overrides = [f"corpus.dir={corpus}", f"corpus.budget_tokens={budget}"]
     if recipe == "continued":
         overrides += ["distill=hidden", "student.init=student", f"student.from={general.manifest['key']}"]
@@ -190,27 +192,32 @@ def render(work: Path, students: list[Student], general: Student, best: str, scr
 
 
 def plot(work: Path, students: list[Student], general: Student) -> None:
+    """The gap to the teacher against distillation seconds (as measured, on a shared box) and
+    against teacher tokens (what the seconds bought, free of the box's load), one line per recipe."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     t_mean = statistics.mean(scores(work, "teacher"))
-    fig, ax = plt.subplots(figsize=(6.4, 4.0))
-    for recipe in dict.fromkeys(s.recipe for s in students):
-        points = sorted((s.manifest["wall_seconds"], t_mean - statistics.mean(scores(work, s.id)))
-                        for s in students if s.recipe == recipe)
-        ax.plot(*zip(*points), marker="o", label=recipe)
-    ax.axhline(t_mean - statistics.mean(scores(work, general.id)), color="grey", linestyle="--",
-               label="general student")
-    ax.axhline(0, color="black", linewidth=0.8)
-    ax.set_xscale("log")
-    ax.set_xlabel("distillation seconds (one core)")
-    ax.set_ylabel("teacher F1 - student F1 (points)")
-    ax.set_title("Debian English, debian_tags, frozen, 10 seeds")
-    ax.legend()
+    general_gap = t_mean - statistics.mean(scores(work, general.id))
+    fig, axes = plt.subplots(1, 2, figsize=(10.0, 4.0), sharey=True)
+    for ax, key, label in ((axes[0], "wall_seconds", "distillation seconds (one core)"),
+                           (axes[1], "corpus_tokens", "teacher tokens distilled on")):
+        for recipe in dict.fromkeys(s.recipe for s in students):
+            points = sorted((s.manifest[key], t_mean - statistics.mean(scores(work, s.id)))
+                            for s in students if s.recipe == recipe)
+            ax.plot(*zip(*points), marker="o", label=recipe)
+        ax.axhline(general_gap, color="grey", linestyle="--", label="general student")
+        ax.axhline(0, color="black", linewidth=0.8)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+    axes[0].set_ylabel("teacher F1 - student F1 (points)")
+    axes[1].legend()
+    fig.suptitle("Debian English, debian_tags, frozen classifiers, 10 seeds")
     fig.tight_layout()
     fig.savefig(PLOT, dpi=110)
+    plt.close(fig)
 
 
 def main() -> None:
@@ -220,6 +227,8 @@ def main() -> None:
     parser.add_argument("--budgets", type=int, nargs="+", default=[150_000, 500_000, 1_500_000],
                         help="in-domain teacher tokens per student, smallest first")
     parser.add_argument("--jobs", type=int, default=2, help="runs side by side, one thread each")
+    parser.add_argument("--extra", nargs="*", default=[], metavar="RECIPE=TOKENS",
+                        help="further points of one recipe only, e.g. continued=3000000 (run after the grid)")
     args = parser.parse_args()
     prepared = args.data_dir.resolve() / "prepared" / "debian"
     if not (prepared / "tasks" / "debian_tags.jsonl").is_file():
@@ -245,6 +254,13 @@ def main() -> None:
     rest.sort(key=lambda s: -s.budget)  # the longest first: two workers finish together
     in_parallel(args.jobs, [lambda s=s: distil(s, work, env) for s in rest])
     in_parallel(args.jobs, [lambda s=s: classify_student(s, work, env) for s in rest])
+
+    extra = [in_domain(recipe, int(tokens), corpus, general) for recipe, _, tokens in (e.partition("=") for e in args.extra)]
+    if any(s.recipe not in ("hidden", best, "continued") for s in extra):
+        raise SystemExit(f"--extra: the curve has hidden, {best} and continued; got {args.extra}")
+    in_parallel(args.jobs, [lambda s=s: distil(s, work, env) for s in extra])
+    in_parallel(args.jobs, [lambda s=s: classify_student(s, work, env) for s in extra])
+    rest += extra
 
     students = sorted([s for s in first if s.recipe in ("hidden", best)] + rest,
                       key=lambda s: (["hidden", best, "continued"].index(s.recipe), s.budget))

@@ -59,6 +59,15 @@ CLASSIFY = ["task=classify", "teacher=me5_small", "cls_task=debian_tags", "lang=
             "logger=none", f"seed=range(0,{len(SEEDS)})"]
 
 
+@dataclass(frozen=True)
+class Session:
+    """Where the runs write, their environment, and the overrides every run shares (the data folder)."""
+
+    work: Path
+    env: dict[str, str]
+    shared: tuple[str, ...]
+
+
 @dataclass
 class Student:
     """One distillation: its id in the tables, its recipe, budget and CLI overrides."""
@@ -84,22 +93,23 @@ def run_cli(overrides: Sequence[str], env: dict[str, str], log: Path) -> str:
     return text
 
 
-def distil(student: Student, work: Path, env: dict[str, str]) -> Student:
-    output = run_cli([*DISTIL, *student.overrides, f"hydra.run.dir={work / 'distill' / student.id}"], env,
-                     work / "logs" / f"distill-{student.id}.log")
+def distil(student: Student, session: Session) -> Student:
+    output = run_cli([*DISTIL, *session.shared, *student.overrides, f"hydra.run.dir={session.work / 'distill' / student.id}"],
+                     session.env, session.work / "logs" / f"distill-{student.id}.log")
     line = next(line for line in reversed(output.splitlines()) if line.startswith("Student: "))
     student.folder = Path(line.removeprefix("Student: ").strip())
     student.manifest = json.loads((student.folder / "manifest.json").read_text(encoding="utf-8"))
     return student
 
 
-def classify(encoder_id: str, encoder: Sequence[str], work: Path, env: dict[str, str]) -> None:
-    run_cli(["-m", *CLASSIFY, *encoder, f"encoder.id={encoder_id}", f"hydra.sweep.dir={work / 'classify' / encoder_id}"],
-            env, work / "logs" / f"classify-{encoder_id}.log")
+def classify(encoder_id: str, encoder: Sequence[str], session: Session) -> None:
+    run_cli(["-m", *CLASSIFY, *session.shared, *encoder, f"encoder.id={encoder_id}",
+             f"hydra.sweep.dir={session.work / 'classify' / encoder_id}"],
+            session.env, session.work / "logs" / f"classify-{encoder_id}.log")
 
 
-def classify_student(student: Student, work: Path, env: dict[str, str]) -> None:
-    classify(student.id, ["encoder=path", f"encoder.name_or_path={student.folder}"], work, env)
+def classify_student(student: Student, session: Session) -> None:
+    classify(student.id, ["encoder=path", f"encoder.name_or_path={student.folder}"], session)
 
 
 def scores(work: Path, encoder_id: str, split: str = "test") -> list[float]:
@@ -234,32 +244,30 @@ def main() -> None:
     if not (prepared / "tasks" / "debian_tags.jsonl").is_file():
         raise SystemExit(f"{prepared} lacks tasks/debian_tags.jsonl: run `python run.py task=prepare corpus=debian "
                          f"paths.data_dir={args.data_dir}` first")
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
-    data = [f"paths.data_dir={args.data_dir.resolve()}"]
-    global DISTIL, CLASSIFY
-    DISTIL, CLASSIFY = [*DISTIL, *data], [*CLASSIFY, *data]
     work, budgets = args.work.resolve(), sorted(args.budgets)
+    session = Session(work, {**os.environ, "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"},
+                      (f"paths.data_dir={args.data_dir.resolve()}",))
     corpus = prepared / "corpus"
 
     general = Student("general", "general", None, [f"corpus.dir={prepared / 'general'}", "distill=hidden"])
     first = [in_domain(r, budgets[0], corpus) for r in ("hidden", *SCREENED)]
-    in_parallel(args.jobs, [lambda s=s: distil(s, work, env) for s in [general, *first]])
-    in_parallel(args.jobs, [lambda: classify("teacher", ["encoder=teacher"], work, env),
-                            *[lambda s=s: classify_student(s, work, env) for s in [general, *first]]])
+    in_parallel(args.jobs, [lambda s=s: distil(s, session) for s in [general, *first]])
+    in_parallel(args.jobs, [lambda: classify("teacher", ["encoder=teacher"], session),
+                            *[lambda s=s: classify_student(s, session) for s in [general, *first]]])
     screen = {s.recipe: statistics.mean(scores(work, s.id, "best_val")) for s in first if s.recipe in SCREENED}
     best = max(screen, key=screen.get)
 
     rest = [in_domain(r, b, corpus) for b in budgets[1:] for r in ("hidden", best)]
     rest += [in_domain("continued", b, corpus, general) for b in budgets]
     rest.sort(key=lambda s: -s.budget)  # the longest first: two workers finish together
-    in_parallel(args.jobs, [lambda s=s: distil(s, work, env) for s in rest])
-    in_parallel(args.jobs, [lambda s=s: classify_student(s, work, env) for s in rest])
+    in_parallel(args.jobs, [lambda s=s: distil(s, session) for s in rest])
+    in_parallel(args.jobs, [lambda s=s: classify_student(s, session) for s in rest])
 
     extra = [in_domain(recipe, int(tokens), corpus, general) for recipe, _, tokens in (e.partition("=") for e in args.extra)]
     if any(s.recipe not in ("hidden", best, "continued") for s in extra):
         raise SystemExit(f"--extra: the curve has hidden, {best} and continued; got {args.extra}")
-    in_parallel(args.jobs, [lambda s=s: distil(s, work, env) for s in extra])
-    in_parallel(args.jobs, [lambda s=s: classify_student(s, work, env) for s in extra])
+    in_parallel(args.jobs, [lambda s=s: distil(s, session) for s in extra])
+    in_parallel(args.jobs, [lambda s=s: classify_student(s, session) for s in extra])
     rest += extra
 
     students = sorted([s for s in first if s.recipe in ("hidden", best)] + rest,

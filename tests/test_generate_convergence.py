@@ -60,3 +60,18 @@ def test_missing_seeds_are_named(generator, tmp_path):
 
 def test_budget_names(generator):
     assert [generator.budget_name(n) for n in (150_000, 500_000, 1_500_000, 10_000_000)] == ["150k", "500k", "1.5M", "10M"]
+
+
+def test_every_run_gets_the_shared_data_folder_and_its_own_output_folder(generator, tmp_path, monkeypatch):
+    commands = []
+    monkeypatch.setattr(generator, "run_cli", lambda overrides, env, log: commands.append(list(overrides)))
+    session = generator.Session(tmp_path, {}, ("paths.data_dir=/data",))
+    student = generator.in_domain("layerwise", 500_000, Path("/data/prepared/debian/corpus"))
+    student.folder = tmp_path / "students" / "k"
+    generator.classify_student(student, session)
+    assert commands[0][:2] == ["-m", "task=classify"] and "paths.data_dir=/data" in commands[0]
+    assert commands[0][-3:] == [f"encoder.name_or_path={student.folder}", "encoder.id=layerwise-500k",
+                                f"hydra.sweep.dir={tmp_path / 'classify' / 'layerwise-500k'}"]
+    assert "distill=layerwise" in student.overrides and "corpus.budget_tokens=500000" in student.overrides
+    with pytest.raises(SystemExit, match="unknown recipe 'tiny'"):
+        generator.in_domain("tiny", 1, Path("/data"))

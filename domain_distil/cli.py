@@ -1,15 +1,7 @@
-"""The command line: compose the config, pick the task, run it.
+"""The command line (``domain-distil``, ``python run.py``): compose the config, run ``tasks/<task>.py``.
 
-    domain-distil                                   # the embedded demo (same as `python run.py`)
-    domain-distil demo.trimmed_student=true         # the demo, one setting changed
-    domain-distil task=distill teacher=mbert corpus=text corpus.dir=data/my_corpus
-    domain-distil -m experiment=paper_td            # a whole setup (conf/experiment)
-
-The root config chooses no experiment: :func:`demo_by_default` makes a command line that names none
-and no task but ``demo`` the demo's (docs/architecture.md), so ``task=distill`` never sees its
-settings; composing in Python (``hydra.compose``), name ``experiment=demo`` yourself. Each task is
-``domain_distil/tasks/<task>.py`` with ``run(cfg)``; this module only dispatches (``run.py`` calls
-:func:`main` too).
+Only the command line gets :func:`demo_by_default`; composing in Python (``hydra.compose``), name
+``experiment=demo`` yourself (docs/architecture.md).
 """
 
 from __future__ import annotations

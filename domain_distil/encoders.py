@@ -1,10 +1,5 @@
-"""The one way to load an encoder (classification, analysis and serving all use it), its content
-hash, and mean-pooled sentence embeddings.
-
-An encoder is anything ``AutoModel.from_pretrained`` loads: a hub name or a local transformers
-folder (a teacher, an exported student, a serving bundle's copy). ``AutoModel`` gives the bare
-body, so an MLM checkpoint loads without its head.
-"""
+"""The one way to load an encoder (a hub name or a local transformers folder; classification, analysis
+and serving all use it), its content hash, and mean-pooled sentence embeddings."""
 
 from __future__ import annotations
 
@@ -26,9 +21,8 @@ def load_encoder(
     local_files_only: bool = False,
     tokenizer_path: str | Path | None = None,
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
-    """The encoder body in eval mode (dropout off) and its tokenizer.
-
-    ``tokenizer_path`` loads the tokenizer from another folder: a serving bundle that references
+    """The encoder body (``AutoModel``: an MLM checkpoint loads without its head) in eval mode and its
+    tokenizer. ``tokenizer_path`` loads the tokenizer from another folder: a serving bundle that references
     its encoder keeps its own copy of the tokenizer. Raises ``FileNotFoundError`` for a local folder
     without ``config.json`` and ``OSError`` naming ``name_or_path`` for anything else that does not
     load, before any weights are read where possible.
@@ -55,16 +49,13 @@ def load_encoder(
 
 
 def encoder_hash(name_or_path: str | Path, revision: str | None = None, cache_dir: str | Path | None = None) -> str:
-    """Content hash of a local model folder, or hash of (hub name, revision).
+    """Content hash of a local model folder (memoised under ``cache_dir``), or hash of (hub name, revision).
 
-    A folder hashes its files' contents, memoised by size and mtime under ``cache_dir`` (ten seeds
-    hash a 700 MB folder once). The hash keys the feature cache, goes into ``results.json`` and
-    ties a serving bundle's heads to its encoder.
+    It keys the feature cache, goes into ``results.json`` and ties a serving bundle's heads to its encoder.
     """
-    root = Path(name_or_path)
-    if not root.is_dir():
+    if not Path(name_or_path).is_dir():
         return hash_object({"hub": str(name_or_path), "revision": revision})
-    return memoised_model_hash(root, cache_dir)
+    return memoised_model_hash(name_or_path, cache_dir)
 
 
 def model_inputs(model: PreTrainedModel, batch: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:

@@ -10,6 +10,7 @@ from serving_helpers import assert_same_outputs, train_job, trained_heads, write
 from tiny_models import build_tiny_teacher
 from tiny_tasks import write_csv, write_jsonl
 
+import domain_distil.serving.quantize as quantize
 import domain_distil.tasks.bundle as bundle_task
 import domain_distil.tasks.predict as predict_task
 from domain_distil.common.hashing import hash_dir
@@ -133,7 +134,8 @@ def test_predict_csv_with_filter(make_cfg, bundle_dir, tmp_path) -> None:
 
 
 def test_predict_rejects_bad_rows_before_the_model(make_cfg, bundle_dir, tmp_path, monkeypatch) -> None:
-    monkeypatch.setattr(predict_task, "load_bundle", lambda *a, **k: pytest.fail("model loaded before validation"))
+    # The bundle is loaded in one place (serving.quantize.predictor_from_config), for predict and serve.
+    monkeypatch.setattr(quantize, "load_bundle", lambda *a, **k: pytest.fail("model loaded before validation"))
     bad = write_jsonl(tmp_path / "bad.jsonl", [ROWS[0], {"id": "x", "text": "  "}])
     with pytest.raises(predict_task.InputFileError, match=r"bad.jsonl:2: field 'text' must be a non-empty string"):
         predict_task.run(make_cfg("task=predict", f"predict.bundle={bundle_dir}", f"predict.input={bad}"))

@@ -1,20 +1,8 @@
-"""How well a candidate corpus fits a task's texts, measured before any distillation.
+"""How well a candidate corpus fits a task's texts, before any distillation (docs/corpus-selection.md).
 
-Token statistics use the teacher's tokenizer (the units the student will be trained on):
-
-- **coverage by mass**: the share of the task's token occurrences whose type occurs in the corpus;
-  **by type**: the share of the task's distinct types that do. The issue's real-data case (three
-  120k-token corpora, a 10-label tag task) found coverage by mass ranks candidates in the order of
-  the students' F1, so it is the default ranking key.
-- **unigram JS divergence** (base 2, in [0, 1]) between the task's and the corpus's token
-  distributions, **[UNK] share** of the corpus, and a **length profile** (tokens per document).
-
-Embedding statistics use the teacher's encoder on a sample (mean-pooled last layer, as everywhere in
-this project): **centroid cosine**, **MMD²** (biased, RBF kernel, median-heuristic bandwidth) and
-the **kNN distance** (mean over task texts of 1 − cosine to their k nearest corpus documents).
-
-Every function takes a tokenizer or vectors plus texts and returns numbers; reading files and
-choosing samples is the caller's job (``corpus_fit_report.py``).
+Token statistics use the teacher's tokenizer, embedding statistics its mean-pooled encoder; every
+function takes a tokenizer or vectors plus texts and returns numbers (reading files and sampling:
+``corpus_fit_report.py``).
 """
 
 from __future__ import annotations
@@ -22,7 +10,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -60,13 +48,8 @@ class TokenProfile:
 
 
 def batched(texts: Iterable[str], size: int = TOKENIZE_BATCH) -> Iterator[list[str]]:
-    batch: list[str] = []
-    for text in texts:
-        batch.append(text)
-        if len(batch) == size:
-            yield batch
-            batch = []
-    if batch:
+    iterator = iter(texts)
+    while batch := list(itertools.islice(iterator, size)):
         yield batch
 
 
@@ -127,7 +110,6 @@ def token_fit(task: TokenProfile, corpus: TokenProfile) -> dict[str, float]:
     """Every token statistic of one candidate against one task (a flat dict of numbers)."""
     by_mass, by_type = coverage(task, corpus)
     lengths = length_profile(corpus)
-    task_median = length_profile(task)["median"]
     return {
         "coverage_mass": by_mass,
         "coverage_type": by_type,
@@ -138,7 +120,7 @@ def token_fit(task: TokenProfile, corpus: TokenProfile) -> dict[str, float]:
         "median_doc_tokens": lengths["median"],
         "p10_doc_tokens": lengths["p10"],
         "p90_doc_tokens": lengths["p90"],
-        "task_median_tokens": task_median,
+        "task_median_tokens": length_profile(task)["median"],
     }
 
 
@@ -208,13 +190,6 @@ class BottomK:
         return [text for _, _, text in sorted(self._heap, key=lambda item: item[1])]
 
 
-def bottom_k_sample(texts: Iterable[str], k: int, seed: int, namespace: str = "") -> list[str]:
-    sample = BottomK(k, seed, namespace)
-    for text in texts:
-        sample.add(text)
-    return sample.items()
-
-
 @dataclass
 class FitRow:
     """One candidate corpus against one task and language."""
@@ -226,23 +201,18 @@ class FitRow:
     rank: int = 0
 
     def as_dict(self) -> dict:
-        row = asdict(self)
-        figures = row.pop("figures")
-        return row | figures
+        return {"task": self.task, "lang": self.lang, "candidate": self.candidate, "rank": self.rank} | self.figures
 
 
 def rank_rows(rows: Sequence[FitRow], key: str) -> list[FitRow]:
     """Rank candidates within each (task, language) by ``key`` (1 = best fit); ties by candidate id."""
-    higher_better = key in HIGHER_IS_BETTER
-    ranked: list[FitRow] = []
-    groups: dict[tuple[str, str], list[FitRow]] = {}
+    sign = -1 if key in HIGHER_IS_BETTER else 1
     for row in rows:
         if key not in row.figures:
             raise KeyError(f"corpus_fit.rank_by={key!r} is not a figure of the report (have {sorted(row.figures)})")
-        groups.setdefault((row.task, row.lang), []).append(row)
-    for (_, _), group in sorted(groups.items()):
-        order = sorted(group, key=lambda r: ((-1 if higher_better else 1) * r.figures[key], r.candidate))
-        for position, row in enumerate(order, start=1):
+    # one sort: (task, lang) groups in order, best fit first within each, ties by candidate id
+    ranked = sorted(rows, key=lambda r: (r.task, r.lang, sign * r.figures[key], r.candidate))
+    for (_, _), group in itertools.groupby(ranked, key=lambda r: (r.task, r.lang)):
+        for position, row in enumerate(group, start=1):
             row.rank = position
-            ranked.append(row)
     return ranked

@@ -1,13 +1,5 @@
-"""The corpus-fit report: every candidate corpus against every task and language, ranked, written out.
-
-    rows = fit_report(candidates, task_texts, tokenizer, settings, encoder=(model, tokenizer))
-    write_report(rows, output_dir, rank_by="coverage_mass")   # corpus_fit.csv / .md / .png
-
-Each candidate language is read once: every document feeds the token counts (the whole file, or
-its first ``max_corpus_bytes``), and a seeded uniform sample of ``sample_documents`` of them is
-kept for the encoder. Task texts are embedded from a sample of ``sample_task_texts``. What was
-sampled is recorded in each row (``embedded_documents``, ``read_bytes``, ``truncated``).
-"""
+"""The corpus-fit report: every candidate corpus against every task and language, ranked, written
+out (corpus_fit.csv / .md / .png); what is read and sampled: docs/corpus-selection.md."""
 
 from __future__ import annotations
 
@@ -24,12 +16,12 @@ from domain_distil.analysis.corpus_fit import (
     HIGHER_IS_BETTER,
     BottomK,
     FitRow,
-    bottom_k_sample,
     embedding_fit,
     rank_rows,
     token_fit,
     token_profile,
 )
+from domain_distil.analysis.render import markdown_table as render_table
 from domain_distil.analysis.render import pyplot, save_png
 from domain_distil.common.io import atomic_open
 from domain_distil.corpus.reader import iter_documents
@@ -82,20 +74,16 @@ class _Reader:
 def embed_by_length(encoder: Encoder, texts: Sequence[str], settings: FitSettings) -> torch.Tensor:
     """Mean-pooled vectors of ``texts`` in their order, computed in batches of similar length.
 
-    The encoder pass is the report's largest fixed cost (it does not shrink with the pool). A
-    uniform sample mixes short and long texts, so batches in sample order pad most rows to the
-    longest one; sorting by character length first cuts the padded positions the encoder computes
-    (the benchmark's 512-document sample on a loaded 2-core machine: 48.6 -> 35.3 s with one torch
-    thread, 72.5 -> 69.9 s with two). Padding is masked, so the vectors are the same up to float
-    rounding (max |difference| 3e-7 there), far below the report's 4 decimals.
+    The encoder pass is the report's largest fixed cost, and a uniform sample in sample order pads
+    most rows to the longest; sorting by length first cut a 512-document sample from 48.6 to 35.3 s
+    (one torch thread). Padding is masked: the vectors differ by float rounding (3e-7), far below
+    the report's 4 decimals.
     """
     from domain_distil.encoders import embed
 
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     vectors = embed(*encoder, [texts[i] for i in order], settings.max_length, settings.batch_size)
-    restored = torch.empty_like(vectors)
-    restored[torch.tensor(order)] = vectors
-    return restored
+    return vectors[torch.tensor(order).argsort()]
 
 
 def fit_report(
@@ -118,8 +106,10 @@ def fit_report(
     if encoder is not None:
         for task, by_lang in task_texts.items():
             for lang, texts in by_lang.items():
-                sample = bottom_k_sample(texts, settings.sample_task_texts, settings.seed, f"{task}:{lang}")
-                task_vectors[task, lang] = embed_by_length(encoder, sample, settings)
+                sample = BottomK(settings.sample_task_texts, settings.seed, f"{task}:{lang}")
+                for text in texts:
+                    sample.add(text)
+                task_vectors[task, lang] = embed_by_length(encoder, sample.items(), settings)
     for candidate in candidates:
         for lang in languages:
             if lang not in candidate.files:
@@ -127,9 +117,7 @@ def fit_report(
                 continue
             reader = _Reader(candidate.files[lang], settings, f"{candidate.id}:{lang}")
             profile = token_profile(tokenizer, reader)
-            corpus_vectors = None
-            if encoder is not None:
-                corpus_vectors = embed_by_length(encoder, reader.sample.items(), settings)
+            corpus_vectors = None if encoder is None else embed_by_length(encoder, reader.sample.items(), settings)
             for task, by_lang in task_texts.items():
                 if lang not in by_lang:
                     continue
@@ -144,24 +132,24 @@ def fit_report(
 
 COLUMNS = ("coverage_mass", "coverage_type", "js_divergence", "unk_share", "centroid_cosine", "mmd2",
            "knn_distance", "median_doc_tokens", "task_median_tokens", "corpus_tokens")
+# Which way is better, for the figures that have a direction (unk_share and the sizes have none).
+_ARROWS = {c: "↑" if c in HIGHER_IS_BETTER else "↓"
+           for c in ("coverage_mass", "coverage_type", "js_divergence", "centroid_cosine", "mmd2", "knn_distance")}
 
 
 def markdown_table(rows: Sequence[FitRow], rank_by: str) -> str:
     """One Markdown table, rows grouped by task and language, best fit first."""
     columns = [c for c in COLUMNS if any(c in r.figures for r in rows)]
-    arrow = {c: "↑" if c in HIGHER_IS_BETTER else "↓" for c in ("coverage_mass", "coverage_type", "js_divergence",
-                                                              "centroid_cosine", "mmd2", "knn_distance")}
-    header = ["task", "lang", "rank", "candidate", *[f"{c} {arrow.get(c, '')}".strip() for c in columns]]
-    lines = [f"Ranked by `{rank_by}` (1 = best fit).", "", "| " + " | ".join(header) + " |",
-             "|" + "---|" * len(header)]
-    for row in sorted(rows, key=lambda r: (r.task, r.lang, r.rank)):
-        cells = [row.task, row.lang, str(row.rank), row.candidate]
-        for column in columns:
-            value = row.figures.get(column)
-            cells.append("" if value is None else (f"{value:.0f}" if float(value).is_integer() or abs(value) >= 100
-                                                  else f"{value:.4f}"))
-        lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join(lines) + "\n"
+    header = ["task", "lang", "rank", "candidate", *(f"{c} {_ARROWS.get(c, '')}".strip() for c in columns)]
+
+    def text(value: float | None) -> str:
+        if value is None:
+            return ""
+        return f"{value:.0f}" if float(value).is_integer() or abs(value) >= 100 else f"{value:.4f}"
+
+    body = [[row.task, row.lang, str(row.rank), row.candidate, *(text(row.figures.get(c)) for c in columns)]
+            for row in sorted(rows, key=lambda r: (r.task, r.lang, r.rank))]
+    return f"Ranked by `{rank_by}` (1 = best fit).\n\n" + render_table(header, body)
 
 
 def write_report(rows: Sequence[FitRow], output_dir: Path, rank_by: str, plot: bool = True) -> dict[str, Path]:
@@ -185,13 +173,11 @@ def write_report(rows: Sequence[FitRow], output_dir: Path, rank_by: str, plot: b
 
 def plot_report(rows: Sequence[FitRow], rank_by: str, path: Path) -> None:
     """One panel per (task, language): the ranking figure per candidate, best first."""
-    plt = pyplot()
     groups: dict[tuple[str, str], list[FitRow]] = {}
-    for row in rows:
+    for row in sorted(rows, key=lambda r: (r.task, r.lang, r.rank)):
         groups.setdefault((row.task, row.lang), []).append(row)
-    fig, axes = plt.subplots(1, len(groups), figsize=(3.2 * len(groups), 3.0), squeeze=False)
-    for axis, ((task, lang), group) in zip(axes[0], sorted(groups.items()), strict=True):
-        group = sorted(group, key=lambda r: r.rank)
+    fig, axes = pyplot().subplots(1, len(groups), figsize=(3.2 * len(groups), 3.0), squeeze=False)
+    for axis, ((task, lang), group) in zip(axes[0], groups.items(), strict=True):
         axis.barh([r.candidate for r in group][::-1], [r.figures[rank_by] for r in group][::-1], color="tab:blue")
         axis.set_title(f"{task} / {lang}", fontsize=9)
         axis.set_xlabel(rank_by, fontsize=8)

@@ -1,10 +1,7 @@
 """Tokenizer coverage: how much of held-out text a tokenizer cuts exactly as a reference does.
 
-A student with a trimmed vocabulary (``student.vocab=trim``) keeps the teacher's pieces for the text
-its domain uses; on other text it falls back to shorter pieces or to the unknown token. Two numbers
-say how far held-out text is from that: the share of words whose pieces are identical to the
-reference tokenizer's (compared as strings, since a trimmed vocabulary renumbers the ids), and the
-share of the candidate's pieces that are its unknown token. Any two Hugging Face tokenizers work.
+A student with a trimmed vocabulary (``student.vocab=trim``) falls back to shorter pieces or the
+unknown token outside its domain. Pieces are compared as strings, since trimming renumbers the ids.
 """
 
 from __future__ import annotations
@@ -23,14 +20,6 @@ class Coverage:
     reference_unk_share: float  # the same for the reference, the floor the candidate can reach
 
 
-def split_words(text: str) -> list[str]:
-    """Whitespace-separated words: the unit both tokenizers are compared on. Tokenized alone, a
-    word gets the same pieces as inside its sentence for WordPiece and for SentencePiece (whose
-    word-initial marker stands for the space before it). In scripts written without spaces a
-    "word" is a whole run of text, which makes the identical share stricter there."""
-    return text.split()
-
-
 def _pieces(tokenizer: PreTrainedTokenizerBase, word: str) -> list[str]:
     ids = tokenizer(word, add_special_tokens=False)["input_ids"]
     return tokenizer.convert_ids_to_tokens(ids)
@@ -44,10 +33,15 @@ def _unk_count(tokenizer: PreTrainedTokenizerBase, pieces: Sequence[str]) -> int
 def tokenizer_coverage(reference: PreTrainedTokenizerBase, candidate: PreTrainedTokenizerBase,
                        texts: Sequence[str]) -> Coverage:
     """Coverage of ``candidate`` against ``reference`` on the whitespace-separated words of
-    ``texts``; each word goes through each tokenizer's own normalizer (lower-casing, accents)."""
+    ``texts``; each word goes through each tokenizer's own normalizer (lower-casing, accents).
+
+    Tokenized alone, a word gets the same pieces as inside its sentence for WordPiece and for
+    SentencePiece (whose word-initial marker stands for the space before it). In scripts written
+    without spaces a "word" is a whole run of text, which makes the identical share stricter there.
+    """
     words = identical = cand_pieces = cand_unk = ref_pieces = ref_unk = 0
     for text in texts:
-        for word in split_words(text):
+        for word in text.split():
             ref, cand = _pieces(reference, word), _pieces(candidate, word)
             words += 1
             identical += ref == cand

@@ -1,11 +1,9 @@
 """Table 7: how close a homonym's sentence sits to the same sentence with a general or a technical
 neighbour, per encoder (paper §6 and Appendix A).
 
-For each word (e.g. "Python") there is a non-technical template ("I was scared to death when I saw
-that {}.") and a technical one ("I have {} code for shortening a URL."). Each encoder embeds the
-template filled with the word and filled with the neighbour ("snake" / "PHP"), mean-pools the token
-vectors, and we report the cosine similarity of the two sentence vectors. A domain-adapted encoder
-should move the technical pair closer and the general pair apart, relative to a general encoder.
+Each word ("Python") has a general and a technical template, each filled once with the word and
+once with a neighbour ("snake" / "PHP"); we report the cosine of the two mean-pooled sentence
+vectors. A domain-adapted encoder should move the technical pair closer and the general one apart.
 
 Note on the paper's numbers: its Table 7 is captioned "cosine similarity" but its values are
 around 0.01, the magnitude of a cosine *distance* (1 - cos) between two sentences that differ in
@@ -44,8 +42,7 @@ class Homonym:
 def load_homonyms(path: str | Path | None = None) -> list[Homonym]:
     """Read and validate the sentence pairs (default: the paper's appendix)."""
     path = Path(path) if path is not None else DEFAULT_DATA
-    with open(path, encoding="utf-8") as handle:
-        data = json.load(handle)
+    data = json.loads(path.read_text(encoding="utf-8"))
     entries = data.get("words") if isinstance(data, dict) else None
     if not isinstance(entries, list) or not entries:
         raise ValueError(f"{path}: expected an object with a non-empty list 'words'")

@@ -40,18 +40,14 @@ def synthetic_message(tokenizer, length: int, rng: np.random.Generator) -> Input
     vocab = np.array([i for i in range(len(tokenizer)) if i not in specials])
     body = rng.choice(vocab, size=length - n_special).tolist()
     prefix, suffix = _special_frame(tokenizer)
-    ids = prefix + body + suffix
-    input_ids = torch.tensor([ids], dtype=torch.long)
+    input_ids = torch.tensor([prefix + body + suffix], dtype=torch.long)
     return {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids)}
 
 
 def tokenized_messages(tokenizer, texts: Sequence[str], max_length: int) -> list[Inputs]:
     """Each text as its own batch of one (no padding), truncated to ``max_length`` tokens."""
-    out = []
-    for text in texts:
-        enc = tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt")
-        out.append({"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]})
-    return out
+    encodings = (tokenizer(text, truncation=True, max_length=max_length, return_tensors="pt") for text in texts)
+    return [{"input_ids": enc["input_ids"], "attention_mask": enc["attention_mask"]} for enc in encodings]
 
 
 def read_texts(path: str | Path) -> list[str]:

@@ -1,18 +1,15 @@
 """The report's p-value table: every ordered pair of a task table's encoders, tested both ways.
 
-Table 8's marks only compare candidates with the baselines, in one direction. A reader who wants to
-know whether the teacher beats the general-domain student, or whether a candidate is significantly
-*worse*, needs the other comparisons too; this module runs KS and Mann–Whitney U for (A, B) and
-(B, A) for every two encoders of the table, per metric, mode and language, on the same per-seed
-scores as the cells. The p-values are raw (no Holm): they are for reading, the marks are decided
-in :mod:`domain_distil.analysis.table8`.
+Table 8's marks only compare candidates with the baselines, in one direction; a reader asking
+whether the teacher beats the general-domain student needs the other pairs too. The p-values are
+raw (no Holm): they are for reading, the marks are decided in :mod:`domain_distil.analysis.table8`.
 """
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from itertools import permutations
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from domain_distil.analysis.stats import ks_test, mann_whitney
 
@@ -38,9 +35,6 @@ class PairTest:
     ks_pvalue: float
     mwu_pvalue: float
     alternative: str
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 def pairwise_tests(table: TaskTable, alternative: str) -> list[PairTest]:

@@ -1,16 +1,16 @@
 """Table 8 as CSV (every number), Markdown, LaTeX, a PNG plot, a rich terminal table and W&B tables.
 
-Every format shows the same cell text (:func:`cell_text`: mean ± sd over seeds, ×100, with marks)
-and the same legend (:func:`legend`), which names the test, its alternative and α, so a reader of
-any one file can tell what a mark claims. The p-value table (:func:`pvalue_rows`) follows Table 8
-in the Markdown and LaTeX files and has its own CSV and W&B table.
+Every format shows the same cell text (:func:`cell_text`) and the same legend (:func:`legend`:
+test, alternative and α), so a reader of any one file can tell what a mark claims.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 import math
 from collections.abc import Collection, Iterator, Mapping
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +27,6 @@ _COMPARISON_FIELDS = (
     "mean_diff", "ks_statistic", "ks_pvalue", "ks_pvalue_adjusted", "mwu_statistic", "mwu_pvalue",
     "mwu_method", "ci_low", "ci_high", "ci_method", "cliffs_delta",
 )
-# Direction of a two-sided pairwise comparison, from the sign of the mean difference.
-_UP, _DOWN, _EQUAL = "↑", "↓", "="
 
 
 def freeze_name(freeze: bool) -> str:
@@ -46,10 +44,7 @@ def cell_text(cell: Cell, n_seeds: int, show_sd: bool = True) -> str:
 
 
 def _rows(table: TaskTable) -> Iterator[tuple[str, bool, str]]:
-    for metric in table.metrics:
-        for freeze in table.freeze:
-            for encoder in table.encoders:
-                yield metric, freeze, encoder
+    return itertools.product(table.metrics, table.freeze, table.encoders)
 
 
 def _display_rows(table: TaskTable, show_sd: bool, metric_names: bool = True) -> list[list[str]]:
@@ -65,16 +60,21 @@ def markdown_table(header: list[str], rows: list[list[str]], right: int = 0) -> 
     return "\n".join(lines + ["| " + " | ".join(row) + " |" for row in rows]) + "\n"
 
 
-def print_table(console: Any, title: str, header: list[str], rows: list[list[str]], left: Collection[str]) -> None:
-    """``rows`` as a rich table on ``console``: the ``left`` columns left-aligned, numbers right."""
+def rich_table(title: str, header: list[str], rows: list[list[str]], left: Collection[str],
+               caption: str | None = None) -> Any:
+    """``rows`` as a rich table: the ``left`` columns left-aligned, numbers right."""
     from rich.table import Table
 
-    table = Table(title=title)
+    table = Table(title=title, caption=caption)
     for name in header:
         table.add_column(name, justify="left" if name in left else "right")
     for row in rows:
         table.add_row(*row)
-    console.print(table)
+    return table
+
+
+def print_table(console: Any, title: str, header: list[str], rows: list[list[str]], left: Collection[str]) -> None:
+    console.print(rich_table(title, header, rows, left))
 
 
 def legend(result: Table8, show_sd: bool = True) -> str:
@@ -111,7 +111,7 @@ def pair_text(pair: PairTest) -> str:
     text = f"{_p(pair.ks_pvalue)} / {_p(pair.mwu_pvalue)}"
     if pair.alternative == "greater" or math.isnan(pair.mean_diff):
         return text
-    arrow = _UP if pair.mean_diff > 0 else _DOWN if pair.mean_diff < 0 else _EQUAL
+    arrow = "↑" if pair.mean_diff > 0 else "↓" if pair.mean_diff < 0 else "="
     return f"{arrow} {text}"
 
 
@@ -165,7 +165,7 @@ def csv_records(result: Table8) -> list[dict[str, Any]]:
 
 def pvalue_records(result: Table8) -> list[dict[str, Any]]:
     """One row per ordered pair, metric, mode and language (the p-value table, every number)."""
-    return [{**p.as_dict(), "weights": freeze_name(p.freeze).lower()} for p in result.pairs]
+    return [{**asdict(p), "weights": freeze_name(p.freeze).lower()} for p in result.pairs]
 
 
 def _write_records(records: list[dict[str, Any]], path: Path) -> Path:
@@ -275,17 +275,9 @@ def plot_f1(result: Table8, output_dir: Path, metric: str = "f1") -> list[Path]:
 
 
 def rich_tables(result: Table8, show_sd: bool = True) -> list[Any]:
-    from rich.table import Table
-
-    tables = []
-    for table in result.tables:
-        rt = Table(title=f"Table 8: {table.task}", caption=legend(result, show_sd))
-        for name in ("Metric", "Weights", "Model", *table.langs):
-            rt.add_column(name, justify="right" if name in table.langs else "left")
-        for row in _display_rows(table, show_sd):
-            rt.add_row(*row)
-        tables.append(rt)
-    return tables
+    return [rich_table(f"Table 8: {table.task}", ["Metric", "Weights", "Model", *table.langs],
+                       _display_rows(table, show_sd), ("Metric", "Weights", "Model"), legend(result, show_sd))
+            for table in result.tables]
 
 
 def _wandb_table(records: list[Mapping[str, Any]]) -> Any:
@@ -307,12 +299,9 @@ def wandb_tables(result: Table8, show_sd: bool = True) -> dict[str, Any]:
     for table in result.tables:
         tables[f"table8/{table.task}"] = wandb.Table(columns=["metric", "weights", "model", *table.langs],
                                                      data=_display_rows(table, show_sd, metric_names=False))
-    records = csv_records(result)
-    if records:
-        tables["table8/stats"] = _wandb_table(records)
-    pairs = pvalue_records(result)
-    if pairs:
-        tables["table8/pvalues"] = _wandb_table(pairs)
+    for name, records in (("stats", csv_records(result)), ("pvalues", pvalue_records(result))):
+        if records:
+            tables[f"table8/{name}"] = _wandb_table(records)
     return tables
 
 

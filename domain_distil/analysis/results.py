@@ -1,13 +1,8 @@
 """Collect ``results.json`` files (docs/formats.md) from sweep folders and account for every run.
 
 A Table 8 cell is a mean over seeds, so a run that crashed or never ran silently changes what the
-cell means. This module therefore returns three lists next to the usable scores: failed runs
-(``status != "ok"``), missing runs (points of the expected grid encoders x langs x seeds x freeze
-with no file at all), and duplicates (the same point found twice, e.g. a re-run sweep).
-
-A row of the table is an encoder id, so one id must name one encoder: results whose ids agree but
-whose encoder hashes differ (two students both called ``mine``) are refused, never merged. Only
-the same encoder hash, task, language, mode and seed is a duplicate.
+cell means: next to the usable scores come failed runs, missing runs (points of the expected grid
+with no file) and duplicates (the same point found twice, e.g. a re-run sweep).
 """
 
 from __future__ import annotations
@@ -228,11 +223,7 @@ def collect(dirs: Sequence[str | Path], metrics: Sequence[str] = schema.METRIC_K
     records, duplicates = _resolve_duplicates(loaded)
     grid = expected_grid(records, expected)
     present = {r.key for r in records}
-    missing = [
-        RunKey(task, enc, lang, freeze, seed)
-        for task, axes in grid.items()
-        for enc, lang, freeze, seed in product(axes["encoders"], axes["langs"], axes["freeze"], axes["seeds"])
-        if RunKey(task, enc, lang, freeze, seed) not in present
-    ]
+    points = (RunKey(task, *point) for task, axes in grid.items()
+              for point in product(axes["encoders"], axes["langs"], axes["freeze"], axes["seeds"]))
     return Collection(ok=[r for r in records if r.status == "ok"], failed=[r for r in records if r.status != "ok"],
-                      missing=sorted(missing), duplicates=duplicates, grid=grid)
+                      missing=sorted(key for key in points if key not in present), duplicates=duplicates, grid=grid)

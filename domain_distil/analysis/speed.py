@@ -1,14 +1,10 @@
-"""Table 5's measurements: parameters, size and milliseconds per message, batch size 1, on a fixed
-number of CPU threads.
+"""Table 5's measurements: parameters, size and milliseconds per message, batch size 1 (the serving
+case the paper times), on a fixed number of CPU threads.
 
-Every measurement runs one message at a time (batch size 1, the serving case the paper times),
-repeats the whole measurement ``repeats`` times after ``warmup`` untimed rounds, and reports the
-median, so one-off stalls (page faults, a neighbour process) do not move the number. Besides fp32
-PyTorch, an encoder can get two deployment variants, int8 (ONNX Runtime dynamic quantization) and
-fp32 ONNX Runtime, each with its agreement to fp32: the max |difference| of the last hidden
-states over the real tokens of held-out texts, because a fast model that computes something else
-is no use to the classifier heads on top. The variants are the code serving runs
-(``conversion.variants``).
+The median over ``repeats`` keeps one-off stalls (page faults, a neighbour process) out of the
+number. The int8 and ONNX Runtime variants (the code serving runs, ``conversion.variants``) also
+report their agreement with fp32 (max |difference| of the last hidden states on held-out texts),
+because a fast model that computes something else is no use to the classifier heads on top.
 """
 
 from __future__ import annotations
@@ -61,10 +57,6 @@ class SpeedRow:
         return not self.note.startswith("unavailable")
 
 
-def count_params_m(model: torch.nn.Module) -> float:
-    return sum(p.numel() for p in model.parameters()) / 1e6
-
-
 def state_dict_mb(model: torch.nn.Module) -> float:
     """Serialized size of the PyTorch weights."""
     buffer = io.BytesIO()
@@ -74,10 +66,7 @@ def state_dict_mb(model: torch.nn.Module) -> float:
 
 def machine_identity() -> dict[str, str]:
     """What a single-thread latency depends on besides the model: the CPU model, torch, Python.
-
-    ``platform.processor()`` is empty on many Linux systems, so the CPU model comes from
-    ``/proc/cpuinfo`` where there is one.
-    """
+    The CPU model comes from ``/proc/cpuinfo``: ``platform.processor()`` is empty on many Linux systems."""
     import platform
 
     cpu = ""
@@ -147,7 +136,7 @@ def benchmark_encoder(
     fixed = {str(n): [synthetic_message(tokenizer, n, rng)] for n in settings.lengths}
     messages = {**fixed, "realistic": realistic(tokenizer)}
     held_out = tokenized_messages(tokenizer, agreement_texts, max(settings.lengths))
-    params = count_params_m(model)
+    params = sum(p.numel() for p in model.parameters()) / 1e6
     reference = torch_runner(model)
 
     def timed(runner: Runner, name: str) -> dict[str, float | None]:
@@ -166,6 +155,7 @@ def benchmark_encoder(
     for variant in VARIANT_ORDER:
         if not getattr(settings, variant):
             continue
+        name = f"{spec.id} ({LABELS[variant]})"
         try:
             progress(f"{spec.id}: {variant} conversion")
             calibration = (Calibration.from_texts(tokenizer, settings.int8_calibration)
@@ -175,14 +165,10 @@ def benchmark_encoder(
         except Exception as error:  # noqa: BLE001  the exporter raises many types; the row records it
             reason = (str(error) if isinstance(error, ImportError)
                       else f"{variant} conversion failed: {type(error).__name__}: {error}")
-            rows.append(_unavailable(spec.id, variant, params, messages, reason))
+            rows.append(SpeedRow(name, variant, params, None, dict.fromkeys(messages), None, f"unavailable: {reason}"))
             continue
         rows.append(SpeedRow(
-            f"{spec.id} ({LABELS[variant]})", variant, params, size, timed(runner, f"{spec.id} {variant}"),
+            name, variant, params, size, timed(runner, f"{spec.id} {variant}"),
             max_abs_difference(reference, runner, held_out), variant_note(variant, settings.int8_settings),
         ))
     return rows
-
-
-def _unavailable(encoder_id: str, variant: str, params: float, messages: dict, reason: str) -> SpeedRow:
-    return SpeedRow(f"{encoder_id} ({LABELS[variant]})", variant, params, None, dict.fromkeys(messages), None, f"unavailable: {reason}")

@@ -1,16 +1,13 @@
-"""Two-sample comparisons of per-seed scores: "does encoder A beat encoder B?".
+"""Two-sample comparisons of per-seed scores: "does encoder A beat encoder B?" (docs/statistics.md).
 
-The paper marks Table 8 with a Kolmogorov–Smirnov test over 10 seeds. KS alone is a coarse
-instrument at n = 10 (one-sided p < 0.05 needs D >= 0.6) and tests any difference in distribution,
-so every comparison here also reports a location test (Mann–Whitney U), a bootstrap confidence
-interval of the mean difference, and an effect size (Cliff's delta). docs/statistics.md explains
-the choices; the direction conventions below are the part that is easy to get backwards.
+KS alone is a coarse instrument at 10 seeds, so every comparison also reports Mann–Whitney U, a
+bootstrap CI of the mean difference and Cliff's delta.
 
-Direction: every function takes ``(candidate, baseline)`` and ``alternative="greater"`` means the
-claim "the candidate's scores tend to be larger". scipy's ``ks_2samp`` phrases its alternative in
-terms of the empirical CDFs, where a *larger* sample has a *lower* CDF, so "greater" maps to
-``ks_2samp(candidate, baseline, alternative="less")``; ``mannwhitneyu`` phrases it in terms of the
-samples, so there it stays ``"greater"``.
+Direction (easy to get backwards): every function takes ``(candidate, baseline)``, and
+``alternative="greater"`` claims "the candidate's scores tend to be larger". scipy's ``ks_2samp``
+phrases its alternative in terms of the empirical CDFs, where a *larger* sample has a *lower* CDF,
+so "greater" maps to ``ks_2samp(candidate, baseline, alternative="less")``; ``mannwhitneyu``
+phrases it in terms of the samples, so there it stays ``"greater"``.
 """
 
 from __future__ import annotations
@@ -66,9 +63,7 @@ def _check_alternative(alternative: str) -> None:
 
 def ks_test(candidate: Sequence[float], baseline: Sequence[float], alternative: str = "greater") -> tuple[float, float]:
     """KS statistic and p-value; with ``"greater"``, H1 is "the candidate tends to be larger".
-
-    scipy's ``method="auto"`` computes the exact p-value for samples this small.
-    """
+    scipy's ``method="auto"`` computes the exact p-value for samples this small."""
     _check_alternative(alternative)
     a, b = _as_sample(candidate, "candidate"), _as_sample(baseline, "baseline")
     result = stats.ks_2samp(a, b, alternative=_KS_ALTERNATIVE[alternative], method="auto")
@@ -120,16 +115,13 @@ def bootstrap_mean_diff_ci(candidate: Sequence[float], baseline: Sequence[float]
 def cliffs_delta(candidate: Sequence[float], baseline: Sequence[float]) -> float:
     """Cliff's delta = P(c > b) - P(c < b) over all pairs; +1 means every candidate score is larger."""
     a, b = _as_sample(candidate, "candidate"), _as_sample(baseline, "baseline")
-    signs = np.sign(a[:, None] - b[None, :])
-    return float(signs.mean())
+    return float(np.sign(a[:, None] - b[None, :]).mean())
 
 
 def compare(candidate: Sequence[float], baseline: Sequence[float], alternative: str = "greater",
             confidence: float = 0.95, n_resamples: int = 9999, seed: int = 0) -> Comparison:
-    """All statistics for one comparison. Fewer than two scores on either side gives NaNs.
-
-    (With one seed there is no distribution to compare; NaN keeps the cell visibly unmarked.)
-    """
+    """All statistics for one comparison. Fewer than two scores on either side gives NaNs: with one
+    seed there is no distribution to compare, and NaN keeps the cell visibly unmarked."""
     a, b = _as_sample(candidate, "candidate"), _as_sample(baseline, "baseline")
     nan = float("nan")
     if a.size < 2 or b.size < 2:

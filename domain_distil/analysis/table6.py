@@ -1,10 +1,5 @@
-"""Table 6 and Figure 2: students distilled on growing data budgets vs the baselines (paper §5).
-
-Rows are encoders (baselines first, marked *, then students in budget order), columns macro
-precision, recall and F1 (means over seeds, three decimals like the paper) for one task, language
-and frozen/fine-tuned setting. The figure plots the students' F1 (mean ± sd) against their budget
-in GB, with each baseline as a horizontal line.
-"""
+"""Table 6 and Figure 2: students distilled on growing data budgets vs the baselines (paper §5),
+for one task, language and frozen/fine-tuned setting; Figure 2 draws each baseline as a line."""
 
 from __future__ import annotations
 
@@ -15,10 +10,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-
 from domain_distil.analysis.render import markdown_table, pyplot, save_png
 from domain_distil.analysis.results import Collection
+from domain_distil.analysis.table8 import Cell
 from domain_distil.common.io import atomic_open
 
 _TRAILING_NUMBER = re.compile(r"(\d+(?:\.\d+)?)$")
@@ -29,15 +23,7 @@ METRICS = ("precision", "recall", "f1")
 class Row:
     encoder: str
     budget_gb: float | None  # None for baselines
-    scores: dict[str, list[float]]  # metric -> per-seed scores
-
-    def mean(self, metric: str) -> float:
-        values = self.scores[metric]
-        return float(np.mean(values)) if values else float("nan")
-
-    def std(self, metric: str) -> float:
-        values = self.scores[metric]
-        return float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+    cells: dict[str, Cell]  # metric -> per-seed scores
 
 
 def budget_of(encoder: str, budgets: Mapping[str, float] | None) -> float:
@@ -67,7 +53,7 @@ def build_table6(collection: Collection, task: str, lang: str, freeze: bool, bas
 
     def row(encoder: str, budget: float | None) -> Row:
         scores = cells.get(encoder, {m: [] for m in METRICS})
-        return Row(encoder, budget, {m: [v for _, v in sorted(scores[m])] for m in METRICS})
+        return Row(encoder, budget, {m: Cell([v for _, v in sorted(scores[m])]) for m in METRICS})
 
     students = sorted((budget_of(e, budgets), e) for e in cells if e not in baselines)
     return [row(b, None) for b in baselines] + [row(e, gb) for gb, e in students]
@@ -75,7 +61,7 @@ def build_table6(collection: Collection, task: str, lang: str, freeze: bool, bas
 
 def render_markdown(rows: Sequence[Row], title: str) -> str:
     body = [[f"{r.encoder} *" if r.budget_gb is None else r.encoder,
-             *("–" if math.isnan(r.mean(m)) else f"{r.mean(m):.3f}" for m in METRICS), str(len(r.scores["f1"]))]
+             *("–" if math.isnan(r.cells[m].mean) else f"{r.cells[m].mean:.3f}" for m in METRICS), str(r.cells["f1"].n)]
             for r in rows]
     table = markdown_table(["Model", "Precision", "Recall", "F1", "n"], body, right=4)
     return f"### {title}\n\n{table}\n* = baseline. Means over seeds.\n"
@@ -87,8 +73,8 @@ def write_csv(rows: Sequence[Row], path: Path) -> Path:
         writer.writerow(["encoder", "baseline", "budget_gb", "n", *(f"{m}_{s}" for m in METRICS for s in ("mean", "std"))])
         for r in rows:
             writer.writerow([
-                r.encoder, r.budget_gb is None, "" if r.budget_gb is None else r.budget_gb, len(r.scores["f1"]),
-                *(v for m in METRICS for v in (r.mean(m), r.std(m))),
+                r.encoder, r.budget_gb is None, "" if r.budget_gb is None else r.budget_gb, r.cells["f1"].n,
+                *(v for m in METRICS for v in (r.cells[m].mean, r.cells[m].std)),
             ])
     return path
 
@@ -98,12 +84,12 @@ def plot_figure2(rows: Sequence[Row], path: Path, title: str) -> Path:
     fig, ax = pyplot().subplots(figsize=(6, 3.8))
     if students:
         ax.errorbar(
-            [r.budget_gb for r in students], [r.mean("f1") for r in students],
-            yerr=[0.0 if math.isnan(r.std("f1")) else r.std("f1") for r in students],
+            [r.budget_gb for r in students], [r.cells["f1"].mean for r in students],
+            yerr=[0.0 if math.isnan(r.cells["f1"].std) else r.cells["f1"].std for r in students],
             fmt="o-", capsize=3, label="F1 Score",
         )
     for i, r in enumerate(r for r in rows if r.budget_gb is None):
-        ax.axhline(r.mean("f1"), linestyle="--", color=f"C{i + 1}", label=r.encoder)
+        ax.axhline(r.cells["f1"].mean, linestyle="--", color=f"C{i + 1}", label=r.encoder)
     ax.set_xlabel("distillation data (GB of uncompressed text)")
     ax.set_ylabel("Macro F1 (mean ± sd over seeds)")
     ax.set_title(title)

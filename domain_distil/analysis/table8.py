@@ -1,24 +1,16 @@
 """Table 8: metric x frozen/fine-tuned x encoder rows, language columns, means over seeds with marks.
 
-A candidate encoder's cell gets a baseline role's symbol (⋆ for the DistilmBERT role, † for the
-mBERT role) when its per-seed scores differ from that baseline's by a KS test at ``alpha``
-(Holm-adjusted over the family of one metric's comparisons when ``holm`` is on):
-
-- ``alternative="greater"`` (one-sided, the default) tests "the candidate is better", so a mark
-  always means better and a worse cell is never marked;
-- ``alternative="two-sided"`` tests "the two differ", so the direction comes from the sign of the
-  mean difference: better gets the role's symbol, worse gets the role's *worse* symbol (▽ / ▼).
-  A two-sided p-value alone must never print "beats" on a worse model.
-
-Which encoder ids play the roles is configuration, so the demo's small encoders can stand in for
-the paper's. Every ordered pair of the table's encoders is also tested both ways
-(:mod:`domain_distil.analysis.pairwise`) for the report's p-value table.
+A candidate's cell gets a baseline role's symbol (⋆ DistilmBERT role, † mBERT role) when a KS test
+at ``alpha`` (Holm-adjusted per metric when ``holm`` is on) finds its per-seed scores better; a
+two-sided test takes the direction from the mean difference, so a worse model gets the role's
+*worse* symbol (▽ / ▼), never "beats". docs/statistics.md has the details.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import product
 
 import numpy as np
 
@@ -152,15 +144,13 @@ def build_table8(collection: Collection, baselines: Mapping[str, str], candidate
         langs = order_langs(axes["langs"])
         cells: dict[tuple[str, bool, str, str], Cell] = {}
         for metric in metrics:
-            scores = collection.scores(metric)
             by_point: dict[tuple[bool, str, str], list[tuple[int, float]]] = {}
-            for key, value in scores.items():
+            for key, value in collection.scores(metric).items():
                 if key.task == task:
                     by_point.setdefault((key.freeze, key.encoder, key.lang), []).append((key.seed, value))
-            for fr, enc, lang in ((f, e, la) for f in freeze for e in rows for la in langs):
-                values = [v for _, v in sorted(by_point.get((fr, enc, lang), []))]
-                cells[(metric, fr, enc, lang)] = Cell(values)
-            for fr, enc, lang in ((f, e, la) for f in freeze for e in cands for la in langs):
+            for fr, enc, lang in product(freeze, rows, langs):
+                cells[(metric, fr, enc, lang)] = Cell([v for _, v in sorted(by_point.get((fr, enc, lang), []))])
+            for fr, enc, lang in product(freeze, cands, langs):
                 cell = cells[(metric, fr, enc, lang)]
                 for role, base in baselines.items():
                     if base in rows:

@@ -12,7 +12,7 @@ from typing import Any
 
 from domain_distil.artifacts.manifest import read_manifest
 from domain_distil.artifacts.students import StudentArtifact, iter_students
-from domain_distil.common.io import MANIFEST, read_json
+from domain_distil.common.io import MANIFEST
 
 
 @dataclass(frozen=True)
@@ -23,13 +23,6 @@ class ArtifactRow:
 
     def describe(self) -> str:
         return "  ".join(f"{k}={v}" for k, v in self.facts.items() if v not in (None, "", [], {}))
-
-
-def _meta(folder: Path) -> dict[str, Any] | None:
-    try:
-        return read_json(folder / "meta.json")
-    except (OSError, ValueError):
-        return None
 
 
 def _size_mb(folder: Path) -> float:
@@ -48,11 +41,10 @@ def _student_row(student: StudentArtifact) -> ArtifactRow:
     })
 
 
-def _meta_rows(cache_dir: Path, kind: str, subfolder: str,
-               facts: Callable[[Path, dict[str, Any]], dict[str, Any]]) -> list[ArtifactRow]:
-    """One row per folder of ``<cache_dir>/<subfolder>`` with a readable ``meta.json``."""
-    folders = sorted((cache_dir / subfolder).glob("[!.]*"))
-    return [ArtifactRow(kind, f, facts(f, meta)) for f in folders if (meta := _meta(f)) is not None]
+def _meta_rows(cache_dir: Path, kind: str, facts: Callable[[Path, dict[str, Any]], dict[str, Any]]) -> list[ArtifactRow]:
+    """One row per folder of ``<cache_dir>/<kind>`` with a readable ``meta.json``."""
+    folders = sorted((cache_dir / kind).glob("[!.]*"))
+    return [ArtifactRow(kind, f, facts(f, meta)) for f in folders if (meta := read_manifest(f, "meta.json")) is not None]
 
 
 def _corpus_facts(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
@@ -67,19 +59,19 @@ def _feature_facts(folder: Path, meta: dict[str, Any]) -> dict[str, Any]:
             "max_length": meta.get("max_length"), "dtype": meta.get("dtype"), "size_mb": _size_mb(folder)}
 
 
-def _manifested(root: Path, pattern: str, kinds: set[str]) -> list[ArtifactRow]:
+def _manifested(root: Path, pattern: str, kind: str) -> list[ArtifactRow]:
     rows = []
     for path in sorted(root.glob(pattern)):
         folder = path.parent
         if any(part.startswith(".") for part in folder.relative_to(root).parts):
             continue  # temp folders of a build in progress
         manifest = read_manifest(folder)
-        if manifest is None or manifest.get("kind") not in kinds:
+        if manifest is None or manifest.get("kind") != kind:
             continue
         facts = {k: manifest.get(k) for k in ("name", "base", "encoder", "created") if manifest.get(k)}
-        if manifest.get("kind") == "serving_bundle":
+        if kind == "serving_bundle":
             facts["heads"] = len(manifest.get("heads") or [])
-        rows.append(ArtifactRow({"serving_bundle": "bundle"}.get(manifest["kind"], manifest["kind"]), folder, facts))
+        rows.append(ArtifactRow({"serving_bundle": "bundle"}.get(kind, kind), folder, facts))
     return rows
 
 
@@ -87,11 +79,11 @@ def list_artifacts(cache_dir: str | Path, bundle_roots: Iterable[str | Path] = (
     """Students, corpora, feature caches, converted teachers and fitted MLM heads in ``cache_dir``,
     plus serving bundles found (recursively) under ``bundle_roots``."""
     cache_dir = Path(cache_dir)
-    rows = [*map(_student_row, iter_students(cache_dir)), *_meta_rows(cache_dir, "corpus", "corpus", _corpus_facts),
-            *_meta_rows(cache_dir, "features", "features", _feature_facts)]
-    rows += _manifested(cache_dir / "teachers", f"*/{MANIFEST}", {"teacher"})
-    rows += _manifested(cache_dir / "mlm_heads", f"*/{MANIFEST}", {"mlm_head"})
+    rows = [*map(_student_row, iter_students(cache_dir)), *_meta_rows(cache_dir, "corpus", _corpus_facts),
+            *_meta_rows(cache_dir, "features", _feature_facts)]
+    rows += _manifested(cache_dir / "teachers", f"*/{MANIFEST}", "teacher")
+    rows += _manifested(cache_dir / "mlm_heads", f"*/{MANIFEST}", "mlm_head")
     for root in bundle_roots:
         if Path(root).is_dir():
-            rows += _manifested(Path(root), f"**/{MANIFEST}", {"serving_bundle"})
+            rows += _manifested(Path(root), f"**/{MANIFEST}", "serving_bundle")
     return rows

@@ -9,21 +9,18 @@ from typing import Any
 from domain_distil.common.io import MANIFEST, read_json, write_json
 
 
-def read_manifest(folder: str | Path) -> dict[str, Any] | None:
-    """The manifest of ``folder``, or None when there is none or it cannot be parsed."""
-    path = Path(folder) / MANIFEST
-    if not path.is_file():
-        return None
+def read_manifest(folder: str | Path, name: str = MANIFEST) -> dict[str, Any] | None:
+    """The manifest (or another JSON record, e.g. ``meta.json``) of ``folder``, or None when there is
+    none or it cannot be parsed."""
     try:
-        data = read_json(path)
+        data = read_json(Path(folder) / name)
     except (OSError, ValueError):
         return None
     return data if isinstance(data, dict) else None
 
 
 def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> Path:
-    """Write atomically (temp file + rename), so a reader never sees half a manifest."""
-    path = Path(folder) / MANIFEST
+    path = Path(folder) / MANIFEST  # written atomically: a reader never sees half a manifest
     write_json(path, manifest)
     return path
 

@@ -1,10 +1,7 @@
 """Distilled students as artifacts: their identity, their manifest, and finding one by what made it.
 
 Key (hashes what changes the weights) versus lookup record (what a later stage knows without reading
-the corpus): docs/architecture.md. A **continued** student (``student.init=student
-student.from=<key, prefix or folder>``, docs/distillation.md) starts from another exported student:
-its recipe names the parent by its full key, its key covers the parent's content hash, and its
-manifest's ``lineage`` lists the parent and the parent's own lineage.
+the corpus): docs/architecture.md; a continued student (``student.init=student``): docs/distillation.md.
 """
 
 from __future__ import annotations
@@ -39,10 +36,7 @@ GENERIC_CORPUS_NAMES = frozenset({"text", "corpus", ""})
 
 
 class StudentLookupError(UserInputError, LookupError):
-    """No student, or more than one, matches what a stage asked for; the message lists candidates.
-
-    A :class:`UserInputError`: the command line prints it as one ``error: ...`` line (exit status 2).
-    """
+    """No student, or more than one, matches what a stage asked for; the message lists candidates."""
 
 
 @dataclass(frozen=True)
@@ -82,11 +76,8 @@ class StudentArtifact:
 
     @property
     def default_id(self) -> str:
-        """``distilled-<corpus>-<key prefix>``: the encoder id ``encoder=distilled`` gives this student.
-
-        Two students (an in-domain and a general one, or two recipes on one corpus) get two ids, so
-        a report over both shows two rows; the key prefix also works as ``encoder.key=<prefix>``.
-        """
+        """The encoder id ``encoder=distilled`` gives this student: two students (an in-domain and a
+        general one, or two recipes on one corpus) never share a report row."""
         return f"{DEFAULT_ID_PREFIX}-{self.corpus_label}-{self.key[:ID_KEY_CHARS]}"
 
     def settings(self) -> dict[str, Any]:
@@ -117,7 +108,6 @@ def classify_command(student: StudentArtifact, extra: tuple[str, ...] = ()) -> s
 
 
 def _id_safe(text: str) -> str:
-    """``text`` with every run of characters outside ``[A-Za-z0-9._-]`` replaced by one ``_``."""
     return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "corpus"
 
 
@@ -143,17 +133,15 @@ def corpus_reference(corpus: Mapping[str, Any]) -> dict[str, Any]:
     the corpus folder was moved away or deleted.
     """
     ref = {k: v for k, v in corpus.items() if k not in NOT_PART_OF_THE_CORPUS}
-    if ref.get("dir"):
-        ref["dir"] = _absolute(ref["dir"])
+    for key in ("dir", "prepared_dir", "data_dir"):
+        if ref.get(key):
+            ref[key] = _absolute(ref[key])
     files = ref.get("files")
     if isinstance(files, Mapping):
         ref["files"] = {
             lang: [_absolute(p) for p in (paths if isinstance(paths, list | tuple) else [paths])]
             for lang, paths in sorted(files.items())
         }
-    for key in ("prepared_dir", "data_dir"):
-        if ref.get(key):
-            ref[key] = _absolute(ref[key])
     return ref
 
 
@@ -225,10 +213,6 @@ def _matches(student: StudentArtifact, query: StudentQuery) -> bool:
             and all(effective.get(k) == v for k, v in (query.effective or {}).items()))
 
 
-def find_students(cache_dir: str | Path, query: StudentQuery) -> list[StudentArtifact]:
-    return [s for s in iter_students(cache_dir) if _matches(s, query)]
-
-
 def _with_differences(student: StudentArtifact, query: StudentQuery) -> str:
     differences = query.differences(student) or ["nothing the lookup compares"]
     return f"\n  - {student.summary()}; differs in: " + "; ".join(differences)
@@ -236,12 +220,12 @@ def _with_differences(student: StudentArtifact, query: StudentQuery) -> str:
 
 def resolve_student(cache_dir: str | Path, query: StudentQuery) -> StudentArtifact:
     """The one student that matches ``query``; none or several is a :class:`StudentLookupError`."""
-    matches = find_students(cache_dir, query)
+    students = iter_students(cache_dir)
+    matches = [s for s in students if _matches(s, query)]
     if len(matches) == 1:
         return matches[0]
     if not matches:
-        others = iter_students(cache_dir)
-        listing = "".join(_with_differences(s, query) for s in others) or " (none)"
+        listing = "".join(_with_differences(s, query) for s in students) or " (none)"
         raise StudentLookupError(
             f"No distilled student in {students_root(cache_dir)} for {query.describe()}. Distil it first with "
             f"the same teacher/corpus/distill settings: `python run.py task=distill ...`, name one with "
@@ -256,11 +240,7 @@ def resolve_student(cache_dir: str | Path, query: StudentQuery) -> StudentArtifa
 
 def student_by_key(cache_dir: str | Path, key: str, setting: str = "encoder.key") -> StudentArtifact:
     """The student whose key is ``key`` or starts with it, from the manifests alone (``setting`` names
-    the config key that asked, for the error).
-
-    No teacher, corpus or recipe setting is needed: the key already names one student. A prefix
-    that matches none or several students is a :class:`StudentLookupError` listing the candidates.
-    """
+    the config key that asked, for the error); none or several is a :class:`StudentLookupError`."""
     key = key.strip()
     students = iter_students(cache_dir)
     exact = [s for s in students if s.key == key]

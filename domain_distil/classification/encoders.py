@@ -1,20 +1,11 @@
 """Which encoder a classification job uses, its content hash, and loading it.
 
-``encoder.kind`` says where the weights come from (``encoder.id`` is only the name the encoder
-gets in results and reports, e.g. ``TD-DistilmBERT``):
-
-- ``teacher``: the teacher of ``cfg.teacher`` (hub name, local folder, or a ``builder`` that
-  produces a local folder), via ``modeling.teachers.resolve_teacher_path``;
-- ``distilmbert``: ``distilbert-base-multilingual-cased`` from the hub (domain-general baseline);
-- ``path``: any exported student folder (``encoder.name_or_path``);
-- ``distilled``: the student that ``task=distill`` exported for the current teacher, corpus and
-  distill config, found through the students' manifests (``domain_distil/artifacts/students.py``),
-  or the one ``encoder.key`` names (its key or a unique prefix) without repeating those settings.
-  Unless ``encoder.id`` is set, its id is ``distilled-<corpus>-<key prefix>``, so two students
-  never share a row in a report.
-
-The hash (``domain_distil.encoders.encoder_hash``) keys the feature cache and is written to
-``results.json``; loading goes through the one loader, ``domain_distil.encoders.load_encoder``.
+``encoder.kind`` says where the weights come from (``encoder.id`` only names it in results and
+reports): ``teacher`` (``cfg.teacher``: hub name, local folder or a ``builder``), ``distilmbert``
+(the hub's domain-general baseline), ``path`` (an exported model folder) or ``distilled`` (the
+student ``task=distill`` exported for this teacher, corpus and distill config, found through the
+students' manifests, or the one ``encoder.key`` names). A distilled student's default id is
+``distilled-<corpus>-<key prefix>``, so two students never share a row in a report.
 """
 
 from __future__ import annotations
@@ -24,7 +15,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 from domain_distil import encoders
@@ -40,6 +31,7 @@ from domain_distil.artifacts.students import (
     with_parent_key,
 )
 from domain_distil.common.errors import ConfigError
+from domain_distil.modeling.teachers import resolve_teacher_path
 
 log = logging.getLogger(__name__)
 
@@ -71,8 +63,6 @@ def resolve_encoder(cfg: DictConfig) -> EncoderRef:
     revision = enc.get("revision") or None
     local_files_only = bool(enc.get("local_files_only", False))
     if kind == "teacher":
-        from domain_distil.modeling.teachers import resolve_teacher_path
-
         name_or_path = resolve_teacher_path(cfg.teacher, cache_dir)
         revision = cfg.teacher.get("revision") or None
         local_files_only = bool(cfg.teacher.get("local_files_only", False))
@@ -116,10 +106,6 @@ def student_query(cfg: DictConfig) -> StudentQuery:
     Computed from the configuration alone: the corpus is referenced, not read, and the teacher is
     identified by name (hub) or memoised content hash (folder).
     """
-    from omegaconf import OmegaConf
-
-    from domain_distil.modeling.teachers import resolve_teacher_path
-
     teacher_path = resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
     plain = lambda node: OmegaConf.to_container(node, resolve=True)  # noqa: E731
     match = cfg.encoder.get("match")

@@ -1,20 +1,11 @@
 """Frozen-encoder feature cache: token outputs computed once, reused by every seed.
 
-With a frozen encoder the head only ever sees ``last_hidden_state``, which depends on the
-encoder, the texts and the truncation length and on nothing a seed changes. So the outputs of one
-split are computed once and stored under
-
-    ${paths.cache_dir}/features/<hash(encoder hash, texts hash, max_length, dtype)>/
-        features.safetensors   hidden: (total real tokens, d), offsets: (N + 1,)
-        meta.json              what made it (encoder hash, dataset hash, sizes)
-
-Only real (non-padding) tokens are stored, concatenated; ``offsets`` delimit the rows, which stay
-in the split's order. Storage is float16 by default (half the disk; the head computes in float32,
-and the rounding, ~1e-3 relative, is far below what the head can resolve); ``float32`` is one
-override away. A folder is built under a file lock in a temp folder private to its process and
-appears by one rename once complete (``common.locking.build_entry``): a killed job never leaves
-half a cache behind, two jobs never encode the same split twice, and a re-run resumes at the
-first split that is missing.
+With a frozen encoder the head only sees ``last_hidden_state``, which depends on the encoder, the
+texts and the truncation length, never on the seed. Layout: docs/formats.md. Only real
+(non-padding) tokens are stored, float16 by default: half the disk, and its ~1e-3 relative rounding
+is far below what the head (computing in float32) can resolve. A folder is built under a file lock
+in a private temp folder and appears by one rename (``common.locking.build_entry``): a killed job
+never leaves half a cache, and two jobs never encode the same split twice.
 """
 
 from __future__ import annotations
@@ -99,13 +90,9 @@ def encode_texts(encoder: nn.Module, tokenizer: PreTrainedTokenizerBase, texts: 
 
 
 class FeatureCache:
-    """Content-addressed store of :class:`FeatureStore` s for one encoder.
-
-    :param root: ``${paths.cache_dir}/features``.
-    :param encoder_hash: the encoder's content hash (``domain_distil.encoders.encoder_hash``).
-    :param load_encoder: called at most once, on the first miss, returning (encoder, tokenizer);
-        a fully cached sweep therefore never loads the encoder weights at all.
-    """
+    """Content-addressed store of :class:`FeatureStore` s for the encoder ``encoder_hash`` under ``root``
+    (``${paths.cache_dir}/features``). ``load_encoder`` is called at most once, on the first miss: a
+    fully cached sweep never loads the encoder weights at all."""
 
     def __init__(self, root: str | Path, encoder_hash: str, max_length: int,
                  load_encoder: Callable[[], tuple[nn.Module, PreTrainedTokenizerBase]], dtype: str = "float16",
@@ -125,8 +112,7 @@ class FeatureCache:
         self.encode_seconds = 0.0
 
     def key(self, texts: Sequence[str]) -> str:
-        dataset_hash = hash_object(list(texts))
-        return short(hash_object({"encoder": self.encoder_hash, "dataset": dataset_hash,
+        return short(hash_object({"encoder": self.encoder_hash, "dataset": hash_object(list(texts)),
                                   "max_length": self.max_length, "dtype": self.dtype,
                                   "version": FORMAT_VERSION}), 24)
 
@@ -144,8 +130,20 @@ class FeatureCache:
         computed: list[FeatureStore] = []
 
         def build(tmp: Path) -> None:
-            computed.append(self._encode(texts, name))
-            self._save(tmp, computed[0], texts)
+            if self._encoder is None:
+                self._encoder = self._load_encoder()
+            encoder, tokenizer = self._encoder
+            encoder.to(self.device)
+            started = time.perf_counter()
+            store = encode_texts(encoder, tokenizer, texts, self.max_length, self.batch_size,
+                                 DTYPES[self.dtype], self.device, desc=f"encoding {name}")
+            self.encode_seconds += time.perf_counter() - started
+            computed.append(store)
+            save_file({"hidden": store.hidden.contiguous(), "offsets": store.offsets}, str(tmp / "features.safetensors"))
+            meta = {"encoder_hash": self.encoder_hash, "dataset_hash": hash_object(list(texts)),
+                    "max_length": self.max_length, "dtype": self.dtype, "examples": len(store),
+                    "tokens": store.hidden.size(0), "dim": store.dim, "version": FORMAT_VERSION}
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=2))
 
         build_entry(folder, build, is_complete=lambda path: (path / "features.safetensors").is_file())
         if computed:
@@ -154,22 +152,3 @@ class FeatureCache:
         self.hits += 1
         tensors = load_file(str(folder / "features.safetensors"))
         return FeatureStore(hidden=tensors["hidden"], offsets=tensors["offsets"])
-
-    def _encode(self, texts: Sequence[str], name: str) -> FeatureStore:
-        if self._encoder is None:
-            self._encoder = self._load_encoder()
-        encoder, tokenizer = self._encoder
-        encoder.to(self.device)
-        started = time.perf_counter()
-        store = encode_texts(encoder, tokenizer, texts, self.max_length, self.batch_size,
-                             DTYPES[self.dtype], self.device, desc=f"encoding {name}")
-        self.encode_seconds += time.perf_counter() - started
-        return store
-
-    def _save(self, folder: Path, store: FeatureStore, texts: Sequence[str]) -> None:
-        """Write the tensors and ``meta.json`` into ``folder`` (the entry's private temp folder)."""
-        save_file({"hidden": store.hidden.contiguous(), "offsets": store.offsets}, str(folder / "features.safetensors"))
-        meta = {"encoder_hash": self.encoder_hash, "dataset_hash": hash_object(list(texts)),
-                "max_length": self.max_length, "dtype": self.dtype, "examples": len(store),
-                "tokens": store.hidden.size(0), "dim": store.dim, "version": FORMAT_VERSION}
-        (folder / "meta.json").write_text(json.dumps(meta, indent=2))

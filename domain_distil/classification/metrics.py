@@ -5,17 +5,11 @@
 - Multi-label tasks: one logit per label (BCE-with-logits); F1, precision and recall are macro
   averages over the labels (torchmetrics ``average="macro"``: each label's score, then the mean,
   so macro-F1 is *not* the harmonic mean of macro-P and macro-R).
-- Threshold: a row (binary) or a label (multi-label) is predicted positive when its probability is
-  ``>= threshold``. A fixed threshold comes from ``cls_task.threshold``; ``tune`` picks, after
-  training, the grid value (0.05, 0.10, ..., 0.95) with the best validation F1 of the best
-  checkpoint (ties go to the value nearest 0.5) and uses it for the test set.
-  ``cls_task.threshold_mode`` says how many thresholds a multi-label task tunes: ``global`` (one
-  for every label, the best macro F1) or ``per_label`` (each label its own, the best F1 of that
-  label). A per-label threshold is a list of floats, one per label in label order; for a binary
-  task the two modes are the same.
+- A row (binary) or a label (multi-label) is predicted positive when its probability is
+  ``>= threshold``: ``cls_task.threshold``, or ``tune`` (:func:`tune_threshold` on validation data).
 
-Metrics are always computed at epoch level: states accumulate over every batch and ``compute()``
-runs once per epoch, so a small last batch never skews the score.
+Metrics are computed at epoch level (states accumulate over every batch), so a small last batch
+never skews the score.
 """
 
 from __future__ import annotations

@@ -1,15 +1,9 @@
 """Labeled task files (docs/formats.md): reading, validation and the per-language splits.
 
 Every row is checked before any model is loaded; an error names the file, the line and what was
-expected: bad JSON/CSV, invalid UTF-8 (with the byte), unknown labels, and ids used twice within a
-language (the same id in ``train`` and ``test`` would score a model on a row it trained on).
-
-The label set comes from ``cls_task.labels``, or, when that is null (``cls_task=multilabel`` /
-``cls_task=binary``), from the task files themselves: every label that occurs, sorted (a binary
-task lists its positive label first). Labels are free text (``net::http``, ``c++ + stl``,
-``two words``); only a CSV cell cannot hold ``|``, its multi-label separator. The split rule follows the paper's Table 2: a language trains on its natural *and*
-translated ``train`` rows and is evaluated on natural rows only (translated ``val``/``test`` rows
-are dropped), so translated data never inflates a reported score.
+expected. Splits follow the paper's Table 2: a language trains on its natural *and* translated
+``train`` rows and is evaluated on natural rows only (translated ``val``/``test`` rows are
+dropped), so translated data never inflates a reported score.
 """
 
 from __future__ import annotations
@@ -45,12 +39,9 @@ class TaskFileError(UserInputError):
 class TaskSpec:
     """What a task file must contain; built from the ``cls_task`` config group.
 
-    :param labels: the label set; empty = every label found in the task files (:func:`read_task`).
-    :param threshold: decision threshold on the positive-class / per-label probability, or
-        ``"tune"`` to pick it on validation data (see ``classification.metrics.tune_threshold``).
-    :param threshold_mode: with ``tune``: ``global`` (one threshold for every label) or
-        ``per_label`` (each label its own; multi-label tasks).
-    :param train_sources: which ``source`` values of the ``train`` split are trained on.
+    Empty ``labels``: every label the task files use (:func:`read_task`). ``threshold``: on the
+    positive-class / per-label probability, or ``"tune"`` (``threshold_mode`` says how:
+    ``classification.metrics.tune_threshold``). ``train_sources``: which ``train`` rows are trained on.
     """
 
     name: str
@@ -78,8 +69,7 @@ class TaskSpec:
             raise ConfigError(f"cls_task.threshold must be a number in (0, 1) or 'tune', got {self.threshold!r}")
         if self.threshold_mode not in THRESHOLD_MODES:
             raise ConfigError(f"cls_task.threshold_mode must be one of {THRESHOLD_MODES}, got {self.threshold_mode!r}")
-        bad_sources = set(self.train_sources) - set(SOURCES)
-        if bad_sources or not self.train_sources:
+        if not self.train_sources or not set(self.train_sources) <= set(SOURCES):
             raise ConfigError(f"cls_task.train_sources must be a non-empty subset of {SOURCES}")
 
     @classmethod
@@ -183,10 +173,8 @@ def _read_rows(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
 
 
 def first_invalid_utf8(path: Path) -> tuple[int, int, int]:
-    """(line, 1-based byte offset in that line, byte value) of the first byte that is not UTF-8.
-
-    Only called after a decode failed, so the happy path never reads a file twice.
-    """
+    """(line, 1-based byte offset in that line, byte value) of the first byte that is not UTF-8; only
+    called after a decode failed, so the happy path never reads a file twice."""
     with open(path, "rb") as handle:
         for number, raw in enumerate(handle, start=1):
             try:
@@ -217,17 +205,6 @@ def _raw_labels(raw: dict[str, Any], where: str, spec: TaskSpec, csv_file: bool)
     return tuple(dict.fromkeys(labels))  # de-duplicated, order kept
 
 
-def _parse_labels(raw: dict[str, Any], where: str, spec: TaskSpec, csv_file: bool) -> tuple[str, ...]:
-    labels = _raw_labels(raw, where, spec, csv_file)
-    unknown = [label for label in labels if label not in spec.labels]
-    if unknown and spec.type == "binary":
-        raise TaskFileError(f"{where}: label {unknown[0]!r} is not in the label set {list(spec.labels)}")
-    if unknown:
-        raise TaskFileError(f"{where}: label(s) {unknown} not in the label set {list(spec.labels)} "
-                            "(cls_task.labels; null takes the labels from the task files)")
-    return labels
-
-
 def parse_row(raw: dict[str, Any], path: Path, line: int, spec: TaskSpec) -> Example:
     """Validate one raw row; every problem names ``path:line``."""
     where = f"{path}:{line}"
@@ -244,7 +221,13 @@ def parse_row(raw: dict[str, Any], path: Path, line: int, spec: TaskSpec) -> Exa
         raise TaskFileError(f"{where}: split {split!r} is not one of {SPLITS}")
     if source not in SOURCES:
         raise TaskFileError(f"{where}: source {source!r} is not one of {SOURCES}")
-    labels = _parse_labels(raw, where, spec, csv_file=path.suffix == ".csv")
+    labels = _raw_labels(raw, where, spec, csv_file=path.suffix == ".csv")
+    unknown = [label for label in labels if label not in spec.labels]
+    if unknown and spec.type == "binary":
+        raise TaskFileError(f"{where}: label {unknown[0]!r} is not in the label set {list(spec.labels)}")
+    if unknown:
+        raise TaskFileError(f"{where}: label(s) {unknown} not in the label set {list(spec.labels)} "
+                            "(cls_task.labels; null takes the labels from the task files)")
     row_id = raw.get("id")
     return Example(
         text=raw["text"],
@@ -266,37 +249,29 @@ def labels_from_files(rows: Sequence[tuple[Path, int, dict[str, Any]]], spec: Ta
         for label in _raw_labels(raw, where, spec, csv_file=path.suffix == ".csv"):
             uses[label] += 1
             first_at.setdefault(label, where)
-    found = set(uses)
     names = ", ".join(sorted({str(path) for path, _, _ in rows}))
     if spec.type == "binary":
-        check_binary_labels(uses, first_at, spec, names)
-        labels = (spec.positive_label, *sorted(found - {spec.positive_label}))
+        used = ", ".join(f"{label!r} ({count} rows)" for label, count in sorted(uses.items()))
+        if len(uses) > 2:
+            # Most likely a typo of one of the others ("Spam" beside "spam"): name the rarest at its
+            # first line, so the user can fix that row.
+            rare = min(sorted(uses), key=lambda label: uses[label])
+            raise TaskFileError(
+                f"{first_at[rare]}: label {rare!r} makes a third label, but a binary task has exactly 2; "
+                f"the files use {used}: fix the rows with {rare!r}, or use cls_task=multilabel"
+            )
+        if spec.positive_label not in uses or len(uses) != 2:
+            raise TaskFileError(
+                f"{names}: a binary task needs exactly 2 labels, one of them cls_task.positive_label="
+                f"{spec.positive_label!r}; the files use {used or 'no label'}"
+            )
+        labels = (spec.positive_label, *sorted(set(uses) - {spec.positive_label}))
     else:
-        if not found:
+        if not uses:
             raise TaskFileError(f"{names}: no labels in any row")
-        labels = tuple(sorted(found))
+        labels = tuple(sorted(uses))
     log.info("%s: %d labels from the task files: %s", spec.name, len(labels), list(labels))
     return replace(spec, labels=labels)
-
-
-def check_binary_labels(uses: Counter[str], first_at: Mapping[str, str], spec: TaskSpec, names: str) -> None:
-    """A binary task's files use exactly two labels, one of them the positive label.
-
-    A third label is most likely a typo of one of the others ("Spam" beside "spam"): the message
-    names the rarest one at its first line, so the user can fix that row.
-    """
-    used = ", ".join(f"{label!r} ({count} rows)" for label, count in sorted(uses.items()))
-    if len(uses) > 2:
-        rare = min(sorted(uses), key=lambda label: uses[label])
-        raise TaskFileError(
-            f"{first_at[rare]}: label {rare!r} makes a third label, but a binary task has exactly 2; "
-            f"the files use {used}: fix the rows with {rare!r}, or use cls_task=multilabel"
-        )
-    if spec.positive_label not in uses or len(uses) != 2:
-        raise TaskFileError(
-            f"{names}: a binary task needs exactly 2 labels, one of them cls_task.positive_label="
-            f"{spec.positive_label!r}; the files use {used or 'no label'}"
-        )
 
 
 def check_unique_ids(examples: Sequence[Example]) -> None:
@@ -322,12 +297,9 @@ def check_unique_ids(examples: Sequence[Example]) -> None:
 def read_task(paths: Sequence[Path], spec: TaskSpec) -> tuple[TaskSpec, list[Example]]:
     """Read and validate every row of every file (all languages: a bad row fails every job).
 
-    Returns the spec with its label set resolved (from the files when ``spec.labels`` is empty)
-    and the examples (shared between calls: treat them as read-only). A process that runs many
-    jobs of one task (a demo worker, a sweep's local launcher) parses each file once: the result
-    is kept per spec and per file *content* (SHA-256 of its bytes, milliseconds against the
-    parse), so an edited file is read again even when its size and modification time are not
-    changed (file times tick coarsely on some file systems).
+    Returns the spec with its label set resolved and the examples (shared between calls: treat
+    them as read-only). The result is cached per spec and per file *content*, not file times (they
+    tick coarsely on some file systems), so a process running many jobs of one task parses once.
     """
     files = tuple(Path(path) for path in paths)  # once per file: a Path per row was most of the read time
     digests = tuple((str(path), _content_digest(path)) for path in files)

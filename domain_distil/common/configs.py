@@ -1,8 +1,5 @@
-"""Where the Hydra configs are: inside the installed package, or ``conf/`` beside it in a checkout.
-
-A wheel ships ``conf/`` as ``domain_distil/conf`` (``pyproject.toml`` maps the folder), so
-``pip install .`` followed by ``domain-distil task=...`` from any directory finds the same configs
-that ``python run.py`` reads in the checkout.
+"""Where the Hydra configs are: ``domain_distil/conf`` in an installed wheel (``pyproject.toml`` maps
+``conf/`` there), else ``conf/`` beside the package in a checkout; and a one-line check of group choices.
 """
 
 from __future__ import annotations
@@ -49,12 +46,9 @@ _CHECKED_FLAGS = ("-m", "--multirun")
 
 
 def check_group_choices(arguments: Sequence[str]) -> None:
-    """Refuse ``lang=deu`` (an option no ``conf/<group>/`` file provides) in one line, before Hydra starts.
-
-    Hydra's own report of a missing option spans a dozen lines (search path included) and exits
-    with status 1. Only the project's groups are checked, and only when nothing on the command
-    line adds a config folder (``--config-dir``, ``hydra.searchpath``): then the folder lists every
-    option there is. Anything this does not understand is left to Hydra.
+    """Refuse ``lang=deu`` (no ``conf/<group>/`` file provides it) in one line, not Hydra's dozen, before
+    Hydra starts. Skipped when the command line may add a config folder (``--config-dir``,
+    ``hydra.searchpath``); anything this does not understand is left to Hydra.
     """
     from hydra.core.override_parser.overrides_parser import OverridesParser
     from hydra.errors import OverrideParseException

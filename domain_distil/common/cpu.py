@@ -1,8 +1,5 @@
-"""What the CPU can do, from its Linux flags (``/proc/cpuinfo``): the one reader of that file's flags.
-
-Two decisions depend on it: whether distillation on the CPU defaults to ``bf16-mixed`` autocast
-(``conf/distill/default.yaml``, :func:`distill_precision`), and what a benchmark line reports next to
-its speed-up (``conversion/int8.py: int8_instructions``, ``benchmarks/distill_speed.py``).
+"""What the CPU can do, from its Linux flags: the one reader of ``/proc/cpuinfo``'s flags, for the CPU
+distillation precision (:func:`distill_precision`) and benchmark lines (``conversion/int8.py``).
 """
 
 from __future__ import annotations
@@ -18,8 +15,7 @@ FP32_PRECISIONS = frozenset({"32", "32-true"})
 
 
 def cpu_flags(cpuinfo: Path | None = None) -> set[str] | None:
-    """The flags every ``flags`` line of ``cpuinfo`` (default :data:`CPUINFO`) lists; None where there is
-    no such file (not Linux)."""
+    """The flags every ``flags`` line of ``cpuinfo`` (default :data:`CPUINFO`) lists; None without it."""
     cpuinfo = cpuinfo or CPUINFO
     if not cpuinfo.is_file():
         return None
@@ -37,17 +33,12 @@ def bf16_instructions(cpuinfo: Path | None = None) -> str:
 
 
 def has_bf16_units(cpuinfo: Path | None = None) -> bool:
-    flags = cpu_flags(cpuinfo)
-    return flags is not None and any(flag in flags for flag in BF16_FLAGS)
+    return not (cpu_flags(cpuinfo) or set()).isdisjoint(BF16_FLAGS)
 
 
 def distill_precision(accelerator: str, precision: str, cpuinfo: Path | None = None) -> str:
-    """The distillation's precision for this hardware: fp32 on a CPU with bf16 units becomes ``bf16-mixed``.
-
-    Measured on an AVX512-BF16 CPU, bf16 autocast distils 2x or more the tokens/s of fp32
-    (``benchmarks/distill_speed.py``, ``docs/distillation.md``); on a CPU without bf16 units and on
-    any other accelerator the trainer group's precision stands.
-    """
+    """fp32 on a CPU with bf16 units becomes ``bf16-mixed`` (2x or more the tokens/s there,
+    ``benchmarks/distill_speed.py``); anything else stands."""
     if str(accelerator) == "cpu" and str(precision) in FP32_PRECISIONS and has_bf16_units(cpuinfo):
         return "bf16-mixed"
     return str(precision)

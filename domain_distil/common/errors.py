@@ -1,11 +1,7 @@
-"""One base class for "the user's input is wrong": a config value, a data file, a model folder.
-
-Such errors carry a message that names the file, line or key and says what to change; the command
-line prints that message as one line (``error: ...``) and exits with status 2 instead of showing a
-traceback, which only adds noise for a mistake in the input (``HYDRA_FULL_ERROR=1`` shows it).
-Everything else (a bug, an out-of-memory) keeps its traceback.
-
-It subclasses ``ValueError`` so existing ``except ValueError`` handlers and tests keep working.
+"""One base class for "the user's input is wrong" (a config value, a data file, a model folder): the
+command line prints its message as one line and exits with status 2 instead of a traceback, which
+only adds noise for a mistake in the input (``HYDRA_FULL_ERROR=1`` shows it). A ``ValueError``, so
+``except ValueError`` handlers keep working.
 """
 
 from __future__ import annotations
@@ -19,7 +15,6 @@ class UserInputError(ValueError):
     """The input (config, data file, model folder) is wrong; the message says where and how to fix it."""
 
     def one_line(self) -> str:
-        """The message on a single line (newlines in a message would break the one-line promise)."""
         return " ".join(str(self).split())
 
 
@@ -39,16 +34,11 @@ class RunInterrupted(SystemExit):
 
 
 def exit_on_user_input_error(error: UserInputError, whole_command: bool = False) -> NoReturn:
-    """What the command line does with a :class:`UserInputError` raised by a task.
+    """Print ``error: <message>`` on stderr and exit with status 2 (``HYDRA_FULL_ERROR=1``: re-raise).
 
-    - ``HYDRA_FULL_ERROR=1``: re-raise, so Hydra prints the full traceback.
-    - A single run, or an error that stops the whole command before any job (``whole_command``):
-      print ``error: <message>`` as one line on stderr and exit with status 2.
-    - A job of a Hydra multirun: ``SystemExit`` is not an ``Exception``, so it would escape Hydra's
-      launcher and silently skip every job after this one. Instead the one line goes to the job's
-      log and a compact Hydra error is raised: the launcher records the job as failed, runs the
-      remaining jobs, and at the end Hydra prints the first failure as one line (exit status 1,
-      Hydra's status for a failed sweep).
+    In a job of a multirun (unless ``whole_command``: no job has started) a ``SystemExit`` would escape
+    Hydra's launcher and silently skip every later job; there the line goes to the job's log and a
+    compact Hydra error marks the job failed, so the others run and Hydra exits with status 1.
     """
     import os
     import sys
@@ -56,7 +46,7 @@ def exit_on_user_input_error(error: UserInputError, whole_command: bool = False)
     if os.environ.get("HYDRA_FULL_ERROR") == "1":
         raise error
     message = error.one_line()
-    if _in_multirun() and not whole_command:
+    if in_multirun() and not whole_command:
         import logging
 
         from hydra.errors import CompactHydraException
@@ -67,7 +57,8 @@ def exit_on_user_input_error(error: UserInputError, whole_command: bool = False)
     sys.exit(USER_INPUT_EXIT_CODE)
 
 
-def _in_multirun() -> bool:
+def in_multirun() -> bool:
+    """Whether this is a job of a Hydra multirun (``-m``); False outside ``@hydra.main``."""
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 

@@ -11,23 +11,14 @@ import os
 from collections.abc import Iterable
 from pathlib import Path
 
-_GLOB_CHARS = frozenset("*?[")
-
-
-def is_pattern(text: str) -> bool:
-    return any(char in _GLOB_CHARS for char in text)
-
 
 def expand_paths(entries: Iterable[str | Path], field: str) -> list[Path]:
-    """Each entry as a path, patterns replaced by their matches (sorted, ``**`` recursive), duplicates dropped.
-
-    A plain path is returned whether it exists or not (the caller says what it expected there); a
-    pattern that matches nothing is an error naming ``field``, since it is almost always a typo.
-    """
+    """Each entry as a path, a pattern replaced by its matches (sorted, ``**`` recursive), duplicates
+    dropped; a plain path is kept whether it exists or not, a pattern matching nothing (a typo) fails."""
     paths: list[Path] = []
     for entry in entries:
         text = os.path.expanduser(str(entry))
-        if not is_pattern(text):
+        if not any(char in "*?[" for char in text):
             paths.append(Path(text))
             continue
         matches = sorted(glob.glob(text, recursive=True))

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
+
+from domain_distil.common.io import atomic_open
 
 _CHUNK = 1 << 20
 
@@ -50,7 +51,7 @@ def short(digest: str, length: int = 12) -> str:
     return digest[:length]
 
 
-def _stat_key(root: Path) -> str:
+def stat_key(root: Path) -> str:
     """Cheap fingerprint of a folder (relative names, sizes, mtimes) to memoise its content hash."""
     entries = []
     for file in sorted(p for p in root.rglob("*") if p.is_file()):
@@ -64,13 +65,11 @@ def memoised_model_hash(root: str | Path, cache_dir: str | Path | None) -> str:
     ``<cache_dir>/encoder_hashes`` by the folder's names, sizes and mtimes, so a 700 MB model is
     read once, not by every job of a sweep."""
     root = Path(root)
-    memo = Path(cache_dir) / "encoder_hashes" / f"{_stat_key(root)}.txt" if cache_dir else None
+    memo = Path(cache_dir) / "encoder_hashes" / f"{stat_key(root)}.txt" if cache_dir else None
     if memo is not None and memo.is_file():
         return memo.read_text().strip()
     digest = hash_dir(root)
     if memo is not None:
-        memo.parent.mkdir(parents=True, exist_ok=True)
-        tmp = memo.with_suffix(f".{os.getpid()}.tmp")
-        tmp.write_text(digest)
-        os.replace(tmp, memo)
+        with atomic_open(memo) as handle:
+            handle.write(digest)
     return digest

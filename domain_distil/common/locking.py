@@ -1,13 +1,8 @@
 """Cache entries that several processes (sweep jobs, DDP ranks, nodes on a shared disk) may build at once.
 
-The rule for every cache entry: take an exclusive file lock named after the entry, look again
-(another process may have finished it while we waited), build into a temporary folder whose name
-is unique to this process, and rename it into place in one step. Readers never see a half-built
-entry, and two builders produce one valid entry instead of two interleaved ones.
-
-``filelock`` locks with ``fcntl.flock``: the kernel drops the lock when its process dies, so a
-SIGKILLed builder never leaves a stale lock behind. ``entry_lock`` removes its lock file before
-releasing it, after a build that succeeded or failed, so a cache holds only its entries.
+Every entry: take an exclusive file lock named after it, look again (another process may have
+finished it meanwhile), build into a folder private to this process and rename it into place, so
+readers never see a half-built entry. ``flock`` locks die with their process: no stale locks.
 """
 
 from __future__ import annotations
@@ -26,12 +21,6 @@ from filelock import FileLock
 log = logging.getLogger(__name__)
 
 
-def lock_path(target: str | Path) -> Path:
-    """The lock file that guards ``target``: a hidden sibling, so it never lands inside the entry."""
-    target = Path(target)
-    return target.parent / f".{target.name}.lock"
-
-
 # Lock files this thread holds now. ``flock`` locks belong to an open file, so a second FileLock on
 # a path the same thread already holds would wait for itself forever; a nested ``entry_lock`` (a
 # caller locks an entry, then calls a writer such as ``export_model`` that locks it again) passes.
@@ -45,32 +34,27 @@ def _held_paths() -> set[Path]:
 
 
 @contextmanager
-def entry_lock(target: str | Path, timeout: float = -1) -> Iterator[None]:
-    """Hold the exclusive build lock of ``target`` (waits for another builder; ``timeout=-1``: forever).
-
-    Re-entrant within one thread: a nested ``entry_lock`` on the same target returns at once. The
-    outermost one removes the lock file on the way out, whether the work inside succeeded or not.
-    """
+def entry_lock(target: str | Path) -> Iterator[None]:
+    """Hold the exclusive build lock of ``target``, waiting for another builder; re-entrant within a
+    thread. The outermost one removes the lock file on the way out, so a cache holds only entries."""
     target = Path(target)
-    path = lock_path(target).absolute()
+    path = (target.parent / f".{target.name}.lock").absolute()  # a sibling: never inside the entry
     held = _held_paths()
     if path in held:
         yield
         return
     target.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(path), timeout=timeout)
     log.debug("taking the build lock of %s", target)
-    with lock:
+    with FileLock(str(path)):
         held.add(path)
         try:
             yield
         finally:
             held.discard(path)
-            # The lock file goes while we still hold it, so a cache holds only entries. filelock
-            # (>= 4) re-opens the path when the inode it finally locked has been unlinked, so every
-            # waiter ends up on one lock file again; with an older filelock two waiters could build
-            # at once after a failed build, and build_entry's check before its rename keeps the
-            # first complete entry instead of replacing it.
+            # The lock file goes while we still hold it. filelock (>= 4) re-opens the path when the
+            # inode it finally locked has been unlinked, so every waiter ends up on one lock file;
+            # with an older filelock two waiters could build at once after a failed build, and
+            # build_entry's check before its rename keeps the first complete entry.
             path.unlink(missing_ok=True)
 
 
@@ -83,7 +67,7 @@ def private_temp_path(target: str | Path) -> Path:
 def build_entry(
     target: str | Path,
     build: Callable[[Path], None],
-    is_complete: Callable[[Path], bool] | None = None,
+    is_complete: Callable[[Path], bool] = Path.exists,
 ) -> Path:
     """Return ``target``, building it under its lock when it is not complete yet.
 
@@ -92,21 +76,19 @@ def build_entry(
     ``target`` is left as it was.
     """
     target = Path(target)
-    complete = is_complete or (lambda path: path.exists())
-    if complete(target):
+    if is_complete(target):
         return target
     with entry_lock(target):
-        if complete(target):  # another process built it while we waited for the lock
+        if is_complete(target):  # another process built it while we waited for the lock
             return target
         tmp = private_temp_path(target)
         tmp.mkdir(parents=True)
         try:
             build(tmp)
-            if not complete(target):  # a racing builder may have won (entry_lock): keep its entry
+            if not is_complete(target):  # a racing builder may have won (entry_lock): keep its entry
                 if target.exists():  # an incomplete entry from an older version or a crash
                     shutil.rmtree(target) if target.is_dir() else target.unlink()
                 os.replace(tmp, target)
         finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+            shutil.rmtree(tmp, ignore_errors=True)
     return target

@@ -1,13 +1,9 @@
 """Loggers for one job (distill, classify): W&B (offline unless told otherwise) and CSV.
 
-W&B conventions (specs/formats-heads-stats.md §6): one run per job; ``group`` = the sweep
-(``<task>-<multirun folder>``, so every seed × language of one ``-m`` call lands together);
-``job_type`` = the task; a readable ``name`` (classify: ``<cls_task>-<lang>-<encoder>-<frozen|finetuned>-seed<N>``;
-distill: ``distill-<teacher>-<corpus>``);
-tags = what the job is about (classify: language, encoder, frozen/fine-tuned, task). Any of them set
-in ``conf/logger`` wins.
-``finish_wandb`` must run in a ``finally``: with Hydra's in-process launcher an unfinished run
-would swallow the next job's metrics.
+W&B (specs/formats-heads-stats.md §6): one run per job, ``group`` = the sweep (every seed × language
+of one ``-m`` call together), ``job_type`` = the task, a readable ``name`` and ``tags`` from the
+caller; any of them set in ``conf/logger`` wins. ``finish_wandb`` must run in a ``finally``: with
+Hydra's in-process launcher an unfinished run would swallow the next job's metrics.
 """
 
 from __future__ import annotations
@@ -18,24 +14,20 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from lightning.pytorch.loggers import Logger
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from domain_distil.common.errors import in_multirun
 
 log = logging.getLogger(__name__)
 
 
 def sweep_group(task: str, output_dir: str | Path) -> str:
     """``<task>-<sweep folder name>`` in a multirun, ``<task>-<run folder name>`` otherwise."""
-    try:
-        from hydra.core.hydra_config import HydraConfig
-        from hydra.types import RunMode
-
-        hydra_cfg = HydraConfig.get()
-        if hydra_cfg.mode == RunMode.MULTIRUN:
-            return f"{task}-{Path(hydra_cfg.sweep.dir).name}"
-    except ValueError:  # HydraConfig not set: called outside @hydra.main (tests, notebooks)
-        pass
+    if in_multirun():
+        return f"{task}-{Path(HydraConfig.get().sweep.dir).name}"
     return f"{task}-{Path(output_dir).name}"
 
 

@@ -1,13 +1,8 @@
-"""Progress of a long pass: a rich bar on a terminal, plain periodic log lines everywhere else.
+"""Progress of a long pass: a rich bar on a terminal, plain periodic log lines everywhere else (under
+``nohup``, a scheduler or Hydra's job log a bar's redraws vanish or fill the file).
 
-Rich bars redraw one terminal line with control codes; under ``nohup``, a cluster scheduler or
-Hydra's job log they either vanish or fill the file with redraws. When the stream is not a
-terminal, a ``PlainProgress`` logs one line every ``interval_s`` seconds instead (and one when
-it finishes): the counters with their average rate, the percentage and the time left.
-
-``report.update(fraction=done / total, tokens=n_tokens)`` takes cumulative values (not increments),
-so a caller can never double count; ``fraction`` (0..1, or None when unknown) drives the percentage
-and the ETA.
+``report.update(fraction=done / total, tokens=n_tokens)`` takes cumulative values, never increments,
+so a caller cannot double count; ``fraction`` (0..1, None when unknown) drives the percentage and ETA.
 """
 
 from __future__ import annotations
@@ -18,13 +13,9 @@ import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import timedelta
-from typing import Protocol, TextIO
+from typing import TextIO
 
 log = logging.getLogger("domain_distil.progress")
-
-
-class ProgressReport(Protocol):
-    def update(self, fraction: float | None = None, **counters: float) -> None: ...
 
 
 def human(value: float) -> str:
@@ -102,22 +93,16 @@ class RichProgress:
 def _emitter(logger: logging.Logger, stream: TextIO) -> Callable[[str], None]:
     if logger.hasHandlers() and logger.isEnabledFor(logging.INFO):
         return lambda line: logger.info("%s", line)
-
-    def write(line: str) -> None:
-        stream.write(line + "\n")
-        stream.flush()
-
-    return write
+    return lambda line: print(line, file=stream, flush=True)
 
 
 def is_terminal(stream: TextIO) -> bool:
-    isatty = getattr(stream, "isatty", None)
-    return bool(isatty and isatty())
+    return bool(getattr(stream, "isatty", lambda: False)())
 
 
 @contextmanager
 def progress(description: str, *, interval_s: float = 30.0, stream: TextIO | None = None,
-             logger: logging.Logger = log) -> Iterator[ProgressReport]:
+             logger: logging.Logger = log) -> Iterator[PlainProgress | RichProgress]:
     """A rich bar when ``stream`` (default: stdout) is a terminal, else plain lines every ``interval_s``.
 
     Plain lines go to ``logger`` at INFO when logging is set up (Hydra's console and job log), and

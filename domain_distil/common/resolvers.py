@@ -1,9 +1,5 @@
-"""OmegaConf resolvers the configs use; :func:`register_resolvers` is called once by ``domain_distil.cli``.
-
-``${overrides_hash:}`` names a sweep point by a short stable hash of its overrides instead of
-spelling them out (why: docs/statistics.md, "Sweep folders").
-``${distill_precision:${trainer.accelerator},${trainer.precision}}`` is the distillation's precision:
-bf16-mixed on a CPU with bf16 units, else the trainer group's (``common/cpu.py: distill_precision``).
+"""OmegaConf resolvers the configs use: ``${overrides_hash:}`` names a sweep point by a short stable
+hash of its overrides (docs/statistics.md, "Sweep folders"); ``${distill_precision:...}`` is ``cpu.py``'s.
 """
 
 from __future__ import annotations
@@ -15,13 +11,11 @@ from omegaconf import OmegaConf
 
 from domain_distil.common.cpu import distill_precision
 
-HASH_PREFIX = "h"  # a letter first: a name of hex digits only could read as a number to Hydra
-HASH_HEX_DIGITS = 7
-
 
 def short_hash(text: str) -> str:
-    """``h`` + the first 7 hex digits of SHA-1: stable across processes and machines (unlike ``hash()``)."""
-    return HASH_PREFIX + hashlib.sha1(text.encode("utf-8")).hexdigest()[:HASH_HEX_DIGITS]
+    """``h`` + the first 7 hex digits of SHA-1: stable across processes and machines (unlike ``hash()``);
+    a letter first, since a name of hex digits only could read as a number to Hydra."""
+    return "h" + hashlib.sha1(text.encode("utf-8")).hexdigest()[:7]
 
 
 def overrides_hash(*, _root_: Any) -> str:
@@ -41,7 +35,7 @@ _RESOLVERS = {"overrides_hash": overrides_hash, "distill_precision": distill_pre
 
 
 def register_resolvers() -> None:
-    """Register every resolver above; calling it again is a no-op (tests and the CLI both call it)."""
+    """Register every resolver above; calling it again is a no-op."""
     for name, resolver in _RESOLVERS.items():
         if not OmegaConf.has_resolver(name):
             OmegaConf.register_new_resolver(name, resolver)

@@ -1,13 +1,8 @@
-"""Independent CPU work in a pool of single-threaded processes, logs forwarded to the parent.
+"""Independent CPU work in a pool of single-threaded processes (why processes: docs/demo.md, step 4).
 
-Why processes and not threads, with the measurements: docs/demo.md (step 4). Small jobs spend much
-of their time in single-threaded Python where a second torch thread idles but a second process
-works, and a fixed thread count per job keeps every job's numbers independent of the core count.
-
-Workers are spawned (never forked: torch and tokenizers hold thread pools that do not survive a
-fork), log through a queue into the parent's handlers (``cli.log`` and the console get every
-worker's lines), and see a standard output that is not a terminal, so progress is logged as plain
-lines instead of live bars that two processes would draw over each other.
+Workers are spawned (torch and tokenizers hold thread pools that do not survive a fork), log through
+a queue into the parent's handlers, and see a standard output that is not a terminal, so progress is
+logged as plain lines instead of live bars that two processes would draw over each other.
 """
 
 from __future__ import annotations

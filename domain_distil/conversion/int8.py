@@ -1,28 +1,10 @@
-"""int8 encoder: ONNX Runtime's quantizers applied to the exported ONNX graph, with settings.
-
-Both methods are maintained ONNX Runtime APIs (``onnxruntime.quantization``):
-
-- ``dynamic`` (default): ``quantize_dynamic`` (``MatMulInteger``: uint8 activations with one scale
-  per tensor per call, VNNI's fast path), per-channel weight scales (``per_channel``), and:
-
-  - ``token_scale`` (default on): each token's activations divided by their largest absolute value
-    before the quantized product and multiplied back after it (``int8_layers.token_scale``), so the
-    first token's outlier activations no longer set every token's quantization step. It is the
-    largest single gain in agreement (``docs/serving.md``).
-  - ``exclude``: layers kept off the fast path, as roles (``ffn_out``: every block's), labels
-    (``2.ffn_out``, ``0.v``: ``int8_layers``) or ``auto``: the layers whose measured sensitivity on
-    held-out corpus text is largest per multiply-add, within ``auto_share`` of the multiply-adds
-    (``int8_auto``). ``excluded_as=blockwise`` (default) quantizes them block-wise (below), which
-    measured faster than fp32 and as close; ``fp32`` leaves them unquantized.
-- ``blockwise``: ``MatMulNBitsQuantizer`` with ``bits=8``: int8 weights with one scale per
-  ``block_size`` input rows, and with ``accuracy_level=4`` ONNX Runtime quantizes the activations to
-  int8 per block of the same size at run time. Close to fp32 everywhere, but about twice the
-  dynamic path's time per multiply-add on the measured CPUs.
+"""int8 encoder: ONNX Runtime's quantizers (``quantize_dynamic``, ``MatMulNBitsQuantizer``) applied to
+the exported ONNX graph with :class:`Int8Settings`; the methods, token scaling and ``exclude=auto``
+are explained, with their measurements, in docs/serving.md ("CPU variants").
 
 The effective settings, the quantizer's version and (for ``auto``) the calibration texts' digest
-make the int8 export's cache key (:meth:`Int8Settings.key`), so an export made otherwise is never
-reused. Next to every int8 graph, ``int8.json`` records the settings and the layers that were
-excluded (with the measured sensitivities for ``auto``): what a bundle copies into its manifest.
+make the export's cache key (:meth:`Int8Settings.key`). Beside every int8 graph, ``int8.json``
+records the settings and the excluded layers: what a bundle copies into its manifest.
 """
 
 from __future__ import annotations
@@ -121,9 +103,7 @@ class Int8Settings:
     @property
     def weights_7bit(self) -> bool:
         """``reduce_range`` as applied: ``None`` follows this CPU (7-bit without VNNI/AMX)."""
-        if self.reduce_range is not None:
-            return self.reduce_range
-        return not has_int8_dot_products()
+        return self.reduce_range if self.reduce_range is not None else not has_int8_dot_products()
 
     def effective(self) -> dict[str, Any]:
         """The settings that change the graph (a method's unused knobs do not)."""
@@ -174,11 +154,6 @@ def int8_instructions(cpuinfo: Path | None = None) -> str:
     return "AVX2, no VNNI/AMX" if "avx2" in flags else "neither AVX2 nor VNNI/AMX"
 
 
-class _NoPreprocessingAdvice(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not record.getMessage().startswith("Please consider to run pre-processing")
-
-
 @contextmanager
 def _quiet_quantizer() -> Iterator[None]:
     """The quantizers log every node at INFO (one imports with ``logging.basicConfig(INFO)``) and
@@ -189,7 +164,10 @@ def _quiet_quantizer() -> Iterator[None]:
     levels = [logger.level for logger in loggers]
     for logger in loggers:
         logger.setLevel(logging.WARNING)
-    advice = _NoPreprocessingAdvice()
+
+    def advice(record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Please consider to run pre-processing")
+
     root.addFilter(advice)
     try:
         yield
@@ -215,18 +193,13 @@ def _save(model: Any, path: Path) -> Path:
 
 def _blockwise(model: Any, settings: Int8Settings, nodes: set[str]) -> Any:
     """``model`` with the MatMuls in ``nodes`` quantized block-wise (``MatMulNBits``, 8 bits)."""
-    from onnxruntime.quantization.matmul_nbits_quantizer import (
-        DefaultWeightOnlyQuantConfig,
-        MatMulNBitsQuantizer,
-    )
+    from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
     others = [layer.node for layer in graph_layers(model.graph) if layer.node not in nodes]
     # Symmetric int8 blocks: the zero point is 0, so the int8 kernels need no offset terms.
-    config = DefaultWeightOnlyQuantConfig(block_size=settings.block_size, is_symmetric=True,
-                                          accuracy_level=settings.accuracy_level, bits=8, op_types_to_quantize=("MatMul",))
     quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=settings.block_size, is_symmetric=True,
                                      accuracy_level=settings.accuracy_level, nodes_to_exclude=others,
-                                     op_types_to_quantize=("MatMul",), algo_config=config)
+                                     op_types_to_quantize=("MatMul",))
     quantizer.process()
     return quantizer.model.model
 
@@ -247,22 +220,14 @@ def _token_scaled(model: Any, settings: Int8Settings, layers: list[MatMulLayer])
     return token_scale(model, scaled) if scaled else model
 
 
-def _fast_path_base(fp32_path: Path, work: Path, settings: Int8Settings, layers: list[MatMulLayer]) -> Path:
-    """The fp32 graph as the dynamic path sees it: with token scaling around ``layers`` if set."""
-    if not any(layer.name in settings.token_scale for layer in layers):
-        return fp32_path
-    return _save(_token_scaled(_load(fp32_path), settings, layers), work / "token_scaled" / "model.onnx")
-
-
-def auto_exclusions(fp32_path: Path, work: Path, settings: Int8Settings, calibration: Calibration,
-                    threads: int = 1) -> tuple[list[str], dict[str, float]]:
+def auto_exclusions(fp32_path: Path, layers: list[MatMulLayer], work: Path, settings: Int8Settings,
+                    calibration: Calibration) -> tuple[list[str], dict[str, float]]:
     """``exclude=auto``: (labels to exclude, every layer's sensitivity), measured on ``calibration``
     with the method's own settings (for ``dynamic``, token scaling included)."""
-    import onnx
-
-    layers = graph_layers(onnx.load(str(fp32_path), load_external_data=False).graph)
     dynamic = settings.method == "dynamic"
-    base = _fast_path_base(fp32_path, work, settings, layers) if dynamic else fp32_path
+    base = fp32_path
+    if dynamic and any(layer.name in settings.token_scale for layer in layers):
+        base = _save(_token_scaled(_load(fp32_path), settings, layers), work / "token_scaled" / "model.onnx")
 
     def quantize_only(source: Path, target: Path, layer: MatMulLayer) -> None:
         if dynamic:
@@ -271,7 +236,7 @@ def auto_exclusions(fp32_path: Path, work: Path, settings: Int8Settings, calibra
             _save(_blockwise(_load(source), settings, {layer.node}), target)
 
     with _quiet_quantizer():
-        sensitivity = layer_sensitivity(base, layers, calibration, quantize_only, work, threads)
+        sensitivity = layer_sensitivity(base, layers, calibration, quantize_only, work)
     return choose_exclusions(layers, sensitivity, settings.auto_share), sensitivity
 
 
@@ -296,13 +261,13 @@ def quantize_int8(fp32_path: Path, int8_path: Path, settings: Int8Settings | Non
     work = int8_path.parent / "work"
     layers = graph_layers(onnx.load(str(fp32_path), load_external_data=False).graph)
     record: dict[str, Any] = {"settings": settings.effective()}
+    exclude = settings.exclude
     if settings.auto:
         assert calibration is not None
-        labels, sensitivity = auto_exclusions(fp32_path, work, settings, calibration)
+        labels, sensitivity = auto_exclusions(fp32_path, layers, work, settings, calibration)
         record.update(sensitivity=sensitivity, calibration={"texts": calibration.texts, "digest": calibration.digest})
-        excluded = select_layers(layers, tuple(labels))
-    else:
-        excluded = select_layers(layers, settings.exclude)
+        exclude = tuple(labels)
+    excluded = select_layers(layers, exclude)
     record["excluded"] = [layer.label for layer in excluded]
     skipped = {layer.node for layer in excluded}
     with _quiet_quantizer():

@@ -1,12 +1,7 @@
-"""``int8.exclude=auto``: which weight MatMuls leave the fast int8 path, chosen from measurement.
-
-Each layer's *sensitivity* is measured end to end on held-out corpus text (the encoder's own
-domain, never a task's test split): the graph with only that one layer quantized runs over the
-calibration texts, and the error of its mean-pooled outputs against the unquantized graph's is
-taken per feature in units of that feature's spread across the texts (what a head standardising
-its inputs sees), as a root mean square. Errors of different layers add nearly in quadrature
-(measured: ``docs/serving.md``), so the layers with the largest squared error per multiply-add
-are moved off the fast path first, until ``auto_share`` of the MatMul multiply-adds is spent.
+"""``int8.exclude=auto``: which weight MatMuls leave the fast int8 path, chosen from measurement
+(docs/serving.md). A layer's *sensitivity* is the error of the mean-pooled outputs, on held-out
+corpus text, of the graph with only that layer quantized; errors of different layers add nearly in
+quadrature, so the largest squared error per multiply-add leaves first, up to ``auto_share``.
 """
 
 from __future__ import annotations
@@ -79,16 +74,15 @@ def pooled_error(reference: np.ndarray, candidate: np.ndarray) -> float:
 
 
 def layer_sensitivity(base: Path, layers: Sequence[MatMulLayer], calibration: Calibration,
-                      quantize_only: Callable[[Path, Path, MatMulLayer], None], work: Path,
-                      threads: int = 1) -> dict[str, float]:
+                      quantize_only: Callable[[Path, Path, MatMulLayer], None], work: Path) -> dict[str, float]:
     """Label -> pooled error of ``base`` with only that layer quantized (``quantize_only(base, out,
     layer)`` writes that graph). Each graph is deleted after its run."""
-    reference = pooled_outputs(onnx_session_runner(base, threads), calibration)
+    reference = pooled_outputs(onnx_session_runner(base, 1), calibration)
     out: dict[str, float] = {}
     for layer in layers:
         graph = work / f"only-{layer.label}" / "model.onnx"
         quantize_only(base, graph, layer)
-        out[layer.label] = pooled_error(reference, pooled_outputs(onnx_session_runner(graph, threads), calibration))
+        out[layer.label] = pooled_error(reference, pooled_outputs(onnx_session_runner(graph, 1), calibration))
         shutil.rmtree(graph.parent)
     return out
 

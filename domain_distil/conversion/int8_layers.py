@@ -1,23 +1,19 @@
 """The weight MatMuls of an exported encoder graph, named by block and role, and the per-token
 activation scaling that the int8 variant puts around the ones it quantizes dynamically.
 
-Names are found from the graph's structure, not from the exporter's node names, so they work on
-any BERT-shaped export (BERT, DistilBERT): a block is counted at each FFN output, and each weight
-MatMul gets a role (``ROLES``). The three projections that read one tensor are ``q``, ``k``, ``v``
-in the order the model computes them (``tests/test_conversion.py`` checks the order against the
-PyTorch weights). A layer's *label* is ``<block>.<name>``, e.g. ``2.ffn_out`` or ``0.v``: what
-``int8.exclude`` lists and what a bundle records.
+Names come from the graph's structure, not the exporter's node names, so they work on any
+BERT-shaped export: a block ends at each FFN output, and the three projections that read one tensor
+are ``q``, ``k``, ``v`` in the order the model computes them (``tests/test_conversion.py`` checks it
+against the PyTorch weights). A *label* is ``<block>.<name>``, e.g. ``2.ffn_out``.
 
-Why token scaling (``docs/serving.md``, "Where int8 loses agreement"): ONNX Runtime's dynamic
-quantization gives a whole activation tensor one scale, and in this family of encoders the first
-token (``<s>``/``[CLS]``) carries activations 75-170x the tensor's RMS in one channel at the FFN
-output of the early blocks. That one value sets the step for every other token. Dividing each
-token's row by its own absolute maximum before the quantized product and multiplying the product's
-row back afterwards is exact in real numbers, and gives every token the full int8 range.
+Why token scaling (docs/serving.md, "Where int8 loses agreement"): dynamic quantization gives a
+whole activation tensor one scale, and the first token's outlier activations (75-170x the RMS) set
+the step for every other token; scaling each token's row by its own maximum and back is exact.
 """
 
 from __future__ import annotations
 
+from collections import Counter, defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -52,14 +48,6 @@ class MatMulLayer:
         return self.in_features * self.out_features
 
 
-def _consumers(graph: Any) -> dict[str, list[Any]]:
-    consumers: dict[str, list[Any]] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers.setdefault(name, []).append(node)
-    return consumers
-
-
 def _role(node: Any, producer: dict[str, Any], consumers: dict[str, list[Any]], readers: int) -> str:
     source = producer.get(node.input[0])
     if source is not None and source.op_type == "Gelu":
@@ -78,11 +66,12 @@ def graph_layers(graph: Any) -> list[MatMulLayer]:
     """The weight MatMuls of an ``onnx.GraphProto``, in graph order (weights need not be loaded)."""
     weights = {init.name: tuple(init.dims) for init in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
-    consumers = _consumers(graph)
+    consumers: dict[str, list[Any]] = defaultdict(list)
+    for node in graph.node:
+        for name in node.input:
+            consumers[name].append(node)
     matmuls = [n for n in graph.node if n.op_type == "MatMul" and len(n.input) == 2 and n.input[1] in weights]
-    readers: dict[str, int] = {}
-    for node in matmuls:
-        readers[node.input[0]] = readers.get(node.input[0], 0) + 1
+    readers = Counter(node.input[0] for node in matmuls)
     layers, block, seen_qkv = [], 0, 0
     for node in matmuls:
         role = _role(node, producer, consumers, readers[node.input[0]])
@@ -101,12 +90,6 @@ def select_layers(layers: list[MatMulLayer], wanted: tuple[str, ...]) -> list[Ma
     return [layer for layer in layers if layer.role in wanted or layer.label in wanted]
 
 
-def _scalar(value: float, name: str) -> Any:
-    from onnx import numpy_helper
-
-    return numpy_helper.from_array(np.array(value, dtype=np.float32), name)
-
-
 def token_scale(model: Any, nodes: set[str]) -> Any:
     """``model`` (an ``onnx.ModelProto``, changed in place and returned) with every MatMul in
     ``nodes`` computing ``(x / r) @ W * r``, where ``r`` is each token's (row's) largest absolute
@@ -118,8 +101,9 @@ def token_scale(model: Any, nodes: set[str]) -> Any:
 
     graph = model.graph
     opset = next(op.version for op in model.opset_import if op.domain in ("", "ai.onnx"))
-    graph.initializer.extend([_scalar(_MIN_ROW_MAX, "token_scale/min"),
-                              numpy_helper.from_array(np.array([-1], dtype=np.int64), "token_scale/last_axis")])
+    graph.initializer.extend([
+        numpy_helper.from_array(np.array(_MIN_ROW_MAX, dtype=np.float32), "token_scale/min"),
+        numpy_helper.from_array(np.array([-1], dtype=np.int64), "token_scale/last_axis")])
     scaled: dict[str, tuple[str, str]] = {}  # activation -> (x / r, r)
     ordered = []
     for node in graph.node:

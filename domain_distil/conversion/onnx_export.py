@@ -1,10 +1,6 @@
-"""ONNX export of an encoder with dynamic batch and sequence axes.
-
-The exported graph takes ``input_ids`` and ``attention_mask`` of shape (B, n) and returns the last
-hidden state (B, n, d), so a padded batch runs in one ONNX Runtime call (the serving case) and a
-single message is a batch of one (the Table 5 case). Exported with the dynamo exporter
-(``torch.onnx.export(..., dynamo=True, dynamic_shapes=...)``), the current API; it handles BERT and
-DistilBERT bodies (``tests/test_conversion.py``). Needs the ``serve`` extra (``ONNX_PACKAGES``).
+"""ONNX export of an encoder with dynamic batch and sequence axes: ``input_ids`` and
+``attention_mask`` (B, n) in, the last hidden state (B, n, d) out, so a padded batch is one ONNX
+Runtime call. Uses the dynamo exporter; needs the ``serve`` extra (``ONNX_PACKAGES``).
 """
 
 from __future__ import annotations

@@ -1,8 +1,5 @@
-"""What a converted encoder is run through: a batch of token ids and its attention mask in, the
-last hidden state out as a NumPy array, so PyTorch and ONNX Runtime variants compare and time alike.
-
-A batch may be padded (rows of different lengths): every runner takes the attention mask, and only
-the positions the mask keeps are meaningful in the output.
+"""What a converted encoder is run through: token ids and attention mask in (a batch may be padded),
+the last hidden state out as NumPy, so PyTorch and ONNX Runtime variants compare and time alike.
 """
 
 from __future__ import annotations
@@ -31,20 +28,17 @@ def torch_runner(model: torch.nn.Module) -> Runner:
 
 
 def onnx_session_runner(path: Path, threads: int) -> Runner:
-    """An ONNX Runtime CPU session over an exported graph (fp32 or int8), on ``threads`` intra-op
-    threads, fed whole batches (the graph's batch and sequence axes are dynamic)."""
+    """An ONNX Runtime CPU session over an exported graph (fp32 or int8) on ``threads`` intra-op threads."""
     import onnxruntime as ort
 
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    # ONNX Runtime's default, stated so a change of default cannot slow the variants silently
-    # (extended and layout optimisations were measured; nothing here is disabled).
+    # ONNX Runtime's default, stated so a change of default cannot slow the variants silently.
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Except one: fusing the residual Add into LayerNormalization (SkipLayerNormalization) made those
-    # nodes 9x slower on the measured CPU (2.5 ms against 0.27 ms per 128-token run of the 6-layer
-    # student, fp32 and int8 alike: docs/serving.md); the plain LayerNormalization kernel is kept.
+    # Except one fusion: SkipLayerNormalization made those nodes 9x slower on the measured CPU
+    # (2.5 ms against 0.27 ms per 128-token run of the 6-layer student: docs/serving.md).
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"],
                                    disabled_optimizers=UNFUSED)
 

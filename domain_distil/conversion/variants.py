@@ -1,15 +1,8 @@
-"""An encoder's CPU deployment variants, built once into a folder and run as :class:`Runner`:
-
-- ``fp32``: the PyTorch model itself;
-- ``onnx``: the fp32 ONNX export run by ONNX Runtime;
-- ``int8``: that export quantized by ONNX Runtime (``conversion.int8``, :class:`Int8Settings`), run
-  by ONNX Runtime.
-
-Serving (``serving.quantize``) and Table 5 (``analysis.speed``) both go through
-:func:`variant_runner`, so what is timed is what is served. Each file is a cache entry of its own
-(``<folder>/onnx/model.onnx``, ``<folder>/int8-<settings key>/model.onnx``) built under a lock in a
-temp folder and renamed into place, so concurrent servers on one cache export once and never read
-half a file, and an int8 export made with other settings is never reused.
+"""An encoder's CPU deployment variants (``VARIANTS``: the PyTorch model, its fp32 ONNX export, that
+export quantized to int8), built once into a folder and run as :class:`Runner`. Serving and Table 5
+both go through :func:`variant_runner`, so what is timed is what is served. Each graph is a cache
+entry of its own, built under a lock and renamed into place (concurrent servers export once and
+never read half a file); an int8 export made with other settings is never reused.
 """
 
 from __future__ import annotations
@@ -65,12 +58,8 @@ def variant_runner(kind: str, model: torch.nn.Module, folder: Path, threads: int
                    int8: Int8Settings | None = None, calibration: Calibration | None = None,
                    ) -> tuple[Runner, float | None]:
     """``model`` as variant ``kind`` (``VARIANTS``): (runner, size of its ONNX file in MB; None for fp32).
-    ``int8`` configures the int8 variant (default :class:`Int8Settings`, the measured best), whose
-    ``exclude=auto`` needs ``calibration`` (held-out corpus text).
-
-    ``folder`` holds the exported files and must be specific to the model's weights (the caller
-    keys it by the encoder's content hash or id). Raises ValueError for an unknown ``kind`` and
-    ImportError without the ONNX packages.
+    ``int8`` and ``calibration`` as for :func:`int8_graph`. ``folder`` holds the exported files and
+    must be specific to the model's weights (the caller keys it by the encoder's content hash or id).
     """
     if kind not in VARIANTS:
         raise ValueError(f"unknown encoder variant {kind!r}; expected one of {VARIANTS}")

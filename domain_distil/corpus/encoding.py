@@ -78,8 +78,7 @@ def encoded_batches(
             if len(in_flight) >= 2 * num_workers:
                 done, result = in_flight.popleft()
                 yield done, result.get()
-        while in_flight:
-            done, result = in_flight.popleft()
+        for done, result in in_flight:  # reading is over: nothing is added any more
             yield done, result.get()
 
     try:

@@ -19,10 +19,7 @@ class CorpusError(UserInputError):
 
 
 def _language_of(path: Path) -> str | None:
-    for suffix in SUFFIXES:
-        if path.name.endswith(suffix):
-            return path.name[: -len(suffix)]
-    return None
+    return next((path.name[: -len(suffix)] for suffix in SUFFIXES if path.name.endswith(suffix)), None)
 
 
 def discover_files(directory: str | Path | None, files: Mapping[str, list[str] | str] | None = None,
@@ -41,12 +38,11 @@ def discover_files(directory: str | Path | None, files: Mapping[str, list[str] |
             elif (lang := _language_of(entry)) is not None:
                 found.setdefault(lang, []).append(entry)
     for lang, paths in (files or {}).items():
-        paths = [paths] if isinstance(paths, str) else list(paths)
-        resolved = [Path(p) for p in paths]
+        resolved = [Path(p) for p in ([paths] if isinstance(paths, str) else paths)]
         for path in resolved:
             if not path.is_file():
                 raise CorpusError(f"corpus.files.{lang}: {path} does not exist")
-            if _language_of(path) is None and not path.name.endswith(SUFFIXES):
+            if not path.name.endswith(SUFFIXES):
                 raise CorpusError(f"corpus.files.{lang}: {path} must end with one of {', '.join(SUFFIXES)}")
         found[lang] = resolved
     if languages:
@@ -177,10 +173,8 @@ def read_documents(
 def iter_documents(
     path: Path, text_field: str = "text", separator: str = "line", encoding_errors: str = "strict"
 ) -> Iterator[tuple[str, int]]:
-    """Yield ``(document, bytes_consumed)`` for each non-empty document of ``path``.
-
-    ``bytes_consumed`` counts uncompressed bytes, so progress and GB budgets agree.
-    """
+    """Yield ``(document, bytes_consumed)`` for each non-empty document of ``path``; uncompressed bytes,
+    so progress and GB budgets agree."""
     for text, n_bytes, _ in read_documents(path, text_field, separator, encoding_errors):
         if text:
             yield text, n_bytes

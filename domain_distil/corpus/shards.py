@@ -8,18 +8,14 @@ Layout of a built corpus (``<cache_dir>/corpus/<hash>/``)::
     <lang>/index.npy          int64 (n, 3): shard number, offset (tokens), length
     <lang>/stats.json         documents, kept sequences and tokens, drops with their reasons, warnings
 
-Building happens under the entry's lock (``common.locking``) in ``.<hash>.partial/``: each
-language is written to a private temp folder and renamed into it when complete, so a killed or
-interrupted run resumes at the next unfinished language; when all are there, ``meta.json`` is
-written and the whole folder is renamed to ``<hash>/`` in one step. A build that fails (bad input)
-removes its partial folder, and the lock file goes in either case. Readers never see a half-built corpus, and
-two processes building the same corpus produce one. ids are int32 because mBERT's vocabulary
-(119,547) does not fit in uint16 (the 2019 script's silent corruption, issue #2825).
+One process builds under the entry's lock in ``.<hash>.partial/``, one finished language at a time
+(a killed build resumes at the next one), and renames it to ``<hash>/`` once ``meta.json`` is in:
+readers never see a half-built corpus. ids are int32 because mBERT's vocabulary (119,547) does not
+fit in uint16 (the 2019 script's silent corruption, issue #2825).
 
 A token budget (``ShardSettings.budget_tokens``) keeps, per language, the documents in file order
-(files in the order given) until the next chunk would exceed it: the kept tokens are at most the
-budget and less than one chunk (``max_seq_length``) under it, so two corpora with the same budget
-differ by less than one chunk, and a bigger budget's shards start with a smaller one's.
+until the next chunk would exceed it: the kept tokens are at most the budget and less than one
+chunk under it, so a bigger budget's shards start with a smaller one's.
 """
 
 from __future__ import annotations
@@ -67,8 +63,8 @@ class ShardSettings:
         check_reading(self.document_separator, self.encoding_errors)
         budget = self.budget_tokens
         if isinstance(budget, Mapping):
-            budget = {str(lang): _budget_value(value, f"corpus.budget_tokens.{lang}") for lang, value in budget.items()}
-            budget = dict(sorted(budget.items()))
+            budget = dict(sorted((str(lang), _budget_value(value, f"corpus.budget_tokens.{lang}"))
+                                 for lang, value in budget.items()))
         else:
             budget = _budget_value(budget, "corpus.budget_tokens")
         object.__setattr__(self, "budget_tokens", budget)  # a plain dict/int, whatever config object came in
@@ -98,25 +94,20 @@ def _budget_value(value: object, name: str) -> int | None:
 
 
 def tokenizer_fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    """Identity of a tokenizer: class, vocabulary and special tokens (not its file paths).
-
-    Kept per tokenizer object (hashing a 250k vocabulary takes a second; a shared, read-only
-    tokenizer is fingerprinted once per process).
-    """
+    """Identity of a tokenizer: class, vocabulary and special tokens (not its file paths); memoised per
+    tokenizer object, as hashing a 250k vocabulary takes a second."""
     size = len(tokenizer)  # a token added since changes the size: fingerprint again
     known = _FINGERPRINTS.get(tokenizer)
     if known is None or known[0] != size:
-        known = _FINGERPRINTS[tokenizer] = (size, _fingerprint(tokenizer))
+        vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
+        fingerprint = hash_object({"class": type(tokenizer).__name__, "vocab": vocab,
+                                   "special": tokenizer.all_special_tokens,
+                                   "lower": getattr(tokenizer, "do_lower_case", None)})
+        known = _FINGERPRINTS[tokenizer] = (size, fingerprint)
     return known[1]
 
 
 _FINGERPRINTS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
-
-
-def _fingerprint(tokenizer: PreTrainedTokenizerBase) -> str:
-    vocab = sorted(tokenizer.get_vocab().items(), key=lambda kv: kv[1])
-    return hash_object({"class": type(tokenizer).__name__, "vocab": vocab, "special": tokenizer.all_special_tokens,
-                        "lower": getattr(tokenizer, "do_lower_case", None)})
 
 
 def corpus_key(files_by_lang: dict[str, list[Path]], tokenizer: PreTrainedTokenizerBase, settings: ShardSettings) -> str:
@@ -257,12 +248,8 @@ class _LanguageTokens:
 
     def fraction_done(self, total_bytes: int | None) -> float | None:
         """Share of the work done: of the input bytes, or of the budget when that comes first."""
-        known = []
-        if total_bytes:
-            known.append(self.stats.bytes / total_bytes)
-        if self.budget:
-            known.append(self.stats.tokens / self.budget)
-        return max(known) if known else None
+        shares = ((self.stats.bytes, total_bytes), (self.stats.tokens, self.budget))
+        return max((done / total for done, total in shares if total), default=None)
 
 
 def _tokenise_language(lang: str, paths: list[Path], tokenizer: PreTrainedTokenizerBase, settings: ShardSettings,
@@ -290,10 +277,6 @@ def _tokenise_language(lang: str, paths: list[Path], tokenizer: PreTrainedTokeni
     return tokens.counts, tokens.stats
 
 
-def _is_complete(root: Path) -> bool:
-    return (root / "meta.json").exists()
-
-
 def build_corpus(files_by_lang: dict[str, list[Path]], tokenizer: PreTrainedTokenizerBase, cache_dir: str | Path,
                  settings: ShardSettings, num_workers: int = 1) -> Path:
     """Tokenise (or reuse) the corpus and return its folder; languages already built are skipped.
@@ -306,11 +289,11 @@ def build_corpus(files_by_lang: dict[str, list[Path]], tokenizer: PreTrainedToke
     settings.check_languages(files_by_lang)
     key = corpus_key(files_by_lang, tokenizer, settings)
     root = Path(cache_dir) / "corpus" / key[:16]
-    if _is_complete(root):
+    if (root / "meta.json").exists():
         log.info("Corpus cache hit: %s", root)
         return root
     with entry_lock(root):
-        if _is_complete(root):  # another process published it while we waited
+        if (root / "meta.json").exists():  # another process published it while we waited
             log.info("Corpus cache hit (built by another process): %s", root)
             return root
         partial = _resumable_partial(root)
@@ -355,8 +338,7 @@ def _write_meta(folder: Path, key: str, files_by_lang: dict[str, list[Path]], to
     for lang in sorted(files_by_lang):
         counts += np.load(folder / lang / "counts.npy")
         languages[lang] = read_json(folder / lang / "stats.json")
-    total_sequences = sum(s["sequences"] for s in languages.values())
-    if total_sequences == 0:
+    if not any(s["sequences"] for s in languages.values()):
         raise CorpusError(
             "The corpus produced no training sequence: every document was shorter than "
             f"{settings.min_seq_length} tokens or mostly [UNK] ({languages}). Add text, lower "

@@ -77,12 +77,14 @@ def _write_subset(
                 f"{budget} GB budget; lower the budget or add data"
             )
         gate = BudgetFilter(histogram.threshold(target, margin=0.0), target)
+        written = 0  # documents kept
         with atomic_open(tmp / f"{lang}.txt") as handle:
             for item_key, text, nbytes in documents():
                 if gate.accept(item_key, nbytes):
                     handle.write(text + "\n")
-        manifest[lang] = {"budget_gb": budget, "bytes": gate.written_bytes, "documents": gate.written_items,
+                    written += 1
+        manifest[lang] = {"budget_gb": budget, "bytes": gate.written_bytes, "documents": written,
                           "available_bytes": histogram.total_bytes}
-        log.info("subset %s: %d documents, %.4f GB of %.4f GB", lang, gate.written_items,
+        log.info("subset %s: %d documents, %.4f GB of %.4f GB", lang, written,
                  gate.written_bytes / 1e9, histogram.total_bytes / 1e9)
     write_json(tmp / MANIFEST, {"seed": seed, "languages": manifest})

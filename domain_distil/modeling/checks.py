@@ -41,16 +41,12 @@ def check_student_matches_teacher(
     student: PretrainedConfig, teacher: PretrainedConfig, setting: str = "student.name_or_path"
 ) -> None:
     """The reference's sanity check: same vocabulary, width and position table (``setting`` names
-    the config key that gave the student, for the error)."""
-
-    def dim(config: PretrainedConfig) -> int:
-        return getattr(config, "hidden_size", None) or config.dim
-
+    the config key that gave the student, for the error; DistilBERT configs answer ``hidden_size`` too)."""
     problems = []
     if student.vocab_size != teacher.vocab_size:
         problems.append(f"vocab_size {student.vocab_size} != teacher's {teacher.vocab_size}")
-    if dim(student) != dim(teacher):
-        problems.append(f"hidden size {dim(student)} != teacher's {dim(teacher)}")
+    if student.hidden_size != teacher.hidden_size:
+        problems.append(f"hidden size {student.hidden_size} != teacher's {teacher.hidden_size}")
     if student.max_position_embeddings != teacher.max_position_embeddings:
         problems.append(
             f"max_position_embeddings {student.max_position_embeddings} != teacher's {teacher.max_position_embeddings}"

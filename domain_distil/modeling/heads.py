@@ -47,16 +47,12 @@ class SelfAttentionHead(nn.Module):
     :param num_hops: r, number of attention distributions (rows of A).
     :param hidden_dim: width of the classifier MLP on the flattened r·d embedding.
     :param dropout: applied to the flattened embedding and to the MLP's hidden layer.
-    :param standardize_inputs: subtract the per-dimension mean of the training tokens and divide
-        by their standard deviation before attending, and pool the standardised vectors. A
-        deliberate departure from Lin et al. and the paper, whose head pools the raw token vectors
-        (``conf/experiment/paper_*.yaml`` turn it off). Contextual embeddings are anisotropic: most
-        of every token is one shared direction, which the attention and the MLP must learn to look
-        past; ``benchmarks/head_standardisation.py`` measures both settings on the demo tasks. The
-        statistics are buffers set once by :meth:`fit_input_statistics` (the classifier module
-        does it at the start of training) and travel with the weights. The default is True
-        because heads saved before this key existed were trained that way; ``conf/head`` sets it
-        explicitly.
+    :param standardize_inputs: attend over and pool the token vectors standardised per dimension by
+        the training tokens' mean and std (buffers set by :meth:`fit_input_statistics`, saved with the
+        weights). A deliberate departure from Lin et al. and the paper (``conf/experiment/paper_*.yaml``
+        turn it off): contextual embeddings are anisotropic, most of every token is one shared
+        direction; ``benchmarks/head_standardisation.py`` measures both. True by default because heads
+        saved before this key existed were trained that way.
     """
 
     def __init__(

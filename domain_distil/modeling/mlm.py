@@ -1,9 +1,5 @@
-"""Split a ``*ForMaskedLM`` into its encoder body and its prediction head.
-
-Distillation runs the body on every token but the head (a (H, V) projection: 119,547 columns for
-mBERT) only on the rows a loss needs, so padding and unused positions never cost a vocabulary
-projection.
-"""
+"""Split a ``*ForMaskedLM`` into its encoder body and its prediction head: distillation runs the body on
+every token but the head (a (H, V) projection: 119,547 columns for mBERT) only on the rows a loss needs."""
 
 from __future__ import annotations
 
@@ -20,10 +16,8 @@ def mlm_body(model: PreTrainedModel) -> nn.Module:
 
 
 def mlm_head_parts(model: PreTrainedModel) -> tuple[Callable[[torch.Tensor], torch.Tensor], nn.Linear]:
-    """(the head's transform before the vocabulary projection, the projection) of an MLM model.
-
-    Apart, so that a trimmed student's teacher can project onto the kept vocabulary rows only.
-    """
+    """(the head's transform before the vocabulary projection, the projection) of an MLM model: apart, so
+    that a trimmed student's teacher can project onto the kept vocabulary rows only."""
     if hasattr(model, "vocab_projector"):  # DistilBertForMaskedLM
         return (lambda h: model.vocab_layer_norm(model.activation(model.vocab_transform(h)))), model.vocab_projector
     if hasattr(model, "cls"):  # BertForMaskedLM

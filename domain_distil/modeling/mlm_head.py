@@ -1,9 +1,6 @@
 """BERT's masked-LM head on an encoder released without one (e5, MiniLM): attach a freshly
-initialised head to the body, and score a model over the full vocabulary.
-
-The head is BERT's (transform = dense + GELU + LayerNorm, then a decoder tied to the word
-embeddings plus a bias). Fitting it, with the body frozen, is a stage:
-``domain_distil.stages.teacher_head.fit_mlm_head``.
+initialised head to the body, and score a model over the full vocabulary. Fitting it, with the
+body frozen, is a stage: ``domain_distil.stages.teacher_head.fit_mlm_head``.
 """
 
 from __future__ import annotations

@@ -1,10 +1,7 @@
-"""Build the student from the teacher (the reference's ``extract_distilbert.py``, generalised).
-
-A BERT teacher becomes a ``DistilBertForMaskedLM`` (token-type embeddings and pooler dropped,
-MLM head copied); a RoBERTa / XLM-R teacher becomes the same architecture with fewer layers,
-since DistilBERT cannot express RoBERTa's position offset. Both are standard transformers models,
-so the exported student loads with ``AutoModel`` / ``AutoModelForMaskedLM``.
-"""
+"""Build the student from the teacher (the reference's ``extract_distilbert.py``, generalised): a BERT
+teacher becomes a ``DistilBertForMaskedLM`` (token-type embeddings and pooler dropped, MLM head copied);
+a RoBERTa / XLM-R teacher becomes the same architecture with fewer layers, since DistilBERT cannot
+express RoBERTa's position offset."""
 
 from __future__ import annotations
 

@@ -1,11 +1,6 @@
 """Teacher loading: a hub name, a local folder, or a builder that produces a local folder
 (``teacher.builder``, a Hydra ``_target_`` called with ``cache_dir``: the demo's converted e5).
-
-A teacher that cannot load fails with one :class:`TeacherError` line naming the config key and
-what to change, before any corpus work. Transformers' per-key load report stays out of the
-console (:func:`quiet_load_report`); the one thing it means for a run, "no MLM head", is logged
-once as a sentence.
-"""
+A teacher that cannot load fails with one :class:`TeacherError` line, before any corpus work."""
 
 from __future__ import annotations
 
@@ -31,6 +26,8 @@ from transformers import (
 from transformers.utils import logging as hf_logging
 
 from domain_distil.common.errors import UserInputError
+from domain_distil.common.hashing import stat_key
+from domain_distil.modeling.checks import checkpoint_has_mlm_head
 from domain_distil.modeling.student import check_teacher_supported
 
 log = logging.getLogger(__name__)
@@ -47,7 +44,6 @@ class TeacherError(UserInputError):
 class LoadedTeacher:
     model: PreTrainedModel
     tokenizer: PreTrainedTokenizerBase
-    name_or_path: str
     has_mlm_head: bool
 
 
@@ -66,19 +62,14 @@ def resolve_teacher_path(teacher_cfg: DictConfig | dict, cache_dir: str | Path) 
 
 
 def looks_like_local_path(name: str) -> bool:
-    """True for what can only be a path: absolute, ``./``/``../``/``~`` relative, or 2+ slashes.
-
-    A hub id is ``name`` or ``org/name``; ``data/model`` is ambiguous and counts as a hub id
-    unless that folder exists.
-    """
+    """True for what can only be a path: absolute, ``./``/``../``/``~`` relative, or 2+ slashes. A hub id
+    is ``name`` or ``org/name``; ``data/model`` is ambiguous and counts as a hub id unless that folder exists."""
     return name.startswith(("/", "./", "../", "~", "\\")) or name.count("/") >= 2 or Path(name).exists()
 
 
 def check_model_location(name: str, key: str) -> None:
     """A local path must be a transformers folder with a config and weights; hub ids pass through.
-
-    :param key: the config key the value came from, named in the error (``teacher.name_or_path``).
-    """
+    ``key`` is the config key the value came from, for the error."""
     if not looks_like_local_path(name):
         return
     folder = Path(name).expanduser()
@@ -96,12 +87,9 @@ def check_model_location(name: str, key: str) -> None:
 
 @contextmanager
 def quiet_load_report() -> Iterator[None]:
-    """Keep transformers' per-key load report (MISSING/UNEXPECTED table) out of the console.
-
-    The report lists keys a checkpoint lacks for the class it is loaded into: a sentence
-    encoder's absent MLM head, or the pooler an ``AutoModel`` adds to a BERT body. Callers that
-    care (:func:`load_teacher`) read ``output_loading_info`` and log what it means instead.
-    """
+    """Keep transformers' per-key load report (MISSING/UNEXPECTED table) out of the console: it lists a
+    sentence encoder's absent MLM head, or the pooler an ``AutoModel`` adds to a BERT body; a missing
+    teacher head is logged as one sentence instead (:func:`load_teacher`)."""
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()
     try:
@@ -111,16 +99,12 @@ def quiet_load_report() -> Iterator[None]:
 
 
 def pooler_free_kwargs(config: PretrainedConfig) -> dict[str, Any]:
-    """``{"add_pooling_layer": False}`` where the ``AutoModel`` class takes it (BERT, RoBERTa, XLM-R).
-
-    Nothing here uses the pooler (heads read token outputs, embeddings mean-pool), most
-    checkpoints (mBERT's MLM, the demo's e5) have none, and building one anyway draws random
-    numbers and prints a "pooler MISSING" report on every load.
-    """
+    """``{"add_pooling_layer": False}`` where the ``AutoModel`` class takes it (BERT, RoBERTa, XLM-R): nothing
+    here reads the pooler, most checkpoints (mBERT's MLM, the demo's e5) have none, and building one anyway
+    draws random numbers and prints a "pooler MISSING" report on every load."""
     model_class = MODEL_MAPPING.get(type(config), None)
-    if model_class is None:
-        return {}
-    return {"add_pooling_layer": False} if "add_pooling_layer" in inspect.signature(model_class).parameters else {}
+    takes_it = model_class is not None and "add_pooling_layer" in inspect.signature(model_class).parameters
+    return {"add_pooling_layer": False} if takes_it else {}
 
 
 def _hub_kwargs(teacher_cfg: DictConfig | dict) -> dict[str, Any]:
@@ -152,27 +136,17 @@ def load_teacher_tokenizer(teacher_cfg: DictConfig | dict, path: str) -> PreTrai
 
 def load_tokenizer(name_or_path: str | Path, revision: str | None = None,
                    local_files_only: bool = False) -> PreTrainedTokenizerBase:
-    """A tokenizer, loaded once per process, folder state and hub settings.
+    """A tokenizer, loaded once per process, folder state (names, sizes, mtimes) and hub settings.
 
     Parsing a 250k-entry ``tokenizer.json`` takes seconds, and a run asks for the same tokenizer
     several times (the corpus key, the teacher, the speed table's coverage and its timings). The
     object is shared: treat it as read-only. A local folder whose files change is loaded again.
     """
-    return _cached_tokenizer(str(name_or_path), _folder_state(name_or_path), revision, local_files_only)
-
-
-def _folder_state(path: str | Path) -> tuple[tuple[str, int, int], ...]:
-    """Names, sizes and modification times of a local folder's files (empty for a hub id)."""
-    folder = Path(path)
-    if not folder.is_dir():
-        return ()
-    stats = [(f.name, f.stat()) for f in sorted(folder.iterdir()) if f.is_file()]
-    return tuple((name, stat.st_size, stat.st_mtime_ns) for name, stat in stats)
+    return _cached_tokenizer(str(name_or_path), stat_key(Path(name_or_path)), revision, local_files_only)
 
 
 @lru_cache(maxsize=8)
-def _cached_tokenizer(path: str, state: tuple[tuple[str, int, int], ...], revision: str | None,
-                      local_files_only: bool) -> PreTrainedTokenizerBase:
+def _cached_tokenizer(path: str, state: str, revision: str | None, local_files_only: bool) -> PreTrainedTokenizerBase:
     return AutoTokenizer.from_pretrained(path, revision=revision, local_files_only=local_files_only)
 
 
@@ -185,20 +159,12 @@ def load_teacher(
     head; ``has_mlm_head`` is then False so the run can refuse the soft-target loss.
     """
     path = path or resolve_teacher_path(teacher_cfg, cache_dir)
-    kwargs = _hub_kwargs(teacher_cfg)
     with quiet_load_report():
-        model, info = AutoModelForMaskedLM.from_pretrained(path, output_loading_info=True, **kwargs)
+        model = AutoModelForMaskedLM.from_pretrained(path, **_hub_kwargs(teacher_cfg))
     check_teacher_supported(model.config.model_type)
-    head_prefixes = ("cls.", "lm_head.")
-    missing_head = [k for k in info.get("missing_keys", []) if k.startswith(head_prefixes)]
-    # The decoder weight is tied to the word embeddings; a missing bias or transform means no head.
-    has_mlm_head = not [k for k in missing_head if not k.endswith("decoder.weight")]
+    has_mlm_head = checkpoint_has_mlm_head(path, model.config)
     if not has_mlm_head:
-        log.info(
-            "Teacher %s has no trained MLM head (%d head weights missing, e.g. %s): the hidden-state recipe "
-            "(distill=hidden) needs none; the soft-target loss (distill=sanh) uses a fitted one "
-            "(teacher.mlm_head.strategy=fit)", path, len(missing_head), missing_head[0],
-        )
-    tokenizer = load_teacher_tokenizer(teacher_cfg, path)
+        log.info("Teacher %s has no trained MLM head: the hidden-state recipe (distill=hidden) needs none; the "
+                 "soft-target loss (distill=sanh) uses a fitted one (teacher.mlm_head.strategy=fit)", path)
     model.eval().requires_grad_(False)
-    return LoadedTeacher(model=model, tokenizer=tokenizer, name_or_path=path, has_mlm_head=has_mlm_head)
+    return LoadedTeacher(model=model, tokenizer=load_teacher_tokenizer(teacher_cfg, path), has_mlm_head=has_mlm_head)

@@ -1,26 +1,16 @@
-"""A trimmed fast tokenizer: the teacher's ``tokenizer.json`` with only the kept pieces.
-
-The normalizer, pre-tokenizer, decoder and added tokens are the original's; the model is rebuilt
-with the ``tokenizers`` model classes on the kept pieces (new id ``i`` = teacher id
-``kept_ids[i]``), and every id the post-processor, the added tokens and the padding settings name
-is remapped. The result is a standard ``PreTrainedTokenizerFast`` that ``AutoTokenizer`` reloads.
+"""A trimmed fast tokenizer: the teacher's ``tokenizer.json`` with only the kept pieces (new id ``i`` =
+teacher id ``kept_ids[i]``) and every id its post-processor, added tokens and padding name remapped.
 
 Why covered text tokenises exactly as before (``tests/test_vocab_trim.py`` checks it):
 
 - **WordPiece** (mBERT) is greedy longest match. If the full vocabulary's segmentation of a word
   uses only kept pieces, then at every step the longest full-vocabulary match is kept, and no
-  longer kept match can exist (kept ⊂ full), so the trimmed tokenizer takes the same piece. A word
-  that needs a dropped piece gets shorter kept pieces, or ``[UNK]`` for the word when no kept
-  segmentation exists (WordPiece's own rule).
+  longer kept match can exist (kept ⊂ full). A word that needs a dropped piece gets shorter kept
+  pieces, or ``[UNK]`` when no kept segmentation exists (WordPiece's own rule).
 - **Unigram** (XLM-R, me5) is a Viterbi maximum over segmentations. Every trimmed segmentation
   is a full one with the same score, and the full optimum is still available, so it stays the
-  optimum. One detail keeps that true: ``tokenizers`` scores an unknown character at
-  ``min(piece scores) - 10``; dropping the rarest pieces would raise that minimum, and an
-  unknown node could then beat a segmentation the full vocabulary preferred. The kept ``<unk>``
-  piece therefore carries the full vocabulary's minimum score, so the unknown score is unchanged.
-  (The ``<unk>`` piece itself is matched as a special token before the model sees text.)
-
-A dropped piece can never come back as a wrong id: the trimmed model only knows the kept pieces.
+  optimum, provided the unknown-character score (``min(piece scores) - 10`` in ``tokenizers``)
+  does not rise when the rarest pieces go: the kept ``<unk>`` piece carries the full minimum.
 """
 
 from __future__ import annotations

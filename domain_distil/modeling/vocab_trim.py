@@ -1,11 +1,7 @@
 """Vocabulary trimming (``student.vocab=trim``): keep the tokens the domain uses, slice the rows.
 
 Most of a multilingual encoder is its vocabulary (me5-small: 96 M of its 118 M parameters are the
-250k x 384 embedding table). A trimmed student keeps every token the distillation corpus (plus
-optional extra texts) uses at least ``min_count`` times, and every special and added token; its
-word embeddings, tied MLM decoder and decoder bias are the teacher-derived student's rows for
-those ids, in increasing teacher-id order, so new id ``i`` is teacher id ``kept_ids[i]``. The
-tokenizer side is ``modeling/tokenizer_trim.py``.
+250k x 384 embedding table). The tokenizer side is ``modeling/tokenizer_trim.py``.
 """
 
 from __future__ import annotations
@@ -85,11 +81,8 @@ class KeptVocabulary:
         return index
 
     def old_to_new(self) -> torch.Tensor:
-        """(teacher_vocab_size,) int64: the new id of each teacher id; a dropped id maps to the new unk id.
-
-        The student cannot represent a dropped token, so it reads it as unknown, which is what it
-        would otherwise have to guess from.
-        """
+        """(teacher_vocab_size,) int64: the new id of each teacher id; a dropped id, which the student
+        cannot represent, maps to the new unk id."""
         table = torch.full((self.teacher_vocab_size,), self.new_id(self.unk_id), dtype=torch.long)
         table[torch.from_numpy(self.kept_ids)] = torch.arange(len(self.kept_ids))
         return table
@@ -186,15 +179,11 @@ def trim_masked_lm(model: PreTrainedModel, kept: KeptVocabulary) -> PreTrainedMo
         raise ValueError(f"the model has {vocab_size} vocabulary rows but the kept vocabulary was chosen for "
                          f"{kept.teacher_vocab_size}")
     index = torch.from_numpy(kept.kept_ids)
-    state = {}
-    sliced = []
-    for name, tensor in model.state_dict().items():
-        if name.endswith(_VOCAB_ROW_SUFFIXES) and tensor.shape[:1] == (vocab_size,):
-            tensor = tensor.index_select(0, index.to(tensor.device))
-            sliced.append(name)
-        state[name] = tensor
-    if not any(name.endswith("word_embeddings.weight") for name in sliced):
+    state = model.state_dict()
+    rows = {name for name, t in state.items() if name.endswith(_VOCAB_ROW_SUFFIXES) and t.shape[:1] == (vocab_size,)}
+    if not any(name.endswith("word_embeddings.weight") for name in rows):
         raise TypeError(f"{type(model).__name__}: no word-embedding table found to trim")
+    state = {name: t.index_select(0, index.to(t.device)) if name in rows else t for name, t in state.items()}
     config = model.config.__class__.from_dict(model.config.to_dict())
     config.vocab_size = len(kept)
     for key in _SPECIAL_ID_CONFIG_KEYS:

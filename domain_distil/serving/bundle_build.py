@@ -1,12 +1,7 @@
-"""Building a serving bundle from ``task=classify`` job folders (``task=bundle``).
-
-``results.json`` says which encoder a head was trained on (``encoder.hash``), the task type, the
-label set and the decision threshold; the head's weights come from the job's ``head.safetensors``
-(or its best checkpoint, ``checkpoints/best-*.ckpt``, kept with ``classify.keep_checkpoint=true``).
-A head is refused when its encoder hash differs from the bundle's encoder or when its encoder was
-fine-tuned (``freeze: false``): such a head was trained on features this encoder does not produce,
-and would silently give wrong answers. The bundle is written to a temporary folder and renamed
-into place.
+"""Building a serving bundle from ``task=classify`` job folders (``task=bundle``). A head is refused
+when its encoder hash differs from the bundle's encoder or when its encoder was fine-tuned
+(``freeze: false``): it was trained on features this encoder does not produce, and would silently
+give wrong answers.
 """
 
 from __future__ import annotations
@@ -81,8 +76,8 @@ def _best_checkpoint(job: Path) -> Path:
 def read_job(job: str | Path) -> HeadSpec:
     """The trained head of one ``task=classify`` job folder (results.json + best checkpoint)."""
     job = Path(job)
-    record = read_json(job / RESULTS_FILE)
     where = job / RESULTS_FILE
+    record = read_json(where)
     if record.get("status") != "ok":
         raise BundleError(f"{where}: job status is {record.get('status')!r} ({record.get('error')}); only ok jobs can be bundled")
     config = record.get("config") or {}
@@ -96,12 +91,14 @@ def read_job(job: str | Path) -> HeadSpec:
     except KeyError as error:
         raise BundleError(f"{ckpt}: head weights lack {error}; expected a modeling.heads.SelfAttentionHead") from None
     encoder = record.get("encoder") or {}
+    threshold = record["threshold"]  # one, or one per label (cls_task.threshold_mode=per_label)
     return HeadSpec(
         task=str(record["task"]), lang=str(record["lang"]), task_type=str(record["task_type"]),
         # Labels read from the task file (cls_task.labels: null) are recorded in results.json.
         labels=[str(label) for label in (record.get("labels") or cls_task["labels"])],
         positive_label=(record.get("positive_label") or cls_task.get("positive_label")),
-        threshold=_threshold(record["threshold"]), max_length=int(cls_task.get("max_length", 128)),
+        threshold=[float(t) for t in threshold] if isinstance(threshold, list) else float(threshold),
+        max_length=int(cls_task.get("max_length", 128)),
         head_config=dict(head_config), input_dim=input_dim, num_classes=num_classes,
         encoder_hash=str(encoder.get("hash")), state_dict=weights,
         source={"job": str(job.resolve()), "checkpoint": ckpt.name, "seed": record.get("seed"),
@@ -144,21 +141,13 @@ def check_head(head: HeadSpec, bundle_hash: str, hidden_size: int) -> None:
         raise BundleError(f"head {head.key} expects {head.input_dim}-dim features, the encoder gives {hidden_size}")
 
 
-def _head_dir(head: HeadSpec) -> str:
-    return f"heads/{head.task}__{head.lang}"
-
-
 def build_bundle(encoder: str | Path, heads: Sequence[HeadSpec], output: str | Path, *,
                  copy_encoder: bool = True, revision: str | None = None, overwrite: bool = False,
                  cache_dir: str | Path | None = None, int8: Mapping[str, Any] | None = None) -> Path:
     """Write a bundle of ``encoder`` (a local transformers folder or a hub name) and ``heads``;
-    ``int8`` is the record of its int8 variant (``conversion.int8.quantize_int8``: settings and
-    excluded layers), kept in the manifest so that serving reuses the choice.
-
-    Every head is checked against the encoder before anything is written; the bundle is assembled
-    in a temporary folder next to ``output`` and renamed into place, so ``output`` is complete or
-    absent.
-    """
+    ``int8`` is the record of its int8 variant (``conversion.int8.quantize_int8``), kept in the
+    manifest so that serving reuses the choice. Every head is checked before anything is written,
+    and the bundle is assembled next to ``output`` and renamed into place: complete or absent."""
     output = Path(output)
     if output.exists() and not overwrite:
         raise BundleError(f"{output} exists; pass bundle.overwrite=true to replace it")
@@ -189,12 +178,13 @@ def build_bundle(encoder: str | Path, heads: Sequence[HeadSpec], output: str | P
             tokenizer_path = "tokenizer"
         entries = []
         for head in heads:
-            folder = tmp / _head_dir(head)
+            head_dir = f"heads/{head.task}__{head.lang}"
+            folder = tmp / head_dir
             folder.mkdir(parents=True)
             save_file({k: v.contiguous() for k, v in head.state_dict.items()}, str(folder / HEAD_WEIGHTS))
             write_json(folder / HEAD_META, head.meta())
             entries.append({"key": head.key, "task": head.task, "lang": head.lang, "task_type": head.task_type,
-                            "dir": _head_dir(head), "sha256": hash_file(folder / HEAD_WEIGHTS)})
+                            "dir": head_dir, "sha256": hash_file(folder / HEAD_WEIGHTS)})
         manifest = {
             "format_version": FORMAT_VERSION,
             "kind": "serving_bundle",
@@ -215,8 +205,3 @@ def build_bundle(encoder: str | Path, heads: Sequence[HeadSpec], output: str | P
         raise
     log.info("bundle %s: encoder %s (%s), %d heads: %s", output, encoder, digest[:12], len(heads), ", ".join(keys))
     return output
-
-
-def _threshold(value: Any) -> float | list[float]:
-    """One decision threshold, or one per label (``cls_task.threshold_mode=per_label``)."""
-    return [float(v) for v in value] if isinstance(value, list) else float(value)

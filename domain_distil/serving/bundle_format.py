@@ -1,22 +1,13 @@
-"""A serving bundle's format: one frozen encoder, N classifier heads trained on it, one manifest.
-
-Layout (docs/formats.md "Serving bundle")::
-
-    <bundle>/manifest.json                 what is inside, hashes, provenance
-    <bundle>/encoder/                      transformers folder + tokenizer (when copied)
-    <bundle>/tokenizer/                    the tokenizer alone (when the encoder is referenced)
-    <bundle>/heads/<task>__<lang>/head.safetensors + head.json
-
-``serving.bundle_build`` writes a bundle from ``task=classify`` job folders, ``serving.bundle_load``
-reads one back for serving; this module holds what both agree on: file names, the format version,
-the head record (:class:`HeadSpec`) and which head classes a manifest may name.
+"""A serving bundle's format (docs/formats.md "Serving bundle"): one frozen encoder, N heads trained on
+it, one manifest. What ``bundle_build`` (writes) and ``bundle_load`` (reads) agree on: file names,
+the format version, the head record (:class:`HeadSpec`) and which head classes a manifest may name.
 """
 
 from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import torch
@@ -61,12 +52,12 @@ class HeadSpec:
         return f"{self.task}/{self.lang}"
 
     def meta(self) -> dict[str, Any]:
-        return {
-            "task": self.task, "lang": self.lang, "task_type": self.task_type, "labels": self.labels,
-            "positive_label": self.positive_label, "threshold": self.threshold, "max_length": self.max_length,
-            "head_config": self.head_config, "input_dim": self.input_dim, "num_classes": self.num_classes,
-            "encoder_hash": self.encoder_hash, "source": self.source,
-        }
+        """``head.json``: every field but the weights, in field order."""
+        return {f.name: getattr(self, f.name) for f in fields(self) if f.name != "state_dict"}
+
+    @classmethod
+    def from_meta(cls, meta: Mapping[str, Any], state_dict: dict[str, torch.Tensor]) -> HeadSpec:
+        return cls(state_dict=state_dict, **{f.name: meta[f.name] for f in fields(cls) if f.name != "state_dict"})
 
     def build(self) -> nn.Module:
         """The head module with its trained weights, in eval mode (dropout off)."""

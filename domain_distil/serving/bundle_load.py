@@ -3,7 +3,6 @@ the tokenizer and every head's weights (checked against theirs)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -52,19 +51,14 @@ def read_manifest(root: str | Path) -> dict[str, Any]:
     return manifest
 
 
-def encoder_location(root: Path, manifest: Mapping[str, Any]) -> str:
-    entry = manifest["encoder"]
-    return str(root / entry["path"]) if entry["copied"] else str(entry["path"])
-
-
 def load_bundle(root: str | Path, *, verify: bool = True, cache_dir: str | Path | None = None) -> Bundle:
     """Load encoder, tokenizer and heads. ``verify`` re-hashes the encoder folder and every head file,
     so a bundle whose encoder was swapped or fine-tuned since it was built is refused."""
     root = Path(root)
     manifest = read_manifest(root)
-    location = encoder_location(root, manifest)
-    expected = str(manifest["encoder"]["hash"])
-    revision = manifest["encoder"].get("revision")
+    source = manifest["encoder"]
+    location = str(root / source["path"]) if source["copied"] else str(source["path"])
+    expected, revision = str(source["hash"]), source.get("revision")
     if verify:
         actual = encoder_hash(location, revision, cache_dir)
         if actual != expected:
@@ -78,11 +72,7 @@ def load_bundle(root: str | Path, *, verify: bool = True, cache_dir: str | Path 
             raise BundleError(f"{root}: head {entry.get('key')} has no {weights}")
         if verify and hash_file(weights) != entry["sha256"]:
             raise BundleError(f"{weights}: content hash differs from the manifest's; the head file changed")
-        meta = read_json(folder / HEAD_META)
-        spec = HeadSpec(state_dict=load_file(str(weights)),
-                        **{k: meta[k] for k in ("task", "lang", "task_type", "labels", "positive_label", "threshold",
-                                                "max_length", "head_config", "input_dim", "num_classes",
-                                                "encoder_hash", "source")})
+        spec = HeadSpec.from_meta(read_json(folder / HEAD_META), load_file(str(weights)))
         if spec.encoder_hash != expected:
             raise BundleError(f"{folder}: head trained on encoder {spec.encoder_hash[:12]}, bundle encoder is {expected[:12]}")
         heads[spec.key] = spec

@@ -1,19 +1,12 @@
 """Python API: encode each text once, run every relevant head on the shared token outputs.
 
-    bundle = load_bundle("outputs/bundle")
-    predictor = Predictor(bundle)
+    predictor = Predictor(load_bundle("outputs/bundle"))
     predictor.predict(["where is my order?"], langs="eng")              # every eng head
     predictor.predict(texts, tasks=["cc_intent"], text_langs=row_langs)  # per-row language
 
-Heads may have been trained with different truncation lengths (``cls_task.max_length``: 128 for
-chat messages, 256 for posts). A text shorter than every limit has the same token ids, hence the
-same encoder output, under each of them, so it is encoded once; only a text that the shorter limit
-truncates is encoded a second time at that limit, because a bidirectional encoder's outputs for the
-first 128 tokens depend on the tokens after them. Each head thus sees exactly the features it was
-trained on.
-
-Within a call, texts are sorted by length and encoded ``batch_size`` at a time (little padding);
-each head runs on the rows of the batch that asked for it.
+A text that a head's shorter ``max_length`` truncates is encoded again at that limit, because a
+bidirectional encoder's outputs for the first tokens depend on the tokens after them: each head
+sees exactly the features it was trained on (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -56,6 +49,12 @@ def _as_set(value: str | Sequence[str] | None) -> set[str] | None:
     return {value} if isinstance(value, str) else set(value)
 
 
+def _refuse_unknown(name: str, wanted: set[str] | None, known: list[str]) -> None:
+    unknown = sorted((wanted or set()) - set(known))
+    if unknown:
+        raise UnknownFilterError(f"unknown {name} {', '.join(map(repr, unknown))}; the bundle has {known}")
+
+
 def head_output(spec: HeadSpec, probs: Tensor) -> dict[str, Any]:
     """One head's answer for one text. ``probs``: P(positive) (binary, 0-dim) or per-label (L,)."""
     base = {"task": spec.task, "lang": spec.lang, "type": spec.task_type, "threshold": spec.threshold}
@@ -91,16 +90,13 @@ class Predictor:
         self.tokenizer = bundle.tokenizer
         self.pad_id = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
         self.batch_size = batch_size
-        self.device = device
         self.encoded_rows = 0  # encoder rows run so far (a text truncated twice counts twice)
 
     def select(self, langs: str | Sequence[str] | None = None, tasks: str | Sequence[str] | None = None) -> list[str]:
         """Head keys matching the filters (None = all); an unknown language or task is an error."""
         lang_set, task_set = _as_set(langs), _as_set(tasks)
-        for name, wanted, known in (("language", lang_set, self.bundle.langs), ("task", task_set, self.bundle.tasks)):
-            unknown = sorted((wanted or set()) - set(known))
-            if unknown:
-                raise UnknownFilterError(f"unknown {name} {', '.join(map(repr, unknown))}; the bundle has {known}")
+        _refuse_unknown("language", lang_set, self.bundle.langs)
+        _refuse_unknown("task", task_set, self.bundle.tasks)
         return [key for key, s in sorted(self.specs.items())
                 if (lang_set is None or s.lang in lang_set) and (task_set is None or s.task in task_set)]
 
@@ -114,10 +110,7 @@ class Predictor:
             return self.predict_rows(texts, [keys] * len(texts))
         if len(text_langs) != len(texts):
             raise ValueError(f"text_langs has {len(text_langs)} entries for {len(texts)} texts")
-        known = self.bundle.langs
-        unknown = sorted({lang for lang in text_langs if lang is not None} - set(known))
-        if unknown:
-            raise UnknownFilterError(f"unknown language {', '.join(map(repr, unknown))}; the bundle has {known}")
+        _refuse_unknown("language", {lang for lang in text_langs if lang is not None}, self.bundle.langs)
         rows = [[k for k in keys if lang is None or self.specs[k].lang == lang] for lang in text_langs]
         return self.predict_rows(texts, rows)
 

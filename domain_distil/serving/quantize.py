@@ -1,22 +1,13 @@
-"""CPU encoder variants for serving (int8, ONNX Runtime) and their check against fp32 on held-out
-texts.
-
-The conversions themselves are ``domain_distil.conversion``'s (``variants.variant_runner``: fp32
-PyTorch, fp32 ONNX Runtime, int8 ONNX Runtime), the same code ``task=speed`` times; this module
-wraps them in the predictor's encoder contract, ``(input_ids, attention_mask) -> (B, n, d)``. The
-ONNX graphs have dynamic batch and sequence axes, so a padded batch is one ONNX Runtime call.
-Exports are cached under ``<workdir>/encoder-<content hash>/`` and built once.
-
-A fast encoder that changes the answers is no use, so :func:`compare_backends` runs the fp32
-predictor and the variant's on the same texts and reports, per head, the share of flipped
-decisions (binary: predicted label; multi-label: per-label decisions, plus the share of texts
-whose label set changed) and the largest probability difference.
+"""The bundle encoder's CPU variants (``conversion.variants``: the code ``task=speed`` times) in the
+predictor's encoder contract, and their check against fp32 on held-out texts: a fast encoder that
+changes the answers is no use (docs/serving.md, "CPU variants").
 """
 
 from __future__ import annotations
 
 import logging
 import time
+from collections import defaultdict
 from collections.abc import Mapping, Sequence
 from dataclasses import replace
 from pathlib import Path
@@ -30,7 +21,7 @@ from domain_distil.conversion.int8 import Int8Settings, read_record
 from domain_distil.conversion.int8_auto import Calibration
 from domain_distil.conversion.runners import Runner
 from domain_distil.conversion.variants import VARIANTS, int8_graph, variant_runner
-from domain_distil.serving.bundle_load import Bundle
+from domain_distil.serving.bundle_load import Bundle, load_bundle
 from domain_distil.serving.predictor import EncoderFn, Predictor, torch_encoder
 
 if TYPE_CHECKING:
@@ -38,15 +29,6 @@ if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
-
-
-def runner_encoder(runner: Runner) -> EncoderFn:
-    """A conversion runner (NumPy out) in the predictor's encoder contract (float32 tensor out)."""
-
-    def encode(input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        return torch.from_numpy(runner({"input_ids": input_ids, "attention_mask": attention_mask}))
-
-    return encode
 
 
 def exports_folder(workdir: str | Path, encoder_hash: str) -> Path:
@@ -89,11 +71,17 @@ def encoder_backend(kind: str, bundle: Bundle, workdir: str | Path | None = None
         return torch_encoder(bundle.encoder)
     exports = exports_folder(workdir if workdir is not None else bundle.root / "onnx", bundle.encoder_hash)
     if kind == "onnx":
-        return runner_encoder(variant_runner(kind, bundle.encoder, exports, threads)[0])
-    settings = with_recorded_layers(int8 or Int8Settings(), bundle.manifest)
-    runner, record = int8_variant(bundle.encoder, bundle.tokenizer, exports, threads, settings, calibration_texts)
-    log.info("int8 encoder: %s, layers off the fast path: %s", record["settings"]["method"], record["excluded"] or "none")
-    return runner_encoder(runner)
+        runner = variant_runner(kind, bundle.encoder, exports, threads)[0]
+    else:
+        settings = with_recorded_layers(int8 or Int8Settings(), bundle.manifest)
+        runner, record = int8_variant(bundle.encoder, bundle.tokenizer, exports, threads, settings, calibration_texts)
+        log.info("int8 encoder: %s, layers off the fast path: %s", record["settings"]["method"],
+                 record["excluded"] or "none")
+
+    def encode(input_ids: Tensor, attention_mask: Tensor) -> Tensor:  # the runner's NumPy out as a tensor
+        return torch.from_numpy(runner({"input_ids": input_ids, "attention_mask": attention_mask}))
+
+    return encode
 
 
 def _decisions(output: dict[str, Any]) -> list[bool]:
@@ -109,21 +97,18 @@ def _probs(output: dict[str, Any]) -> list[float]:
 def agreement(reference: list[list[dict[str, Any]]], candidate: list[list[dict[str, Any]]]) -> dict[str, dict[str, float]]:
     """Per head key: ``flip_rate`` (decisions that differ / all decisions), ``text_flip_rate``
     (texts whose answer differs at all), ``max_abs_prob_diff``, ``texts``."""
-    stats: dict[str, dict[str, float]] = {}
+    pairs: dict[str, list[tuple[dict[str, Any], dict[str, Any]]]] = defaultdict(list)
     for ref_row, cand_row in zip(reference, candidate, strict=True):
         for ref, cand in zip(ref_row, cand_row, strict=True):
-            key = f"{ref['task']}/{ref['lang']}"
-            entry = stats.setdefault(key, {"decisions": 0, "flips": 0, "texts": 0, "text_flips": 0, "max_abs_prob_diff": 0.0})
-            a, b = _decisions(ref), _decisions(cand)
-            flips = sum(x != y for x, y in zip(a, b, strict=True))
-            entry["decisions"] += len(a)
-            entry["flips"] += flips
-            entry["texts"] += 1
-            entry["text_flips"] += int(flips > 0)
-            diff = max(abs(x - y) for x, y in zip(_probs(ref), _probs(cand), strict=True))
-            entry["max_abs_prob_diff"] = max(entry["max_abs_prob_diff"], diff)
-    return {key: {"flip_rate": e["flips"] / e["decisions"], "text_flip_rate": e["text_flips"] / e["texts"],
-                  "max_abs_prob_diff": e["max_abs_prob_diff"], "texts": e["texts"]} for key, e in stats.items()}
+            pairs[f"{ref['task']}/{ref['lang']}"].append((ref, cand))
+    stats: dict[str, dict[str, float]] = {}
+    for key, rows in pairs.items():
+        flips = [[x != y for x, y in zip(_decisions(r), _decisions(c), strict=True)] for r, c in rows]
+        diffs = [abs(x - y) for r, c in rows for x, y in zip(_probs(r), _probs(c), strict=True)]
+        stats[key] = {"flip_rate": sum(map(sum, flips)) / sum(map(len, flips)),
+                      "text_flip_rate": sum(map(any, flips)) / len(rows), "max_abs_prob_diff": max(diffs),
+                      "texts": len(rows)}
+    return stats
 
 
 def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[str] = ("int8", "onnx"),
@@ -178,3 +163,14 @@ def int8_calibration_texts(cfg: DictConfig) -> list[str] | None:
     if not calibration.get("texts"):
         return None
     return read_texts(calibration["texts"])[: int(calibration.get("max_texts", 128))]
+
+
+def predictor_from_config(cfg: DictConfig, node: DictConfig, calibration_texts: Sequence[str] | None) -> Predictor:
+    """The predictor that ``task=serve`` and ``task=predict`` run: ``node`` (their group) names the
+    bundle, backend, threads and batch size; ``calibration_texts`` feed ``int8.exclude=auto``."""
+    if node.threads:
+        torch.set_num_threads(int(node.threads))
+    bundle = load_bundle(node.bundle, cache_dir=cfg.paths.cache_dir)
+    encoder = encoder_backend(str(node.backend), bundle, Path(cfg.paths.cache_dir) / "onnx", int(node.threads or 1),
+                              int8_settings(cfg), calibration_texts)
+    return Predictor(bundle, encoder_fn=encoder, batch_size=int(node.batch_size))

@@ -1,25 +1,11 @@
-"""HTTP server (FastAPI + uvicorn) over a :class:`~serving.predictor.Predictor`, with dynamic batching.
+"""HTTP server (FastAPI + uvicorn) over a :class:`~serving.predictor.Predictor`: ``POST /predict``,
+``GET /health``, its error codes and graceful shutdown are documented in docs/serving.md (``task=serve``).
 
-    POST /predict  {"texts": [...], "lang": "eng" | [...] | null, "task": "cc_intent" | [...] | null}
-                   -> {"predictions": [[head output, ...] per text]}  (same objects as Predictor.predict)
-    GET  /health   -> {"status": "ok", "encoder_hash", "heads", "tasks", "langs", "batches", "texts", "pending"}
-
-Dynamic batching: requests wait in a queue; one worker takes the first, then keeps collecting
-requests for up to ``max_wait_ms`` or until ``max_batch`` texts, and runs them through the
-predictor together, i.e. one encoder pass for all of them, each request keeping its own head
-filters. The model runs in a single worker thread, off the event loop, so the server keeps
-accepting (and validating) requests while a batch is computed.
-
-Errors: 400 malformed or too deeply nested JSON; 415 a body not declared as JSON (``Content-Type``
-``application/json`` or ``application/*+json``); 413 body over ``max_body_bytes``, more than
-``max_texts`` texts or a text over ``max_chars`` characters; 422 wrong schema, empty text, unknown
-task or language; 503 (with ``Retry-After``) when more than ``max_pending`` texts are already
-waiting, so an overload sheds requests instead of queueing without bound. The body is
-``{"detail": "<message>"}``.
-
-Graceful shutdown (SIGINT/SIGTERM, or ``server.should_exit``): uvicorn stops accepting connections
-and waits for requests in flight; then the lifespan shutdown stops the batcher, whose queue is
-empty by then, and joins the model thread.
+Dynamic batching: one worker takes the first queued request, collects more for up to
+``max_wait_ms`` or ``max_batch`` texts, and runs them as one predictor call (one encoder pass, each
+request keeping its own head filters) in a single model thread, off the event loop, so the server
+keeps accepting and validating requests meanwhile. Beyond ``max_pending`` waiting texts a request
+gets 503, so an overload is shed instead of queued without bound.
 """
 
 from __future__ import annotations

@@ -8,7 +8,6 @@ docs/data-sources.md, "Conversational commerce". Bad rows fail with the file, li
 from __future__ import annotations
 
 import json
-import logging
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import ExitStack
 from pathlib import Path
@@ -21,8 +20,6 @@ from domain_distil.sources.pii import mask_pii
 from domain_distil.sources.sampling import BudgetFilter, KeyHistogram, budget_bytes, uniform_key
 from domain_distil.sources.streams import MalformedInputError
 from domain_distil.sources.writers import PreparedDir, document_line, line_bytes
-
-log = logging.getLogger(__name__)
 
 
 def _item_id(path: Path, number: int) -> str:
@@ -128,12 +125,8 @@ class ConversationalBuilder:
             "mask": self.mask, "companies": sorted(self.companies or []), "exclude": sorted(self.exclude),
             "fields": [self.text_field, self.lang_field],
         })
-        part = "conversational.corpus"
-        record = out.done(part)
-        if record is None or record.get("fingerprint") != fingerprint:
-            record = self._build_corpus(out, langs, seed, inputs)
-            record["fingerprint"] = fingerprint
-            out.mark_done(part, record)
+        record = out.resumable("conversational.corpus", fingerprint, self._build_corpus,
+                               out, langs, seed, inputs)
         tasks = {}
         for name, path in self.task_files.items():
             counts: dict[str, dict[str, int]] = {}

@@ -23,19 +23,18 @@ _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
 _PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
 
 
-def _replace(element: lxml.etree._Element, text: str) -> None:
-    """Put ``text`` where ``element`` was, keeping the text that followed it (its tail)."""
-    parent = element.getparent()
-    if parent is None:
-        return
-    insert = f" {text} " if text else " "
-    tail = element.tail or ""
-    previous = element.getprevious()
-    if previous is not None:
-        previous.tail = (previous.tail or "") + insert + tail
-    else:
-        parent.text = (parent.text or "") + insert + tail
-    parent.remove(element)
+def _replace(elements: list[lxml.etree._Element], policy: CodePolicy, placeholder: str) -> None:
+    """Put the placeholder (or, for ``drop``, nothing) where each element was, keeping the text after
+    it (its tail), as lxml.html's ``drop_tree`` does; that parser's element lookup slows every post."""
+    text = placeholder if policy == "placeholder" else ""
+    for element in elements:
+        parent, previous = element.getparent(), element.getprevious()
+        joined = f" {text} {element.tail or ''}"
+        if previous is not None:
+            previous.tail = (previous.tail or "") + joined
+        else:
+            parent.text = (parent.text or "") + joined
+        parent.remove(element)
 
 
 def html_to_text(html: str, code: CodePolicy = "keep", inline_code: CodePolicy = "keep",
@@ -58,9 +57,7 @@ def html_to_text(html: str, code: CodePolicy = "keep", inline_code: CodePolicy =
         return " ".join(unescape(_TAG.sub(" ", _COMMENT.sub(" ", html))).split())
     # Blocks first, so the inline rule never sees a <code> inside a removed <pre>.
     if code != "keep" and "<pre" in html:
-        for element in root.xpath("//pre"):
-            _replace(element, placeholder if code == "placeholder" else "")
+        _replace(root.xpath("//pre"), code, placeholder)
     if inline_code != "keep" and "<code" in html:
-        for element in root.xpath("//code[not(ancestor::pre)]"):
-            _replace(element, placeholder if inline_code == "placeholder" else "")
+        _replace(root.xpath("//code[not(ancestor::pre)]"), inline_code, placeholder)
     return " ".join("".join(root.itertext()).split())

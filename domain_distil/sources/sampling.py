@@ -59,11 +59,8 @@ class KeyHistogram:
         self.bytes = np.zeros(bins, dtype=np.int64)
 
     def add(self, key: float, nbytes: int) -> None:
+        """Count an item; a negative ``nbytes`` takes out one counted before."""
         self.bytes[min(int(key * self.bins), self.bins - 1)] += nbytes
-
-    def remove(self, key: float, nbytes: int) -> None:
-        """Take out an item counted by ``add`` (e.g. a post that went into the task)."""
-        self.bytes[min(int(key * self.bins), self.bins - 1)] -= nbytes
 
     @property
     def total_bytes(self) -> int:
@@ -96,7 +93,6 @@ class BudgetFilter:
         self.threshold = threshold
         self.target_bytes = target_bytes
         self.written_bytes = 0
-        self.written_items = 0
 
     def accept(self, key: float, nbytes: int) -> bool:
         if key >= self.threshold:
@@ -104,7 +100,6 @@ class BudgetFilter:
         if self.target_bytes is not None and self.written_bytes + nbytes > self.target_bytes:
             return False
         self.written_bytes += nbytes
-        self.written_items += 1
         return True
 
     @property

@@ -104,9 +104,9 @@ class PostsFile:
         byte offset where parsing stopped and the last row read before it.
         """
         count, last_id = 0, None
-        with self._open() as raw:
-            reader = CountingReader(raw)
-            try:
+        try:
+            with self._open() as raw:  # entering it raises neither error caught below
+                reader = CountingReader(raw)
                 # huge_tree: a single Body attribute can pass libxml2's 10 MB text-node limit.
                 for _, elem in etree.iterparse(reader, events=("end",), tag="row", huge_tree=True):
                     attrib = dict(elem.attrib)
@@ -120,20 +120,20 @@ class PostsFile:
                     if progress is not None and count % 2048 == 0:
                         progress(reader.position)
                     yield line, attrib
-            except etree.XMLSyntaxError as error:
-                line, column = error.position if error.position else (0, 0)
-                raise MalformedInputError(
-                    f"{self.where}: malformed or truncated XML at line {line}, column {column} "
-                    f"(byte offset about {reader.position} of {self.total_bytes}) after {count} rows "
-                    f"(last row Id={last_id}): {error.msg}"
-                ) from error
-            except MalformedInputError as error:  # raised by the 7z reader thread (CRC, corrupt data)
-                raise MalformedInputError(
-                    f"{error}; uncompressed byte offset about {reader.position} of {self.total_bytes}, "
-                    f"after {count} rows (last row Id={last_id})"
-                ) from error
-            if progress is not None:
-                progress(reader.position)
+        except etree.XMLSyntaxError as error:
+            line, column = error.position if error.position else (0, 0)
+            raise MalformedInputError(
+                f"{self.where}: malformed or truncated XML at line {line}, column {column} "
+                f"(byte offset about {reader.position} of {self.total_bytes}) after {count} rows "
+                f"(last row Id={last_id}): {error.msg}"
+            ) from error
+        except MalformedInputError as error:  # raised leaving the 7z stream (CRC, corrupt data)
+            raise MalformedInputError(
+                f"{error}; uncompressed byte offset about {reader.position} of {self.total_bytes}, "
+                f"after {count} rows (last row Id={last_id})"
+            ) from error
+        if progress is not None:
+            progress(reader.position)
 
     def posts(self, progress: Callable[[int], None] | None = None) -> Iterator[Post]:
         """Questions and answers; other post types (tag wikis, ...) and the fake posts are skipped."""

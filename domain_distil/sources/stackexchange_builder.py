@@ -95,15 +95,8 @@ class StackExchangeBuilder:
                 path, seed=seed, budget=self.budgets.get(lang), code=[self.code, self.inline_code, self.placeholder],
                 task=self.task, spec=repr(self.spec_for(lang)), margin=self.margin,
             )
-            part = f"stackexchange.{lang}"
-            record = out.done(part)
-            if record is not None and record.get("fingerprint") == fingerprint:
-                log.info("%s: already prepared, skipping (delete %s to redo)", lang, out.marker_path(part))
-            else:
-                record = self._build_language(out, lang, path, seed)
-                record["fingerprint"] = fingerprint
-                out.mark_done(part, record)
-            records[lang] = record
+            records[lang] = out.resumable(f"stackexchange.{lang}", fingerprint, self._build_language,
+                                          out, lang, path, seed)
         tasks: dict[str, Any] = {}
         if self.task is not None:
             task_path = out.assemble_task(self.task_name, langs)
@@ -129,8 +122,7 @@ class StackExchangeBuilder:
                     if budget is not None:
                         line = self.text(post)
                         nbytes = line_bytes(line) if line else 0
-                        if nbytes:
-                            hist.add(key, nbytes)
+                        hist.add(key, nbytes)
                     if pool is None:
                         continue
                     if post.post_type == QUESTION:
@@ -141,11 +133,8 @@ class StackExchangeBuilder:
         task_split = {c.post_id: split for split, cs in splits.items() for c in cs}
         for cs in splits.values():  # the corpus budget counts only what the corpus may use
             for c in cs:
-                if c.nbytes:
-                    hist.remove(c.key, c.nbytes)
-                for key, nbytes in pool.answers.get(c.post_id, []):
-                    if nbytes:
-                        hist.remove(key, nbytes)
+                for key, nbytes in [(c.key, c.nbytes), *pool.answers.get(c.post_id, [])]:
+                    hist.add(key, -nbytes)
         threshold = hist.threshold(budget, self.margin)
         gate = BudgetFilter(threshold, budget)
         rows: dict[int, dict[str, Any]] = {}

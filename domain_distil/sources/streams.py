@@ -3,8 +3,7 @@ unpacking to disk, and the error every reader raises when its input is broken.""
 
 from __future__ import annotations
 
-import io
-import queue
+import os
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -12,7 +11,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 import py7zr
-from py7zr.io import Py7zIO, WriterFactory
+from py7zr.io import WriterFactory
 
 from domain_distil.common.errors import UserInputError
 
@@ -21,21 +20,9 @@ class MalformedInputError(UserInputError):
     """Input that cannot be read to the end; the message names the file and the position."""
 
 
-class _ReadableStream(io.RawIOBase):
-    """A raw stream whose subclasses implement ``read``; ``readinto`` (what buffered readers call) uses it."""
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        data = self.read(len(buffer))
-        buffer[: len(data)] = data
-        return len(data)
-
-
-class CountingReader(_ReadableStream):
+class CountingReader:
     """Wrap a binary stream and count the bytes handed out, so errors can name a byte offset
-    and progress bars can show how far through a file the parser is."""
+    and progress bars can show how far through a stream (a pipe has no ``tell``) the parser is."""
 
     def __init__(self, raw: BinaryIO) -> None:
         self._raw = raw
@@ -46,89 +33,16 @@ class CountingReader(_ReadableStream):
         self.position += len(data)
         return data
 
-    def close(self) -> None:
-        self._raw.close()
-        super().close()
 
+class _PipeFactory(WriterFactory):
+    """Hands py7zr the pipe's write end as the member's output file; py7zr writes, flushes and
+    closes it, and does not rewind it because a pipe is not seekable."""
 
-class _Cancelled(Exception):
-    """Raised inside the extraction thread when the consumer stopped reading."""
+    def __init__(self, pipe: BinaryIO) -> None:
+        self._pipe = pipe
 
-
-class _QueueWriter(Py7zIO):
-    """Receives decompressed bytes from py7zr and hands them to the consumer through a bounded
-    queue; a full queue blocks the extractor, so memory stays at ``maxsize`` chunks."""
-
-    def __init__(self, chunks: queue.Queue, stop: threading.Event) -> None:
-        self._chunks = chunks
-        self._stop = stop
-        self._size = 0
-
-    def write(self, s: bytes | bytearray) -> int:
-        data = bytes(s)
-        while True:
-            if self._stop.is_set():
-                raise _Cancelled
-            try:
-                self._chunks.put(data, timeout=0.1)
-                break
-            except queue.Full:
-                continue
-        self._size += len(data)
-        return len(data)
-
-    def read(self, size: int | None = None) -> bytes:
-        return b""
-
-    def seek(self, offset: int, whence: int = 0) -> int:
-        return 0
-
-    def seekable(self) -> bool:  # MemIO.close() rewinds seekable products; ours is a pipe
-        return False
-
-    def flush(self) -> None:
-        return None
-
-    def size(self) -> int:
-        return self._size
-
-
-class _QueueFactory(WriterFactory):
-    def __init__(self, chunks: queue.Queue, stop: threading.Event) -> None:
-        self._chunks = chunks
-        self._stop = stop
-
-    def create(self, filename: str) -> Py7zIO:
-        return _QueueWriter(self._chunks, self._stop)
-
-
-class _QueueReader(_ReadableStream):
-    """The consumer side: ``read(n)`` pulls chunks off the queue until the end marker."""
-
-    _END = object()
-
-    def __init__(self, chunks: queue.Queue, errors: list[BaseException]) -> None:
-        self._chunks = chunks
-        self._errors = errors
-        self._pending = b""
-        self._done = False
-
-    def read(self, size: int = -1) -> bytes:
-        while not self._done and (size < 0 or len(self._pending) < size):
-            item = self._chunks.get()
-            if item is self._END:
-                self._done = True
-                if self._errors:
-                    raise self._errors[0]
-                break
-            self._pending += item
-            if size >= 0:
-                break
-        if size < 0:
-            data, self._pending = self._pending, b""
-        else:
-            data, self._pending = self._pending[:size], self._pending[size:]
-        return data
+    def create(self, filename: str) -> BinaryIO:  # type: ignore[override]
+        return self._pipe
 
 
 def find_7z_member(archive: str | Path, basename: str) -> tuple[str, int]:
@@ -150,46 +64,35 @@ def find_7z_member(archive: str | Path, basename: str) -> tuple[str, int]:
 
 
 @contextmanager
-def open_7z_member(archive: str | Path, member: str, max_chunks: int = 16) -> Iterator[io.RawIOBase]:
+def open_7z_member(archive: str | Path, member: str) -> Iterator[BinaryIO]:
     """Stream one member of a 7z archive as a readable binary file, decompressing in a thread.
 
-    py7zr 1.x only pushes decompressed data into writer objects; a bounded queue turns that push
-    into the pull that ``lxml.etree.iterparse`` needs, without writing the member to disk.
-    Leaving the ``with`` block early cancels the extraction.
+    py7zr 1.x only pushes decompressed data into writer objects; an OS pipe turns that push into
+    the pull that ``lxml.etree.iterparse`` needs, in bounded memory (the pipe's buffer) and
+    without writing the member to disk. Leaving the ``with`` block early closes the read end,
+    which stops the extraction (its next write fails); a decompression error is raised when the
+    block is left, after the parser has seen the stream end where decompression stopped.
     """
-    chunks: queue.Queue = queue.Queue(maxsize=max_chunks)
-    stop = threading.Event()
-    errors: list[BaseException] = []
+    read_fd, write_fd = os.pipe()
+    errors: list[MalformedInputError] = []
 
     def extract() -> None:
-        try:
-            with py7zr.SevenZipFile(archive, mode="r") as z:
-                z.extract(targets=[member], factory=_QueueFactory(chunks, stop))
-        except _Cancelled:
+        try:  # closing the write end, whatever happens, is what ends the reader's stream
+            with open(write_fd, "wb") as pipe, py7zr.SevenZipFile(archive, mode="r") as z:
+                z.extract(targets=[member], factory=_PipeFactory(pipe))
+        except BrokenPipeError:  # the reader left early
             pass
-        except BaseException as error:  # handed to the reader, raised in the consumer thread
+        except BaseException as error:  # handed to the consumer thread, raised there
             errors.append(MalformedInputError(
                 f"{archive}: decompressing {member} failed ({type(error).__name__}: {error})"))
-        finally:
-            while True:  # the end marker must get through even when the queue is full
-                try:
-                    chunks.put(_QueueReader._END, timeout=0.1)
-                    break
-                except queue.Full:
-                    if stop.is_set():
-                        return
 
     thread = threading.Thread(target=extract, name=f"7z:{Path(archive).name}", daemon=True)
     thread.start()
-    reader = _QueueReader(chunks, errors)
+    reader = open(read_fd, "rb")
     try:
         yield reader
     finally:
-        stop.set()
-        # Drain so a producer blocked on put() sees the stop flag and exits.
-        while thread.is_alive():
-            try:
-                chunks.get(timeout=0.1)
-            except queue.Empty:
-                pass
+        reader.close()
         thread.join()
+        if errors:
+            raise errors[0]

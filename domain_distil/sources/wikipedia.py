@@ -23,7 +23,7 @@ from domain_distil.common.hashing import hash_file
 from domain_distil.common.io import atomic_open
 from domain_distil.common.progress import byte_progress
 from domain_distil.sources.sampling import budget_bytes, language_budgets, uniform_key
-from domain_distil.sources.streams import CountingReader, MalformedInputError
+from domain_distil.sources.streams import MalformedInputError
 from domain_distil.sources.writers import PreparedDir, document_line, input_fingerprint, line_bytes
 
 log = logging.getLogger(__name__)
@@ -80,38 +80,33 @@ def iter_articles(path: str | Path, namespaces: Sequence[int] = (0,), min_chars:
     offset reached and the last page read.
     """
     path = Path(path)
-    raw = open(path, "rb")
-    counter = CountingReader(raw)
-    stream = bz2.open(counter, "rb") if path.suffix == ".bz2" else counter
     last: tuple[int, str] | None = None
     pages = 0
-    try:
-        dump = mwxml.Dump.from_file(stream)
-        for page in dump:
-            pages += 1
-            if progress is not None and pages % 256 == 0:
-                progress(counter.position)
-            if page.namespace not in namespaces or page.redirect:
-                for _ in page:  # drain the revisions so the parser moves on
-                    pass
-                continue
-            text = ""
-            for revision in page:  # pages-articles: one (the current) revision per page
-                text = revision.text or ""
-            last = (page.id, page.title)
-            plain = wikitext_to_text(text)
-            if len(plain) >= min_chars:
-                yield page.id, page.title, plain
-    except (EOFError, OSError, ValueError, SyntaxError, MalformedXML) as error:  # bz2 EOF, XML ParseError
-        where = f"after page {last[0]} ({last[1]!r})" if last else "before the first article"
-        raise MalformedInputError(
-            f"{path}: truncated or malformed dump at compressed byte offset about {counter.position} of "
-            f"{path.stat().st_size}, {where}, {pages} pages read: {type(error).__name__}: {error}"
-        ) from error
-    finally:
-        stream.close()
-    if progress is not None:
-        progress(counter.position)
+    with open(path, "rb") as raw:  # raw.tell(): the compressed bytes read so far
+        try:
+            for page in mwxml.Dump.from_file(bz2.open(raw) if path.suffix == ".bz2" else raw):
+                pages += 1
+                if progress is not None and pages % 256 == 0:
+                    progress(raw.tell())
+                if page.namespace not in namespaces or page.redirect:
+                    for _ in page:  # drain the revisions so the parser moves on
+                        pass
+                    continue
+                text = ""
+                for revision in page:  # pages-articles: one (the current) revision per page
+                    text = revision.text or ""
+                last = (page.id, page.title)
+                plain = wikitext_to_text(text)
+                if len(plain) >= min_chars:
+                    yield page.id, page.title, plain
+        except (EOFError, OSError, ValueError, SyntaxError, MalformedXML) as error:  # bz2 EOF, XML ParseError
+            where = f"after page {last[0]} ({last[1]!r})" if last else "before the first article"
+            raise MalformedInputError(
+                f"{path}: truncated or malformed dump at compressed byte offset about {raw.tell()} of "
+                f"{path.stat().st_size}, {where}, {pages} pages read: {type(error).__name__}: {error}"
+            ) from error
+        if progress is not None:
+            progress(raw.tell())
 
 
 def iter_chunks(documents: Iterator[str], chunk_bytes: int) -> Iterator[list[str]]:
@@ -216,13 +211,8 @@ class WikipediaBuilder:
                 path, seed=seed, budget=budgets[lang], chunk=self.chunk_bytes, ns=self.namespaces,
                 min_chars=self.min_chars,
             )
-            part = f"wikipedia.{lang}"
-            record = out.done(part)
-            if record is None or record.get("fingerprint") != fingerprint:
-                record = self._build_language(out, lang, path, seed, budgets[lang])
-                record["fingerprint"] = fingerprint
-                out.mark_done(part, record)
-            records[lang] = record
+            records[lang] = out.resumable(f"wikipedia.{lang}", fingerprint, self._build_language,
+                                          out, lang, path, seed, budgets[lang])
         return {"languages": records, "tasks": {}}
 
     def _build_language(self, out: PreparedDir, lang: str, path: Path, seed: int,

@@ -8,13 +8,16 @@ one, and a part's marker is written only after its files.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable, Iterator, Mapping
+import logging
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
 from typing import IO, Any
 
 from domain_distil.common.hashing import hash_object
 from domain_distil.common.io import atomic_open, read_json, write_json
+
+log = logging.getLogger(__name__)
 
 
 def document_line(text: str) -> str:
@@ -54,21 +57,20 @@ class PreparedDir:
         self.tasks_dir = self.root / "tasks"
         self.state_dir = self.root / ".state"
 
-    def marker_path(self, part: str) -> Path:
-        return self.state_dir / f"{part}.json"
-
-    def done(self, part: str) -> dict[str, Any] | None:
-        """The record of a finished part, or None; a part whose outputs vanished is not done."""
-        marker = self.marker_path(part)
-        if not marker.exists():
-            return None
-        record = read_json(marker)
-        if not all((self.root / rel).exists() for rel in record.get("outputs", [])):
-            return None
+    def resumable(self, part: str, fingerprint: str, build: Callable[..., dict[str, Any]],
+                  *args: Any) -> dict[str, Any]:
+        """The record of ``part``: its marker's, when the fingerprint matches and the outputs are all
+        still there, else what ``build(*args)`` returns, marked done only after it wrote the part's files."""
+        marker = self.state_dir / f"{part}.json"
+        if marker.exists():
+            record = read_json(marker)
+            outputs_exist = all((self.root / rel).exists() for rel in record.get("outputs", []))
+            if record.get("fingerprint") == fingerprint and outputs_exist:
+                log.info("%s: already prepared, skipping (delete %s to redo)", part, marker)
+                return record
+        record = build(*args) | {"fingerprint": fingerprint}
+        write_json(marker, record)
         return record
-
-    def mark_done(self, part: str, record: Mapping[str, Any]) -> None:
-        write_json(self.marker_path(part), dict(record))
 
     def corpus_path(self, lang: str) -> Path:
         return self.corpus_dir / f"{lang}.txt"

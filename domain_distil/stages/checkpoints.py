@@ -1,15 +1,13 @@
 """Which checkpoint a distillation resumes from, and what to say when there is none.
 
-A run's work folder (``<cache>/students/<key>.work``) is named by the hash of everything that
-changes the weights, so a run restarted with *any* recipe change looks in another folder; each
-carries ``run.json`` (the identity the key hashes and the recipe), so that ``ckpt_path=last`` can
-name the runs of the same teacher and corpus and what differs instead of silently training from
-scratch (docs/distillation.md). Every refusal is a ``ConfigError``: one line, exit status 2.
+A work folder (``<cache>/students/<key>.work``) is named by the hash of everything that changes the
+weights, so a restart with *any* recipe change looks elsewhere; its ``run.json`` lets ``ckpt_path=last``
+name the runs of the same teacher and corpus and what differs instead of silently training from scratch
+(docs/distillation.md). Every refusal is a ``ConfigError``: one line, exit status 2.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 import zipfile
@@ -20,7 +18,7 @@ from typing import Any
 from callbacks.resumable_checkpoint import LAST_CHECKPOINT, read_last_record
 from domain_distil.artifacts.manifest import setting_differences
 from domain_distil.common.errors import ConfigError
-from domain_distil.common.io import write_json
+from domain_distil.common.io import read_json, write_json
 
 log = logging.getLogger(__name__)
 
@@ -29,10 +27,7 @@ CHECKPOINTS_DIR = "checkpoints"
 
 
 class ResumeCheckpointNotFound(ConfigError, FileNotFoundError):
-    """``ckpt_path`` names nothing this run can resume from; the message says what exists instead.
-
-    Still a ``FileNotFoundError`` for callers that catch that.
-    """
+    """``ckpt_path`` names nothing to resume from (still a ``FileNotFoundError`` for callers that catch that)."""
 
 
 class CorruptCheckpoint(ConfigError):
@@ -44,31 +39,23 @@ def write_run_record(
     identity: Mapping[str, Any],
     recipe: Mapping[str, Any],
     corpus_reference: Mapping[str, Any] | None = None,
-) -> Path:
+) -> None:
     """Write ``run.json`` (temp file + rename). ``identity`` must hold ``teacher`` and ``corpus`` (its
     content hash); ``corpus_reference`` is the corpus as configured, which survives a content change."""
-    work_dir = Path(work_dir)
-    path = work_dir / RUN_RECORD
     payload = {"identity": dict(identity), "recipe": dict(recipe), "corpus_reference": corpus_reference}
     previous = read_run_record(work_dir)
     payload["created"] = (previous or {}).get("created") or time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
-    write_json(path, payload)
-    return path
+    write_json(Path(work_dir) / RUN_RECORD, payload)
 
 
 def read_run_record(work_dir: str | Path) -> dict[str, Any] | None:
     path = Path(work_dir) / RUN_RECORD
-    return json.loads(path.read_text()) if path.exists() else None
+    return read_json(path) if path.exists() else None
 
 
-def run_differences(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> list[str]:
-    """``field: theirs -> mine`` for every recipe or effective-run setting that differs."""
-
-    def comparable(record: Mapping[str, Any]) -> dict[str, Any]:
-        effective = (record.get("identity") or {}).get("effective")
-        return {"recipe": record.get("recipe") or {}, "effective": effective or {}}
-
-    return setting_differences(comparable(mine), comparable(theirs))
+def _settings(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The recipe and effective-run settings of a run record: what a sibling run may differ in."""
+    return {"recipe": record.get("recipe") or {}, "effective": (record.get("identity") or {}).get("effective") or {}}
 
 
 def _same_corpus(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> bool:
@@ -80,10 +67,8 @@ def _same_corpus(mine: Mapping[str, Any], theirs: Mapping[str, Any]) -> bool:
 
 
 def sibling_runs(work_dir: str | Path, mine: Mapping[str, Any]) -> list[tuple[Path, dict[str, Any]]]:
-    """Other work folders next to ``work_dir`` with the same teacher and corpus, oldest first.
-
-    ``mine`` is this run's record (``identity``, ``recipe``, ``corpus_reference``), as in ``run.json``.
-    """
+    """Other work folders next to ``work_dir`` with the teacher and corpus of ``mine`` (a ``run.json`` record),
+    oldest first."""
     work_dir = Path(work_dir)
     teacher = (mine.get("identity") or {}).get("teacher")
     found = []
@@ -100,7 +85,7 @@ def _describe_sibling(folder: Path, record: Mapping[str, Any], mine: Mapping[str
     last = read_last_record(folder / CHECKPOINTS_DIR)
     has_last = (folder / CHECKPOINTS_DIR / LAST_CHECKPOINT).exists()
     where = f"last.ckpt at step {last.get('step')}" if has_last and last else "last.ckpt" if has_last else "no last.ckpt"
-    differences = run_differences(mine, record)
+    differences = setting_differences(_settings(mine), _settings(record))  # "field: theirs -> mine"
     theirs_corpus, my_corpus = (record.get("identity") or {}).get("corpus"), (mine.get("identity") or {}).get("corpus")
     if theirs_corpus != my_corpus:
         differences.insert(0, f"the corpus content differs from the run's (corpus {theirs_corpus} -> {my_corpus})")

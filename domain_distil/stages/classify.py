@@ -1,13 +1,8 @@
 """The classification stage: one self-attention classifier for one (task, language, encoder, seed).
 
-Order of work: validate the task files (fails in seconds, before any model is read), resolve the
-encoder (an artifact reference and its memoised content hash, no distillation and no weights read
-here), skip when the job folder already holds a finished job of this config, data *and* encoder
-hash, get features (cache) or token ids, train with the best checkpoint chosen on
-validation F1, optionally tune the threshold on validation, test with the best checkpoint, write
-``results.json``. A failing job still writes ``results.json`` with ``status: failed`` and the
-error, then re-raises. Classification is single-process: a trainer with world size > 1 is refused
-(fan jobs out as sweep jobs instead; docs/scale.md).
+The task files are validated and the encoder resolved (no weights read) before anything costly, so a
+bad file fails in seconds and a finished job of the same config, data *and* encoder hash is skipped.
+A failing job still writes ``results.json`` (``status: failed``, the error), then re-raises.
 """
 
 from __future__ import annotations
@@ -19,7 +14,7 @@ import time
 import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any
 
@@ -38,7 +33,7 @@ from domain_distil.classification.metrics import Threshold, format_threshold, tu
 from domain_distil.classification.results import RESULTS_FILE, build_results, write_results
 from domain_distil.classification.taskfile import TaskSpec, load_task
 from domain_distil.common.errors import UserInputError
-from domain_distil.common.io import read_json
+from domain_distil.common.io import atomic_open, read_json
 from domain_distil.common.loggers import build_loggers, finish_wandb, log_config, sweep_group, to_container
 from domain_distil.common.seeding import seed_everything
 from lightning_modules.classifier import ClassifierModule
@@ -90,7 +85,6 @@ class ClassifyJob:
     config: dict[str, Any]  # recorded in results.json; an identical config + data is a finished job
     loggers: Callable[[str, list[str]], list[Logger]] = lambda name, tags: []
     finish_loggers: Callable[[bool], None] = lambda failed: None
-    log_config: Callable[[list[Logger], dict[str, Any]], None] = lambda loggers, config: None
 
 
 @dataclass(frozen=True)
@@ -105,10 +99,6 @@ class ClassifyResult:
         return (self.record.get("test") or {}).get("f1")
 
 
-def _feature_device(trainer: L.Trainer) -> str:
-    return "cuda" if trainer.strategy.root_device.type == "cuda" else "cpu"
-
-
 def _metrics(values: dict[str, Any], prefix: str) -> dict[str, float]:
     # torchmetrics computes in float32, so a perfect recall can come back as 1.0000001: keep the
     # six digits float32 actually carries.
@@ -116,12 +106,10 @@ def _metrics(values: dict[str, Any], prefix: str) -> dict[str, float]:
 
 
 def save_head(module: ClassifierModule, path: Path) -> None:
-    from safetensors.torch import save_file
+    from safetensors.torch import save
 
-    state = {k: v.detach().cpu().contiguous() for k, v in module.head.state_dict().items()}
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    save_file(state, str(tmp))
-    tmp.replace(path)
+    with atomic_open(path, "wb") as handle:
+        handle.write(save({k: v.detach().cpu().contiguous() for k, v in module.head.state_dict().items()}))
 
 
 def refuse_distributed(trainer: L.Trainer) -> None:
@@ -178,11 +166,8 @@ def task_data_hash(job: ClassifyJob) -> str:
 def finished_result(job: ClassifyJob, data_hash: str | None = None) -> ClassifyResult | None:
     """The job's ``results.json`` when its folder already holds this exact finished job, else None.
 
-    Reads only the task files (a bad file fails here, with its name), or none when the caller
-    passes their ``data_hash`` (:func:`task_data_hash`, shared by every job of a task and
-    language), and resolves the encoder reference (its content hash is memoised: no weights are
-    read); lets a caller that hands jobs to other processes re-read finished ones without
-    starting any.
+    Reads no weights and only the task files (none given their ``data_hash``, shared by every job of a
+    task and language), so a caller that hands jobs to other processes starts none for finished ones.
     """
     if not job.settings.skip_finished:
         return None
@@ -217,26 +202,25 @@ def classify(job: ClassifyJob) -> ClassifyResult:
         mode = "frozen" if job.freeze else "finetuned"
         loggers = job.loggers(f"{spec.name}-{lang}-{ref.id}-{mode}-seed{job.seed}",
                               [lang, ref.id, mode, spec.name])
-        job.log_config(loggers, job.config)
+        log_config(loggers, job.config)
         trainer = job.trainer(**(settings.trainer_args or {}), logger=loggers or False, callbacks=[checkpoint])
         refuse_distributed(trainer)  # before any model is read
         seed_everything(job.seed)
-        loaded: dict[str, Any] = {}
 
+        @cache
         def loader() -> tuple[Any, Any]:
-            if not loaded:
-                t = time.perf_counter()
-                loaded["model"], loaded["tokenizer"] = load_encoder(ref)
-                timings["load_encoder_s"] = time.perf_counter() - t
-            return loaded["model"], loaded["tokenizer"]
+            t = time.perf_counter()
+            model_and_tokenizer = load_encoder(ref)
+            timings["load_encoder_s"] = time.perf_counter() - t
+            return model_and_tokenizer
 
         t0 = time.perf_counter()
-        cache: FeatureCache | None = None
+        features: FeatureCache | None = None
         if job.freeze and settings.feature_cache:
-            cache = FeatureCache(Path(job.cache_dir) / "features", ref.hash, spec.max_length, loader,
-                                 dtype=settings.feature_dtype, batch_size=settings.encode_batch_size,
-                                 device=_feature_device(trainer))
-            datamodule = TaskDataModule(splits, settings.batch_size, features=cache.get,
+            features = FeatureCache(Path(job.cache_dir) / "features", ref.hash, spec.max_length, loader,
+                                    dtype=settings.feature_dtype, batch_size=settings.encode_batch_size,
+                                    device="cuda" if trainer.strategy.root_device.type == "cuda" else "cpu")
+            datamodule = TaskDataModule(splits, settings.batch_size, features=features.get,
                                         num_workers=settings.num_workers)
             datamodule.setup("fit")  # encodes every split on a cache miss, loads it otherwise
             encoder, hidden_size = None, datamodule.datasets["train"].store.dim
@@ -298,8 +282,8 @@ def classify(job: ClassifyJob) -> ClassifyResult:
             "threshold_tuned_val_f1": tuned_f1,
             "split_sizes": splits.counts(),
             "data_hash": data_hash,
-            "feature_cache": None if cache is None else {"hits": cache.hits, "misses": cache.misses,
-                                                         "encode_s": cache.encode_seconds},
+            "feature_cache": None if features is None else {"hits": features.hits, "misses": features.misses,
+                                                            "encode_s": features.encode_seconds},
         }
         record = build_results(task=spec.name, lang=lang, encoder=encoder_info, freeze=job.freeze, seed=job.seed,
                                test=test, best_val=best_val, timings=timings, config=job.config, extra=extra)
@@ -325,7 +309,6 @@ def classify(job: ClassifyJob) -> ClassifyResult:
 
 
 def classify_settings(ccfg: DictConfig) -> ClassifySettings:
-    """The ``classify`` group as typed settings (optimizer and scheduler become factories)."""
     return ClassifySettings(
         optimizer=instantiate(ccfg.optimizer),
         scheduler=instantiate(ccfg.scheduler) if ccfg.get("scheduler") else None,
@@ -386,5 +369,4 @@ def classify_job(cfg: DictConfig) -> ClassifyJob:
             job_type=str(cfg.task),
         ),
         finish_loggers=finish_wandb,
-        log_config=log_config,
     )

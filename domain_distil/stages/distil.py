@@ -3,11 +3,9 @@
     plan = plan_distillation(teacher_cfg, student_cfg, corpus_cfg, distill_cfg, cache_dir)  # validates
     student = distil(plan, DistillRun(cache_dir, trainer=partial(Trainer, accelerator="cpu")))
 
-Order of work: validate everything (``plan_distillation``, before a single weight is loaded or a
-line tokenised) → fit an MLM head for a headless teacher when the recipe needs one (cached) →
-tokenise the corpus into shards (cached) → build the trainer, which fixes the effective run
-(precision, world size, global batch) → the student's key; a cached student is returned without
-loading the teacher → train → export with a manifest (``domain_distil/artifacts/students.py``).
+Everything is validated before a weight is loaded or a line tokenised. The student's key needs the
+corpus shards (cached) and the trainer (the effective run), not the teacher's weights, so a cached
+student is returned without loading the teacher.
 """
 
 from __future__ import annotations
@@ -17,7 +15,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -97,17 +95,6 @@ COMPILE_SETTINGS = ("auto", True, False)
 COMPILE_MIN_VOCABULARY = 32_000
 
 
-@dataclass(frozen=True)
-class HeadFitSettings:
-    """How to fit an MLM head for a teacher that ships none (``teacher.mlm_head``)."""
-
-    steps: int
-    batch_size: int
-    lr: float
-    max_length: int
-    extra: dict[str, Any] = field(default_factory=dict)  # epochs, negatives
-
-
 @dataclass
 class DistillPlan:
     """The validated run: resolved teacher, corpus files and every setting, nothing loaded yet."""
@@ -125,7 +112,7 @@ class DistillPlan:
     student: dict[str, Any]  # the student group, resolved
     corpus: dict[str, Any]  # the corpus group, resolved
     fit_teacher_head: bool = False
-    head_fit: HeadFitSettings | None = None
+    head_fit: dict[str, Any] | None = None  # fit_mlm_head's settings (teacher.mlm_head) when fit_teacher_head
     corpus_num_workers: int = 0
     parent: StudentArtifact | None = None  # student.init=student: the exported student it starts from
 
@@ -206,13 +193,10 @@ def plan_distillation(
     if parent is not None:  # the recipe names the parent by its full key, however student.from spelled it
         student, student_config = {**student, "from": parent_key(parent)}, AutoConfig.from_pretrained(parent.path)
     objective.check(planned_pair(student_config, student_spec, teacher_config))  # layer errors before any work
-    head_fit = None
-    if fit_head:
-        head_fit = HeadFitSettings(
-            steps=int(head_cfg["steps"]), batch_size=int(head_cfg["batch_size"]), lr=float(head_cfg["lr"]),
-            max_length=int(head_cfg["max_length"]),
-            extra={k: head_cfg[k] for k in ("epochs", "negatives") if k in head_cfg},
-        )
+    head_fit = {
+        "steps": int(head_cfg["steps"]), "batch_size": int(head_cfg["batch_size"]), "lr": float(head_cfg["lr"]),
+        "max_length": int(head_cfg["max_length"]), **{k: head_cfg[k] for k in ("epochs", "negatives") if k in head_cfg},
+    } if fit_head else None
     return DistillPlan(
         teacher_cfg=dict(teacher), teacher_path=teacher_path, teacher_config=teacher_config,
         teacher_has_mlm_head=has_head, files=files, shard_settings=shard_settings, student_spec=student_spec,
@@ -223,7 +207,6 @@ def plan_distillation(
 
 
 def plan_from_config(cfg: DictConfig) -> DistillPlan:
-    """``plan_distillation`` of a composed config's teacher, student, corpus and distill groups."""
     groups = (OmegaConf.to_container(cfg[group], resolve=True) for group in ("teacher", "student", "corpus", "distill"))
     return plan_distillation(*groups, cfg.paths.cache_dir)
 
@@ -283,19 +266,13 @@ def fit_teacher_head(plan: DistillPlan, cache_dir: str | Path) -> str:
     """Fit (or reuse) an MLM head for a headless teacher on an even share of every language's documents."""
     from domain_distil.stages.teacher_head import fit_mlm_head
 
-    settings = plan.head_fit
-    assert settings is not None
-    wanted = settings.steps * settings.batch_size * 2
+    wanted = plan.head_fit["steps"] * plan.head_fit["batch_size"] * 2
     per_language = max(1, wanted // len(plan.files))
     texts: list[str] = []
     for paths in plan.files.values():
         documents = (text for path in paths for text, _ in iter_documents(path, plan.shard_settings.text_field))
         texts.extend(itertools.islice(documents, per_language))
-    path = fit_mlm_head(
-        plan.teacher_path, texts, cache_dir, steps=settings.steps, batch_size=settings.batch_size,
-        lr=settings.lr, max_length=settings.max_length, seed=plan.seed, **settings.extra,
-    )
-    return str(path)
+    return str(fit_mlm_head(plan.teacher_path, texts, cache_dir, seed=plan.seed, **plan.head_fit))
 
 
 def effective_run(trainer: L.Trainer, per_device_batch: int) -> dict[str, Any]:
@@ -311,17 +288,6 @@ def effective_run(trainer: L.Trainer, per_device_batch: int) -> dict[str, Any]:
         "per_device_batch": per_device_batch,
         "accumulate_grad_batches": accumulate,
         "global_batch": per_device_batch * accumulate * world,
-    }
-
-
-def training_volume(corpus_stats: Mapping[str, Mapping[str, Any]], global_batch: int) -> dict[str, int]:
-    """What the optimizer steps trained on. A step is ``global_batch`` *sequences*, whatever their
-    length, so equal token budgets of short and of long documents give very different step counts
-    (one message per line: many short sequences, many steps)."""
-    return {
-        "corpus_tokens": sum(int(stats["tokens"]) for stats in corpus_stats.values()),
-        "corpus_sequences": sum(int(stats["sequences"]) for stats in corpus_stats.values()),
-        "sequences_per_step": global_batch,
     }
 
 
@@ -360,11 +326,8 @@ class _Prepared:
     kept: KeptVocabulary | None
     trainer: L.Trainer
     lookup_teacher: str
-    recipe_hash: str
-    teacher_head: str
-    teacher_identity: str
     effective: dict[str, Any]
-    identity: dict[str, Any]
+    identity: dict[str, Any]  # teacher, corpus, recipe (hash), effective, [vocab], [parent]
     export_dir: Path
 
 
@@ -373,7 +336,6 @@ def _prepare(plan: DistillPlan, run: DistillRun, callbacks: list[Callback], logg
     # Looked up by the teacher as configured (before any head fit) plus the head-fit settings.
     lookup_teacher = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
     r_hash = recipe_hash(plan.distill, plan.student, plan.teacher_cfg.get("mlm_head"))
-    teacher_head = teacher_head_kind(plan.teacher_has_mlm_head, plan.fit_teacher_head)
     if plan.fit_teacher_head:
         plan.teacher_path = fit_teacher_head(plan, cache_dir)
         plan.teacher_has_mlm_head = True
@@ -383,9 +345,9 @@ def _prepare(plan: DistillPlan, run: DistillRun, callbacks: list[Callback], logg
                               num_workers=plan.corpus_num_workers)
     kept = _kept_vocabulary(plan, tokenizer, corpus_dir)
     trainer = run.trainer(**dict(plan.distill.get("trainer") or {}), callbacks=callbacks, logger=loggers or False)
-    t_identity = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
     effective = effective_run(trainer, int(plan.distill["batch_size"]))
-    identity = {"teacher": t_identity, "corpus": corpus_dir.name, "recipe": r_hash, "effective": effective}
+    identity = {"teacher": teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir),
+                "corpus": corpus_dir.name, "recipe": r_hash, "effective": effective}
     if kept is not None:  # the extra texts' content, not only their paths, decides the kept ids
         identity["vocab"] = kept.digest()
     if plan.parent is not None:  # the weights it starts from: the parent's key and content hash
@@ -394,8 +356,8 @@ def _prepare(plan: DistillPlan, run: DistillRun, callbacks: list[Callback], logg
     on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
     if compiles_loss(compile_setting(plan.distill), on_cpu, plan.objective, vocabulary):
         effective["compiled"] = True  # compiled kernels round differently (absent when off: old keys hold)
-    return _Prepared(tokenizer, corpus_dir, kept, trainer, lookup_teacher, r_hash, teacher_head, t_identity,
-                     effective, identity, students_root(cache_dir) / student_key(identity))
+    return _Prepared(tokenizer, corpus_dir, kept, trainer, lookup_teacher, effective, identity,
+                     students_root(cache_dir) / student_key(identity))
 
 
 def cached_student(plan: DistillPlan, run: DistillRun) -> StudentArtifact | None:
@@ -412,7 +374,8 @@ def cached_student(plan: DistillPlan, run: DistillRun) -> StudentArtifact | None
 def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     """The exported student for ``plan``: from the cache, or distilled now and cached."""
     # Which losses run and why, said once before any work (and recorded in the manifest).
-    log.info("%s", plan.objective.describe(teacher_head_kind(plan.teacher_has_mlm_head, plan.fit_teacher_head)))
+    teacher_head = teacher_head_kind(plan.teacher_has_mlm_head, plan.fit_teacher_head)
+    log.info("%s", plan.objective.describe(teacher_head))
     # step{N}.ckpt every N optimizer steps, last.ckpt always resumable (SIGINT/SIGTERM, NaN-safe).
     checkpoint = ResumableCheckpoint(every_n_train_steps=int(plan.distill["checkpoint_every_n_steps"]))
     throughput = TokenThroughput()
@@ -452,7 +415,13 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
         trainer.save_checkpoint(work_dir / "checkpoints" / "final.ckpt")
     if trainer.is_global_zero:
         corpus_stats = read_json(corpus_dir / "meta.json")["languages"]
-        volume = training_volume(corpus_stats, int(effective["global_batch"]))
+        # A step is global_batch *sequences*, whatever their length, so equal token budgets of short
+        # and of long documents give very different step counts.
+        volume = {
+            "corpus_tokens": sum(int(stats["tokens"]) for stats in corpus_stats.values()),
+            "corpus_sequences": sum(int(stats["sequences"]) for stats in corpus_stats.values()),
+            "sequences_per_step": int(effective["global_batch"]),
+        }
         log.info("%d optimizer steps on %d corpus tokens in %d sequences, %d sequences per step: steps follow "
                  "sequences, not tokens (docs/own-data.md)", trainer.global_step, volume["corpus_tokens"],
                  volume["corpus_sequences"], volume["sequences_per_step"])
@@ -462,14 +431,14 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "key": export_dir.name,
             "lookup": {
                 "teacher_identity": prepared.lookup_teacher,
-                "corpus_reference": corpus_reference(plan.corpus),
-                "recipe_hash": prepared.recipe_hash,
+                "corpus_reference": corpus_ref,
+                "recipe_hash": identity["recipe"],
                 "recipe": recipe,  # what the hash covers, so a failed lookup can name what differs
             },
             "identity": identity,
             "effective": effective,
             "teacher": plan.teacher_path,
-            "teacher_identity": prepared.teacher_identity,
+            "teacher_identity": identity["teacher"],
             "corpus_hash": corpus_dir.name,
             "corpus_stats": corpus_stats,
             "student_layers": list(getattr(module.student.config, "distil_layers", []) or []) or None,
@@ -482,7 +451,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             "lineage": lineage(plan.parent, run.cache_dir),  # continued distillation: the parent, its parent, ...
             "wall_seconds": round(time.time() - started, 1),
             "objective": plan.objective.settings(),
-            "losses_run": plan.objective.loss_terms(prepared.teacher_head),
+            "losses_run": plan.objective.loss_terms(teacher_head),
             "recipe": {"distill": plan.distill, "student": plan.student},
             "corpus": plan.corpus,
             # What a task-aware selection kept, from which pool, by which score (stages/select_corpus.py).

@@ -1,14 +1,8 @@
-"""The demo's protocol, steps 2-5 of ``task=demo`` (``experiment=debian_td`` runs them on prepared
-Debian data): students, frozen classifiers, Table 8, Table 5.
+"""The demo's protocol, steps 2-5 of ``task=demo``: students, frozen classifiers, Table 8, Table 5.
 
-    summary = run_protocol(cfg, data_dir, {GENERAL: general_dir, DOMAIN: in_domain_dir}, name="demo",
-                           with_speed=True)
-
-Distillation and classification run in ``demo.workers`` spawned processes with
-``demo.threads_per_worker`` torch threads each (``common/workers.py``; why processes rather than
-threads, and why a fixed thread count: docs/demo.md). What is cached (students, finished jobs) is
-read in this process; a run with nothing left to do starts no worker. Every setting comes from
-``cfg.demo`` (``conf/experiment/demo.yaml``): nothing here builds override strings or re-composes Hydra.
+Distillation and classification run in ``demo.workers`` spawned processes (why: docs/demo.md); what
+is cached (students, finished jobs) is read in this process, so a run with nothing left to do starts
+no worker. Every setting comes from ``cfg.demo``: nothing here builds override strings or re-composes Hydra.
 """
 
 from __future__ import annotations
@@ -21,14 +15,13 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from hydra.core.hydra_config import HydraConfig
-from hydra.types import RunMode
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf, open_dict
 from rich.console import Console
 
 from domain_distil.classification.encoders import EncoderRef, local_encoder
 from domain_distil.classification.taskfile import TaskSpec
+from domain_distil.common.errors import in_multirun
 from domain_distil.common.hashing import hash_object, short
 from domain_distil.common.locking import build_entry
 from domain_distil.common.loggers import to_container
@@ -61,7 +54,7 @@ def run_protocol(cfg: DictConfig, data_dir: Path, corpora: dict[str, Path], name
     demo, cache_dir, output_dir = cfg.demo, Path(cfg.paths.cache_dir), Path(cfg.paths.output_dir)
     # Converted once here, before any worker process could race to convert it.
     teacher_dir = resolve_teacher_path(demo.teacher, cache_dir)
-    if _is_multirun():  # one job of a sweep: this seed and language only, results in the job folder
+    if in_multirun():  # one job of a sweep: this seed and language only, results in the job folder
         seeds, langs = [int(cfg.seed)], [str(cfg.lang.name)]
     else:
         seeds, langs = [int(s) for s in demo.seeds], [str(lang) for lang in demo.langs]
@@ -72,7 +65,7 @@ def run_protocol(cfg: DictConfig, data_dir: Path, corpora: dict[str, Path], name
             TEACHER: local_encoder(TEACHER, teacher_dir, cache_dir),
             **{encoder_id: local_encoder(encoder_id, path, cache_dir) for encoder_id, path in students.items()},
         }
-        results_dir = output_dir / "classify" if _is_multirun() else stable_results_dir(cfg, students, name)
+        results_dir = output_dir / "classify" if in_multirun() else stable_results_dir(cfg, students, name)
         # Seed-major order: the first job of every (task, encoder) pair encodes its features, so two
         # workers rarely wait for each other's feature file, and a run stopped early holds whole seeds.
         jobs = [(str(task), lang, encoder, seed) for seed in seeds for task in demo.tasks for lang in langs
@@ -81,7 +74,7 @@ def run_protocol(cfg: DictConfig, data_dir: Path, corpora: dict[str, Path], name
     summary: dict[str, Any] = {"data": str(data_dir), "students": {k: str(v) for k, v in students.items()},
                                "jobs": len(jobs), "distilled": distilled, "trained": trained,
                                "results": str(results_dir)}
-    if not _is_multirun():
+    if not in_multirun():
         summary["report"] = report(cfg, results_dir, seeds, output_dir / "report")
         if with_speed:
             timed = [s for s in (DOMAIN, TRIMMED) if s in students]
@@ -99,7 +92,7 @@ def distil_students(cfg: DictConfig, corpora: dict[str, Path], pool: WorkerPool,
     processes. Returns the folders and how many were distilled."""
     students: dict[str, Path] = {}
     pending: dict[str, Future] = {}
-    portable = _portable(cfg)
+    portable = to_container(cfg)  # resolved here: a worker process has no Hydra context to resolve it
     for name, corpus_dir in corpora.items():
         changes = (overrides or {}).get(name, {})
         hit = cached_student(student_plan(cfg, corpus_dir, changes), distill_run(cfg, single_device(cfg.trainer)))
@@ -116,7 +109,7 @@ def distil_students(cfg: DictConfig, corpora: dict[str, Path], pool: WorkerPool,
 def classify_all(cfg: DictConfig, data_dir: Path, jobs: list[tuple[str, str, EncoderRef, int]], results_dir: Path,
                  pool: WorkerPool) -> int:
     """Run every (task, language, encoder, seed) job not already finished in ``results_dir``."""
-    portable = _portable(cfg)
+    portable = to_container(cfg)
     pending: list[Future] = []
     data_hashes: dict[tuple[str, str], str] = {}  # every job of a task and language reads the same files
     for task, lang, encoder, seed in jobs:
@@ -134,11 +127,6 @@ def classify_all(cfg: DictConfig, data_dir: Path, jobs: list[tuple[str, str, Enc
         if done % step == 0 or done == len(pending):
             log.info("classification: %d/%d jobs done in %.0f s", done, len(pending), time.perf_counter() - started)
     return len(pending)
-
-
-def _portable(cfg: DictConfig) -> dict[str, Any]:
-    """The config as plain, resolved data: a worker process has no Hydra context to resolve it."""
-    return OmegaConf.to_container(cfg, resolve=True)
 
 
 def _worker_cfg(portable: dict[str, Any]) -> DictConfig:
@@ -188,11 +176,10 @@ def protocol_job(cfg: DictConfig, data_dir: Path, task: str, lang: str, seed: in
     demo = cfg.demo
     task_cfg = demo_task_config(cfg, data_dir, task)
     job_dir = results_dir / task / lang / encoder.id / f"seed={seed}"
-    settings = classify_settings(demo.classify)
     return ClassifyJob(
         task=TaskSpec.from_config(task_cfg), lang=lang, task_files=task_cfg.files, task_dir=None,
         encoder=lambda: encoder, encoder_id=encoder.id, freeze=True, seed=seed,
-        head=instantiate(cfg.head, _partial_=True), settings=settings,
+        head=instantiate(cfg.head, _partial_=True), settings=classify_settings(demo.classify),
         trainer=trainer_factory(single_device(cfg.trainer), seed), output_dir=job_dir, cache_dir=Path(cfg.paths.cache_dir),
         # What decides the job's result, so an identical job is re-read instead of re-trained.
         config={"task": to_container(task_cfg), "lang": lang, "seed": seed, "encoder": encoder.to_dict(),
@@ -249,7 +236,3 @@ def size_and_latency(cfg: DictConfig, students: dict[str, Path], output_dir: Pat
 
     build_entry(measured, keep)
     return str(output_dir)
-
-
-def _is_multirun() -> bool:
-    return HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN

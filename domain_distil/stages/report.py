@@ -1,10 +1,6 @@
-"""The report stage: Table 8 (and optionally Table 6 / Figure 2) from classification jobs' results.
-
-    result = report(ReportRequest(sweep_dirs=[...], output_dir=Path("report"), baselines={...}, ...))
-
-Writes table8.{md,csv,tex}, table8_pvalues.csv, table8_<task>_f1.png and runs.json (failed,
-missing and duplicate runs) to ``output_dir`` and prints the tables; with a :class:`WandbTarget`
-the tables also go to W&B in the sweep's group (docs/wandb.md). See docs/statistics.md.
+"""The report stage: Table 8 (and optionally Table 6 / Figure 2) from classification jobs' results,
+written to ``output_dir`` with runs.json (failed, missing and duplicate runs) and printed; see
+docs/statistics.md and, for the W&B copy, docs/wandb.md.
 """
 
 from __future__ import annotations
@@ -14,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 
 from domain_distil.analysis import table6
@@ -31,6 +27,7 @@ from domain_distil.analysis.results import Collection, collect
 from domain_distil.analysis.table8 import StatsSettings, Table8, build_table8
 from domain_distil.common.errors import UserInputError
 from domain_distil.common.io import atomic_open, write_json
+from domain_distil.common.loggers import to_container
 from domain_distil.common.provenance import git_commit
 
 log = logging.getLogger(__name__)
@@ -75,11 +72,6 @@ class ReportRequest:
     table6: Table6Request | None = None
     wandb: WandbTarget | None = None
 
-    def validate(self) -> None:
-        unknown = sorted(set(self.formats) - set(FORMATS))
-        if unknown:
-            raise UserInputError(f"report.formats: unknown format(s) {unknown}; choose from {list(FORMATS)}")
-
 
 def accounting(collection: Collection) -> dict[str, Any]:
     """The runs that are not in the table and why, as written to runs.json."""
@@ -96,7 +88,9 @@ def accounting(collection: Collection) -> dict[str, Any]:
 
 
 def report(request: ReportRequest) -> Table8:
-    request.validate()
+    unknown = sorted(set(request.formats) - set(FORMATS))
+    if unknown:
+        raise UserInputError(f"report.formats: unknown format(s) {unknown}; choose from {list(FORMATS)}")
     output_dir = Path(request.output_dir)
     collection = collect(list(request.sweep_dirs), list(request.metrics), dict(request.expected))
     result = build_table8(
@@ -173,10 +167,6 @@ def _write_table6(collection: Collection, t6: Table6Request, output_dir: Path, c
 # Config -> typed arguments, for the report task and the experiments that end with a report.
 
 
-def _plain(node: DictConfig) -> Any:
-    return OmegaConf.to_container(node, resolve=True)
-
-
 def report_request(cfg: DictConfig) -> ReportRequest:
     rc = cfg.report
     t6 = rc.get("table6")
@@ -185,22 +175,22 @@ def report_request(cfg: DictConfig) -> ReportRequest:
         settings = cfg.logger.wandb
         wandb = WandbTarget(project=settings.get("project"), entity=settings.get("entity"),
                             group=settings.get("group"), offline=bool(settings.get("offline", True)),
-                            config=_plain(rc))
+                            config=to_container(rc))
     return ReportRequest(
         sweep_dirs=list(rc.sweep_dirs),
         output_dir=Path(cfg.paths.output_dir),
-        baselines=_plain(rc.baselines),
-        symbols=_plain(rc.symbols),
-        stats=StatsSettings(**_plain(rc.stats)),
+        baselines=to_container(rc.baselines),
+        symbols=to_container(rc.symbols),
+        stats=StatsSettings(**to_container(rc.stats)),
         metrics=list(rc.metrics),
-        expected=_plain(rc.expected),
+        expected=to_container(rc.expected),
         candidates=list(rc.candidates) if rc.candidates is not None else None,
-        worse_symbols=_plain(rc.worse_symbols) if rc.get("worse_symbols") else None,
+        worse_symbols=to_container(rc.worse_symbols) if rc.get("worse_symbols") else None,
         show_sd=bool(rc.get("show_sd", True)),
         formats=tuple(rc.formats),
         table6=None if t6 is None or not t6.enabled else Table6Request(
             task=str(t6.task), lang=str(t6.lang), freeze=bool(t6.freeze), baselines=[str(b) for b in t6.baselines],
-            budgets=_plain(t6.budgets) if t6.budgets is not None else None,
+            budgets=to_container(t6.budgets) if t6.budgets is not None else None,
         ),
         wandb=wandb,
     )

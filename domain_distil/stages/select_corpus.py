@@ -1,12 +1,7 @@
-"""The selection stage: pick the pool documents nearest a task's training texts up to a token budget.
-
-    folder = select_corpus(pool_files, task_texts, budget_tokens=120_000, scorer=TokenScorer(tok),
-                           cache_dir=cache, pool_name="mixed", task_name="td_tags")
-    python run.py task=distill corpus.dir=<folder>        # an ordinary <lang>.txt corpus folder
-
-Scores (higher = nearer the task): ``tokens`` (Moore & Lewis), ``embedding`` and ``static`` (kNN
-similarity to the task texts, Gururangan et al. 2020), ``random`` (the equal-budget control); what each
-computes, the budget rule and the folder's contents: docs/corpus-selection.md.
+"""The selection stage: pick the pool documents nearest a task's training texts up to a token budget,
+into an ordinary ``<lang>.txt`` corpus folder (``corpus.dir=<folder>``). Scores: ``tokens`` (Moore & Lewis),
+``embedding`` and ``static`` (kNN similarity, Gururangan et al. 2020), ``random`` (the equal-budget
+control); what each computes and the budget rule: docs/corpus-selection.md.
 """
 
 from __future__ import annotations

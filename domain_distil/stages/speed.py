@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig
 from rich.console import Console
 from transformers import AutoTokenizer
 
@@ -22,8 +22,8 @@ from domain_distil.analysis.render import markdown_table, print_table
 from domain_distil.analysis.speed import SpeedSettings, benchmark_encoder, cpu_threads, machine_identity
 from domain_distil.analysis.table5 import coverage_table, table5
 from domain_distil.common.io import atomic_open, write_json
+from domain_distil.common.loggers import to_container
 from domain_distil.common.provenance import git_commit
-from domain_distil.conversion.int8 import Int8Settings
 from domain_distil.serving.quantize import int8_calibration_texts, int8_settings
 
 log = logging.getLogger(__name__)
@@ -85,29 +85,24 @@ def measure(request: SpeedRequest) -> dict[str, Any]:
 # Config -> typed arguments, for the speed task and the demo's Table 5.
 
 
-def _settings(sc: DictConfig, int8: Int8Settings, calibration: list[str] | None = None) -> SpeedSettings:
+def speed_request(cfg: DictConfig) -> SpeedRequest:
+    """The ``speed`` group (its ``{teacher: true}`` encoder is the ``teacher`` group) and the ``int8``
+    group, which the int8 row uses as serving does; texts are read here, no model is."""
+    sc = cfg.speed
+    encoders = parse_encoders(to_container(sc.encoders), "speed.encoders", teacher_resolver(cfg))
+    int8, calibration = int8_settings(cfg), int8_calibration_texts(cfg)
     lengths = tuple(int(n) for n in sc.lengths)
     if not lengths:
         raise ValueError("speed.lengths: give at least one message length")
     if int(sc.repeats) < 1 or int(sc.warmup) < 0 or int(sc.threads) < 1:
         raise ValueError(f"speed: need repeats >= 1, warmup >= 0, threads >= 1; got {sc.repeats}, {sc.warmup}, {sc.threads}")
     only = sc.variants.get("encoders")
-    return SpeedSettings(
+    settings = SpeedSettings(
         lengths=lengths, repeats=int(sc.repeats), warmup=int(sc.warmup), threads=int(sc.threads),
         int8=bool(sc.variants.int8), onnx=bool(sc.variants.onnx),
         variants_for=None if only is None else tuple(str(e) for e in only), int8_settings=int8,
         int8_calibration=tuple(calibration or ()),
     )
-
-
-def speed_request(cfg: DictConfig) -> SpeedRequest:
-    """The ``speed`` group (its ``{teacher: true}`` encoder is the ``teacher`` group) and the ``int8``
-    group, which the int8 row uses as serving does; texts are read here, no model is."""
-    sc = cfg.speed
-    encoders = parse_encoders(
-        OmegaConf.to_container(sc.encoders, resolve=True), "speed.encoders", teacher_resolver(cfg)
-    )
-    settings = _settings(sc, int8_settings(cfg), int8_calibration_texts(cfg))
     unknown = sorted(set(settings.variants_for or ()) - {e.id for e in encoders})
     if unknown:
         raise ValueError(f"speed.variants.encoders: {unknown} are not in speed.encoders ({[e.id for e in encoders]})")
@@ -123,8 +118,7 @@ def speed_request(cfg: DictConfig) -> SpeedRequest:
 
     return SpeedRequest(
         encoders=encoders, settings=settings, realistic=realistic,
-        realistic_record={"source": str(rc.texts) if texts else "lognormal",
-                          **OmegaConf.to_container(rc, resolve=True)},
+        realistic_record={"source": str(rc.texts) if texts else "lognormal", **to_container(rc)},
         held_out=held_out,
         coverage_texts=read_texts(sc.coverage_texts) if sc.get("coverage_texts") else held_out,
         output_dir=Path(cfg.paths.output_dir),

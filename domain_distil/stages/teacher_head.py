@@ -32,13 +32,13 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
 from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
-from transformers import AutoTokenizer, PreTrainedTokenizerBase
+from transformers import AutoTokenizer
 
 from domain_distil.common.hashing import hash_dir, hash_object, short
 from domain_distil.common.io import write_json
@@ -62,13 +62,8 @@ def fit_mlm_head(
     negatives: int = 2048,
     epochs: int = 1,
 ) -> Path:
-    """Return a cached ``BertForMaskedLM`` folder: ``model_dir``'s frozen body plus a fitted head.
-
-    ``steps`` batches of ``batch_size`` texts (truncated to ``max_length`` tokens) go through the
-    frozen body once; the head then trains ``epochs`` passes over their masked positions (the
-    body's forward dominates the cost, so later epochs are cheap). ``negatives`` never-seen ids are
-    sampled per step for the sampled-softmax part (see the module docstring).
-    """
+    """Return a cached ``BertForMaskedLM`` folder: ``model_dir``'s frozen body plus a head fitted in
+    ``epochs`` passes over ``steps`` batches of ``batch_size`` texts (truncated to ``max_length`` tokens)."""
     model_dir = Path(model_dir)
     if not (model_dir / "config.json").is_file():
         raise FileNotFoundError(f"fit_mlm_head: {model_dir} has no config.json (expected a transformers folder)")
@@ -105,7 +100,8 @@ def _fit(
 ) -> dict:
     started = time.perf_counter()
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
-    encoded = _encode(texts, tokenizer, max_length)
+    # sequences with fewer than 2 ordinary tokens teach the head nothing
+    encoded = [ids for ids in tokenizer(texts, truncation=True, max_length=max_length)["input_ids"] if len(ids) >= 4]
     if len(encoded) < 2:
         raise ValueError(f"fit_mlm_head: the texts give {len(encoded)} usable sequences (need >= 2 of >= 4 tokens)")
     generator = torch.Generator().manual_seed(seed)
@@ -131,9 +127,7 @@ def _fit(
     counts = torch.bincount(torch.tensor([i for ids in encoded for i in ids]), minlength=vocab_size).double()
     counts[sorted(specials)] = 0
     seen_ids = counts.nonzero().squeeze(1)
-    unseen = torch.ones(vocab_size, dtype=torch.bool)
-    unseen[seen_ids] = False
-    unseen_ids = unseen.nonzero().squeeze(1)
+    unseen_ids = (counts == 0).nonzero().squeeze(1)
     n_neg = min(negatives, len(unseen_ids))
     # target id -> column of the restricted logits
     column = torch.full((vocab_size,), -1, dtype=torch.long)
@@ -155,7 +149,7 @@ def _fit(
     def corrupt(batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return mask_tokens(batch, torch.isin(batch, special_tensor), tokenizer.mask_token_id, seen_ids, generator)
 
-    heldout_ids, heldout_labels = corrupt(_Batches(heldout, len(heldout), pad_id, generator).next())
+    heldout_ids, heldout_labels = corrupt(next(_batches(heldout, len(heldout), pad_id, generator)))
     write_bias()
     loss_before = full_vocab_loss(model, heldout_ids, heldout_labels, pad_id)
 
@@ -166,7 +160,7 @@ def _fit(
     scheduler = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda s: min((s + 1) / warmup, max(0.0, (total_steps - s) / max(1, total_steps - warmup)))
     )
-    batches = _Batches(train, batch_size, pad_id, generator)
+    batches = _batches(train, batch_size, pad_id, generator)
     embeddings = model.bert.embeddings.word_embeddings.weight  # frozen, tied to the decoder
     seen_weight = embeddings[seen_ids]
     # sampled-softmax correction: each drawn negative stands for |unseen| / n_neg of them
@@ -180,7 +174,7 @@ def _fit(
         task = progress.add_task("fit", total=total_steps, loss=float("nan"))
         for step in range(total_steps):
             if step < steps:
-                ids, labels = corrupt(batches.next())
+                ids, labels = corrupt(next(batches))
                 with torch.no_grad():
                     hidden = model.bert(input_ids=ids, attention_mask=(ids != pad_id).long()).last_hidden_state
                 where = labels != -100
@@ -224,30 +218,17 @@ def _fit(
     }
 
 
-def _encode(texts: list[str], tokenizer: PreTrainedTokenizerBase, max_length: int) -> list[list[int]]:
-    encoded = tokenizer(texts, truncation=True, max_length=max_length)["input_ids"]
-    # sequences with fewer than 2 ordinary tokens teach the head nothing
-    return [ids for ids in encoded if len(ids) >= 4]
-
-
-class _Batches:
+def _batches(encoded: list[list[int]], batch_size: int, pad_id: int,
+             generator: torch.Generator) -> Iterator[torch.Tensor]:
     """Tokenised texts served as shuffled, right-padded batches (epoch after epoch)."""
-
-    def __init__(self, encoded: list[list[int]], batch_size: int, pad_id: int, generator: torch.Generator):
-        self.encoded, self.batch_size, self.pad_id, self.generator = encoded, batch_size, pad_id, generator
-        self.order: list[int] = []
-
-    def next(self) -> torch.Tensor:
+    order: list[int] = []
+    while True:
         rows = []
-        for _ in range(self.batch_size):
-            if not self.order:
-                self.order = torch.randperm(len(self.encoded), generator=self.generator).tolist()
-            rows.append(self.encoded[self.order.pop()])
-        width = max(map(len, rows))
-        out = torch.full((len(rows), width), self.pad_id, dtype=torch.long)
-        for i, row in enumerate(rows):
-            out[i, : len(row)] = torch.tensor(row)
-        return out
+        for _ in range(batch_size):
+            if not order:
+                order = torch.randperm(len(encoded), generator=generator).tolist()
+            rows.append(encoded[order.pop()])
+        yield nn.utils.rnn.pad_sequence([torch.tensor(row) for row in rows], batch_first=True, padding_value=pad_id)
 
 
 def mask_tokens(

@@ -1,12 +1,5 @@
-"""``task=bundle``: one encoder plus the heads of ``task=classify`` jobs, in one serving folder.
-
-    python run.py task=bundle 'bundle.jobs=[outputs/cc_sweep]' bundle.output=bundles/cc
-    python run.py task=bundle 'bundle.jobs=[...]' bundle.check.texts=data/heldout.jsonl   # + int8/ONNX check
-    python run.py task=bundle 'bundle.jobs=[...]' int8.calibration.texts=data/corpus_sample.txt  # + int8 choice
-
-One head per (task, language), all on the same frozen encoder, written atomically; with
-``bundle.check.texts`` the int8/ONNX flip rates (``<bundle>/variants.json``), with
-``int8.calibration.texts`` the int8 variant quantized once for serving (docs/serving.md).
+"""``task=bundle``: one encoder plus the heads of ``task=classify`` jobs in one serving folder, optionally
+with the int8/ONNX flip rates (``bundle.check.texts``) and a calibrated int8 variant (docs/serving.md).
 """
 
 from __future__ import annotations
@@ -47,9 +40,7 @@ def _encoder_of(heads: list, explicit: str | None) -> str:
 
 
 def _int8_record(cfg: DictConfig, encoder: str, calibration: list[str]) -> dict[str, Any]:
-    """The int8 variant of the bundle encoder, quantized with the ``int8`` group (``exclude=auto``
-    measured on ``calibration``), and its record for the manifest; the export lands where serving
-    looks for it."""
+    """The manifest record of the encoder's int8 variant, exported where serving looks for it."""
     model, tokenizer = load_encoder(encoder, revision=cfg.bundle.revision)
     digest = encoder_hash(encoder, cfg.bundle.revision, cfg.paths.cache_dir)
     threads = int(cfg.bundle.check.threads)

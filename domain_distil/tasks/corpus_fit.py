@@ -1,11 +1,5 @@
-"""``task=corpus_fit``: rank candidate corpora by how well they fit a task, before distilling on any.
-
-    python run.py task=corpus_fit cls_task=td_tags teacher=me5_small \\
-        corpus_fit.candidates='{in_domain: data/in_domain, general: data/general}'
-
-Writes ``corpus_fit.csv``, ``corpus_fit.md`` and ``corpus_fit.png`` in the run's output folder,
-prints the Markdown table and logs it to the configured loggers (a W&B table). The statistics are
-in ``domain_distil/analysis/corpus_fit.py``; this module only turns the config into arguments.
+"""``task=corpus_fit``: rank candidate corpora by how well they fit a task, before distilling on any
+(docs/corpus-selection.md); the statistics are in ``analysis/corpus_fit.py``.
 """
 
 from __future__ import annotations

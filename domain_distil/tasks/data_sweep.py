@@ -1,20 +1,10 @@
-"""task=data_sweep: how much in-domain text is enough (the paper's §5, Table 6 and Figure 2).
+"""task=data_sweep: how much in-domain text is enough (§5, Table 6, Figure 2; docs/reproduce.md).
 
-For each budget in ``data_sweep.budgets_gb`` the corpus is cut to that many GB of the chosen
-language (nested seeded samples, ``corpus/subset.py``), a student is distilled from it, and frozen
-classifiers are trained on it over ``data_sweep.seeds``; the baselines (the teacher and
-DistilmBERT) are classified with the same seeds. ``task=report`` with Table 6 enabled closes the
-sweep. The Wikipedia control (``experiment=wiki_control``) is this task on the Wikipedia corpus.
-
-    python run.py experiment=data_sweep corpus.source.dump=...     # after task=prepare
-    python run.py experiment=data_sweep trainer=ddp                # each distillation on every GPU
-    python run.py experiment=wiki_control
-
-The sweep loop runs in this one process. With a multi-device trainer (``trainer=ddp``) each
-distillation is launched as its own distributed run (a ``task=distill`` child process, which DDP
-then spreads over the devices) and found afterwards through its manifest; classification always
-runs single-process on one device. Every step is cached, so a killed sweep re-run with the same
-settings continues where it stopped.
+Per budget in ``data_sweep.budgets_gb``: a nested seeded sample of the corpus, a student distilled on
+it and frozen classifiers over ``data_sweep.seeds``; then the baselines with the same seeds. The loop
+runs in this one process: with a multi-device trainer each distillation is a ``task=distill`` child
+process that DDP spreads over the devices, found afterwards through its manifest. Every step is
+cached, so a killed sweep continues where it stopped.
 """
 
 from __future__ import annotations
@@ -105,7 +95,9 @@ def distil_on(cfg: DictConfig, subset: Path, launch: Launcher) -> Path:
     subset_cfg = _edited(cfg, {"corpus.dir": str(subset), "corpus.files": {}, "corpus.languages": None})
     if not is_distributed(cfg.trainer):
         return distil(plan_from_config(subset_cfg), distill_run(cfg)).path
-    launch([*_parent_overrides(), "task=distill", f"corpus.dir={subset}", "corpus.files={}", "corpus.languages=null"])
+    # The child sees this process's command-line overrides: the same teacher, recipe and trainer.
+    parent = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
+    launch([*parent, "task=distill", f"corpus.dir={subset}", "corpus.files={}", "corpus.languages=null"])
     # The child exported it; find it the way encoder=distilled does, through the manifests.
     return find_distilled_student(subset_cfg).path
 
@@ -115,11 +107,6 @@ def launch_child(overrides: Sequence[str]) -> None:
     command = [sys.executable, "-m", "domain_distil.cli", *overrides]
     log.info("launching a distributed distillation: %s", " ".join(command))
     subprocess.run(command, check=True)
-
-
-def _parent_overrides() -> list[str]:
-    """This process's command-line overrides (the child sees the same teacher, recipe and trainer)."""
-    return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else []
 
 
 def _edited(cfg: DictConfig, changes: dict[str, Any]) -> DictConfig:

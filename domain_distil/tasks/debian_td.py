@@ -1,16 +1,5 @@
-"""experiment=debian_td: the demo's protocol on the real Debian benchmark (docs/debian.md).
-
-Reads what ``task=prepare corpus=debian`` wrote (``corpus.prepared_dir``), then runs the demo's
-protocol (``stages/protocol.py``; this experiment composes its groups under ``demo.*`` in the same
-shape):
-
-1. two students of the teacher, one recipe, ``demo.corpus.budget_tokens`` teacher tokens per
-   language each: in-domain (``corpus/``: descriptions of the packages outside the task) and
-   general (``general/``: fortune files);
-2. frozen classifiers on the teacher and both students for ``debian_tags``, seeds x languages;
-3. Table 8 with the general student in DistilmBERT's role and the teacher in mBERT's.
-
-Under ``-m`` each job runs step 2 for its own seed and language, like the demo.
+"""experiment=debian_td: the demo's protocol (``stages/protocol.py``) on the Debian benchmark that
+``task=prepare corpus=debian`` wrote, the fortune-file student in DistilmBERT's role (docs/debian.md).
 """
 
 from __future__ import annotations

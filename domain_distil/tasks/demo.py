@@ -1,21 +1,6 @@
-"""task=demo, the default of ``python run.py``: the paper's protocol in miniature, offline, on CPU.
-
-The flow, top to bottom (every step is cached, so a second run only re-reads results):
-
-1. Demo data (``domain_distil/demo/data``): in-domain and general corpora in five languages, two
-   labeled tasks.
-2. Two students of the same teacher and recipe, differing only in the corpus: in-domain and general
-   (``stages.distil``).
-3. Frozen self-attention classifiers on the teacher and both students, seeds x languages x tasks
-   (``stages.classify``).
-4. Table 8 with ⋆ (beats the general student, DistilmBERT's role) and † (beats the teacher).
-5. Size and single-thread batch-1 latency of the teacher next to the student.
-
-Steps 2-5 are ``stages/protocol.py`` (worker processes, what is cached and how); this module makes
-the data and names the students. Every setting comes from ``cfg.demo`` (``conf/experiment/demo.yaml``),
-composed from the ordinary config groups. Under ``-m``
-(``python run.py -m seed='range(10)' lang=eng,esp,jap,por,rus``) each job runs only step 3 for its
-own seed and language; ``experiment=demo task=report`` then summarises the sweep.
+"""task=demo, the default of ``python run.py``: the paper's protocol in miniature, offline, on CPU
+(docs/demo.md). This module makes the data and names the students; ``stages/protocol.py`` runs the
+rest. Under ``-m`` each job runs only the classification of its own seed and language.
 """
 
 from __future__ import annotations

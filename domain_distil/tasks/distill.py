@@ -1,14 +1,5 @@
-"""task=distill: teacher + corpus -> exported student (cached by content hash).
-
-    python run.py task=distill teacher=mbert corpus=text corpus.dir=data/my_corpus
-    python run.py task=distill ... ckpt_path=last        # resume the interrupted run
-
-It ends by printing the command that classifies with the student it exported
-(``python run.py task=classify encoder=distilled encoder.key=<key>``).
-
-This module only turns the Hydra config into the stage's typed arguments
-(``domain_distil/stages/distil.py`` does the work). Everything that can be wrong with the
-configuration is checked in ``plan_from_config`` before a single weight is loaded or a line tokenised.
+"""task=distill: teacher + corpus -> exported student (cached by content hash), then the command that
+classifies with it. ``stages/distil.py`` does the work and checks the config before loading anything.
 """
 
 from __future__ import annotations

@@ -1,10 +1,5 @@
-"""``python run.py task=homonyms``: Table 7, homonym cosine similarities per encoder.
-
-    python run.py task=homonyms 'homonyms.encoders=[{id: TD3.0, name_or_path: outputs/td3.0/student},
-        {id: Wiki3.0, name_or_path: outputs/wiki3.0/student}]'
-
-Writes homonyms.md (the table, plus 1 - cos when ``show_distance``) and homonyms.json (every
-value and the exact sentences) to ``paths.output_dir`` and prints the table.
+"""``task=homonyms``: Table 7, homonym cosine similarities per encoder, printed and written to
+``homonyms.md`` and ``homonyms.json`` (every value and the exact sentences).
 """
 
 from __future__ import annotations

@@ -1,9 +1,5 @@
-"""``python run.py task=list``: the artifacts in the cache (students, corpora, feature caches,
-teachers, MLM heads) and the serving bundles under ``paths.log_dir``, with their key facts; a
-student's ``key`` is what ``encoder=distilled encoder.key=<key>`` takes.
-
-    python run.py task=list
-    python run.py task=list paths.cache_dir=/data/dd-cache
+"""``task=list``: the cache's artifacts and the serving bundles under ``paths.log_dir``, with their key
+facts (a student's ``key`` is what ``encoder=distilled encoder.key=<key>`` takes).
 """
 
 from __future__ import annotations

@@ -18,7 +18,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import torch
 from omegaconf import DictConfig, OmegaConf
 from tqdm.auto import tqdm
 
@@ -26,9 +25,8 @@ from domain_distil.common.errors import UserInputError
 from domain_distil.common.hashing import hash_object
 from domain_distil.common.io import read_json, write_json
 from domain_distil.common.records import iter_records
-from domain_distil.serving.bundle_load import load_bundle, read_manifest
-from domain_distil.serving.predictor import Predictor
-from domain_distil.serving.quantize import encoder_backend, int8_calibration_texts, int8_settings
+from domain_distil.serving.bundle_load import read_manifest
+from domain_distil.serving.quantize import int8_calibration_texts, int8_settings, predictor_from_config
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +105,7 @@ def run(cfg: DictConfig) -> dict[str, Any]:
     output.parent.mkdir(parents=True, exist_ok=True)
     write_json(sidecar, {"key": key, "input": str(source), "bundle": str(pc.bundle)})
 
-    if pc.threads:
-        torch.set_num_threads(int(pc.threads))
-    bundle = load_bundle(pc.bundle, cache_dir=cfg.paths.cache_dir)
-    encoder = encoder_backend(str(pc.backend), bundle, Path(cfg.paths.cache_dir) / "onnx", int(pc.threads or 1),
-                              int8_settings(cfg), calibration)
-    predictor = Predictor(bundle, encoder_fn=encoder, batch_size=int(pc.batch_size))
+    predictor = predictor_from_config(cfg, pc, calibration)
     predictor.select(pc.langs, pc.tasks)  # unknown filter values fail here, before the loop
 
     with open(partial, "a", encoding="utf-8") as sink, tqdm(total=total, initial=done, unit="row", desc="predict") as bar:

@@ -1,10 +1,5 @@
-"""``python run.py task=prepare corpus=<name>``: build the source ``corpus.source`` names
-(any ``sources.source.CorpusSource``) into the prepared corpus (``<prepared_dir>/corpus/<lang>.txt``,
-what ``task=distill`` reads through ``corpus.dir``), the task files
-(``<prepared_dir>/tasks/<name>.jsonl``) and ``manifest.json``.
-
-Resumable: each language (or source file) is a part with a completion marker; a rerun with the
-same configuration skips finished parts. See docs/data-sources.md.
+"""``task=prepare corpus=<name>``: build ``corpus.source`` into a prepared corpus folder, task files and
+``manifest.json``; resumable per language (docs/data-sources.md).
 """
 
 from __future__ import annotations

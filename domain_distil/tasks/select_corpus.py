@@ -1,12 +1,5 @@
-"""``task=select_corpus``: keep the pool documents nearest the task's texts, up to a token budget.
-
-    python run.py task=select_corpus corpus.dir=data/pool cls_task=td_tags teacher=me5_small \\
-        select_corpus.budget_tokens=120000 select_corpus.method=tokens
-    python run.py task=distill corpus.dir=<the printed folder> ...
-
-The pool is the ``corpus`` group; the task's texts come from ``cls_task`` (``select_corpus.split``
-rows). The folder is an ordinary corpus folder (``<lang>.txt``) plus ``selection.json``; the work is
-in ``domain_distil/stages/select_corpus.py``.
+"""``task=select_corpus``: keep the pool documents (the ``corpus`` group) nearest the task's texts, up to
+a token budget, as a corpus folder for ``task=distill`` (docs/corpus-selection.md).
 """
 
 from __future__ import annotations

@@ -8,14 +8,9 @@ Blocks until SIGINT/SIGTERM, then shuts down gracefully (requests in flight are 
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import torch
 from omegaconf import DictConfig
 
-from domain_distil.serving.bundle_load import load_bundle
-from domain_distil.serving.predictor import Predictor
-from domain_distil.serving.quantize import encoder_backend, int8_calibration_texts, int8_settings
+from domain_distil.serving.quantize import int8_calibration_texts, predictor_from_config
 from domain_distil.serving.server import ServerSettings, create_app, make_server
 
 
@@ -23,15 +18,11 @@ def build_app(cfg: DictConfig):
     sc = cfg.serve
     if not sc.bundle:
         raise ValueError("task=serve needs serve.bundle=<bundle folder> (built by task=bundle)")
-    if sc.threads:
-        torch.set_num_threads(int(sc.threads))
-    bundle = load_bundle(sc.bundle, cache_dir=cfg.paths.cache_dir)
-    encoder = encoder_backend(str(sc.backend), bundle, Path(cfg.paths.cache_dir) / "onnx", int(sc.threads or 1),
-                              int8_settings(cfg), int8_calibration_texts(cfg) if sc.backend == "int8" else None)
     settings = ServerSettings(max_batch=int(sc.max_batch), max_wait_ms=float(sc.max_wait_ms), max_texts=int(sc.max_texts),
                               max_chars=int(sc.max_chars), max_body_bytes=int(sc.max_body_bytes),
                               max_pending=int(sc.max_pending))
-    return create_app(Predictor(bundle, encoder_fn=encoder, batch_size=int(sc.batch_size)), settings)
+    calibration = int8_calibration_texts(cfg) if sc.backend == "int8" else None
+    return create_app(predictor_from_config(cfg, sc, calibration), settings)
 
 
 def run(cfg: DictConfig) -> None:

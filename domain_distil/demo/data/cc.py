@@ -1,9 +1,6 @@
-"""Conversational commerce: customer messages with an intentful / not-intentful label.
-
-A customer message is *intentful* when it asks the business to do or find out something, *not
-intentful* otherwise. What makes it hard on purpose (indirect requests, minimal pairs, borderline
-messages, shared wrappers, chat noise): docs/demo-data.md. Label noise is applied later by the
-generator, on top of these (so the true label stays known).
+"""Conversational commerce: customer messages, *intentful* when they ask the business to do or find
+out something (what makes it hard on purpose: docs/demo-data.md). The generator adds label noise
+later, so the labels here are the true ones.
 
 A language's ``cc`` templates (``lang/<lang>.json``): ``intent`` (per category) and ``indirect``
 (intentful, said sideways); ``mention`` (not intentful, full of commerce words), ``chat`` and
@@ -18,7 +15,7 @@ import random
 from collections.abc import Mapping
 from typing import Any
 
-from domain_distil.demo.data.render import chat_noise, fill, weighted_choice
+from domain_distil.demo.data.render import chat_noise, fill, fresh, weighted_choice
 
 INTENTFUL, NOT_INTENTFUL = "intentful", "not_intentful"
 LABELS = (INTENTFUL, NOT_INTENTFUL)
@@ -42,14 +39,9 @@ def _join(lang: str, parts: list[str]) -> str:
         if not part:
             continue
         if out and lang != "jap" and out[-1][-1].isalnum():
-            out[-1] += _punct(part)
+            out[-1] += "," if part[:1].islower() else "."  # a comma before a lower-case continuation
         out.append(part)
     return sep.join(out)
-
-
-def _punct(next_part: str) -> str:
-    """A comma before a lower-case continuation, a full stop otherwise."""
-    return "," if next_part[:1].islower() else "."
 
 
 def _core(res: Mapping[str, Any], rng: random.Random, label: str) -> str:
@@ -99,11 +91,5 @@ def translated_message(res: Mapping[str, Any], rng: random.Random, lang: str) ->
 def customer_turns(res: Mapping[str, Any], rng: random.Random, lang: str, exclude: set[str]) -> str:
     """Two to five customer messages of one chat as one corpus document: the task's own text kind
     (what ``cc_intent`` classifies), none of them a task text."""
-    turns = []
-    for _ in range(rng.randint(2, 5)):
-        for _attempt in range(20):
-            text, _ = customer_message(res, rng, lang)
-            if text not in exclude:
-                turns.append(text)
-                break
-    return " ".join(turns)
+    turns = [fresh(lambda: customer_message(res, rng, lang), exclude) for _ in range(rng.randint(2, 5))]
+    return " ".join(turn for turn in turns if turn)

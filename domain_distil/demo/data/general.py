@@ -1,7 +1,5 @@
-"""General-domain, encyclopedia-like prose: the control corpus ("Wikipedia"), whose homonyms of
-the domain's terms (python the snake, Java the island) share surface forms but not meaning
-(docs/demo-data.md).
-"""
+"""General-domain, encyclopedia-like prose: the control corpus ("Wikipedia"), with homonyms of the
+domain's terms (python the snake, Java the island; docs/demo-data.md)."""
 
 from __future__ import annotations
 

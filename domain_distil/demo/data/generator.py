@@ -1,17 +1,12 @@
 """Write the demo data set: unlabeled in-domain and general corpora plus two labeled tasks.
 
-Layout and formats: docs/demo-data.md. Everything is a pure function of the seed and the settings:
-the same call writes byte-identical files. The folder is built beside ``out_dir`` and renamed into
-place, and a folder whose manifest already records the same settings is returned as is.
+Layout and formats: docs/demo-data.md. Every file is a pure function of the seed and the settings.
 """
 
 from __future__ import annotations
 
 import json
-import os
 import random
-import shutil
-import tempfile
 from collections import Counter
 from collections.abc import Callable, Sequence
 from functools import partial
@@ -22,8 +17,9 @@ from rich.progress import Progress
 
 from domain_distil.common.hashing import hash_file
 from domain_distil.common.io import MANIFEST, atomic_open, read_json, write_json
+from domain_distil.common.locking import build_entry
 from domain_distil.demo.data import cc, general, td
-from domain_distil.demo.data.render import stream
+from domain_distil.demo.data.render import fresh, stream
 
 # One JSON file per language: its templates and slot values, {"cc": ..., "td": ..., "general": ...}.
 _LANG_DIR = Path(__file__).resolve().parent / "lang"
@@ -94,7 +90,7 @@ def _in_domain_document(res: dict[str, Any], rng: random.Random, lang: str, seen
     """The same source as the tasks, disjoint items: the text kinds the tasks classify."""
     if rng.random() < 0.5:
         return cc.customer_turns(res["cc"], rng, lang, seen)
-    return td.question(res["td"], rng, lang, seen)
+    return fresh(partial(td.post, res["td"], rng, lang), seen)
 
 
 def _write_corpus(path: Path, make: Callable[[], str], target_bytes: int) -> None:
@@ -116,9 +112,8 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 def _file_info(root: Path) -> dict[str, dict]:
     info = {}
     for file in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
-        with open(file, "rb") as handle:
-            lines = sum(1 for _ in handle)
-        info[str(file.relative_to(root))] = {"sha256": hash_file(file), "bytes": file.stat().st_size, "lines": lines}
+        data = file.read_bytes()  # every line, the last included, ends in "\n"
+        info[str(file.relative_to(root))] = {"sha256": hash_file(file), "bytes": len(data), "lines": data.count(b"\n")}
     return info
 
 
@@ -151,28 +146,15 @@ def generate_demo_data(
         "n_train": n_train, "n_val": n_val, "n_test": n_test,
         "n_translated": n_translated if n_translated is not None else n_train, "label_noise": label_noise,
     }
-    out_dir = Path(out_dir)
-    if (out_dir / MANIFEST).is_file():
-        manifest = read_json(out_dir / MANIFEST)
-        if manifest.get("settings") == settings:
-            return manifest
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}-", dir=out_dir.parent))
-    os.chmod(tmp, 0o755)
-    try:
-        manifest = _generate(tmp, resources, settings)
-        if out_dir.exists():  # stale data with other settings: swap it out, then delete it
-            stale = out_dir.with_name(f".{out_dir.name}-stale-{os.getpid()}")
-            os.replace(out_dir, stale)
-            shutil.rmtree(stale, ignore_errors=True)
-        os.replace(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return manifest
+
+    def same_settings(path: Path) -> bool:  # data with other settings is stale: build_entry replaces it
+        return (path / MANIFEST).is_file() and read_json(path / MANIFEST).get("settings") == settings
+
+    out_dir = build_entry(out_dir, lambda tmp: _generate(tmp, resources, settings), is_complete=same_settings)
+    return read_json(out_dir / MANIFEST)
 
 
-def _generate(root: Path, resources: dict[str, dict[str, Any]], settings: dict) -> dict:
+def _generate(root: Path, resources: dict[str, dict[str, Any]], settings: dict) -> None:
     seed, noise = settings["seed"], settings["label_noise"]
     sizes = {"train": settings["n_train"], "val": settings["n_val"], "test": settings["n_test"]}
     cc_rows: list[dict] = []
@@ -198,7 +180,5 @@ def _generate(root: Path, resources: dict[str, dict[str, Any]], settings: dict) 
         "cc_intent": dict(sorted(Counter(f"{r['lang']}/{r['split']}/{r['source']}" for r in cc_rows).items())),
         "td_tags": dict(sorted(Counter(f"{r['lang']}/{r['split']}" for r in td_rows).items())),
     }
-    manifest = {"kind": "demo_data", "settings": settings, "files": _file_info(root), "counts": counts,
-                "cc_labels": list(cc.LABELS), "td_tags": list(td.TAGS)}
-    write_json(root / MANIFEST, manifest)
-    return manifest
+    write_json(root / MANIFEST, {"kind": "demo_data", "settings": settings, "files": _file_info(root),
+                                 "counts": counts, "cc_labels": list(cc.LABELS), "td_tags": list(td.TAGS)})

@@ -1,17 +1,15 @@
-"""Shared machinery of the demo-data generator: seeded streams, slot filling, chat noise.
-
-Every random choice comes from a ``random.Random`` seeded by a SHA-256 of (seed, language,
-stream), so each output file depends only on the seed and its own settings, never on the order in
-which other files were generated or on Python's per-process string hashing.
-"""
+"""Shared machinery of the demo-data generator: seeded streams, slot filling, chat noise."""
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import random
 import re
 import unicodedata
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 _SLOT = re.compile(r"\{(\w+)\}")
 LATIN_KEYBOARD = "qwertyuiopasdfghjklzxcvbnm"
@@ -19,27 +17,29 @@ CYRILLIC_KEYBOARD = "йцукенгшщзхфывапролджэячсмить�
 
 
 def stream(seed: int, *parts: str) -> random.Random:
-    """An independent, reproducible random stream for one (seed, parts...) combination."""
+    """An independent, reproducible random stream for one (seed, parts...) combination.
+
+    Seeded by SHA-256, so a file depends only on its own stream: never on the order in which other
+    files were generated, nor on Python's per-process string hashing.
+    """
     digest = hashlib.sha256(":".join([str(seed), *parts]).encode()).digest()
     return random.Random(int.from_bytes(digest[:8], "big"))
 
 
 def weighted_choice(rng: random.Random, items: Sequence[tuple[str, float]]) -> str:
     """One name of ``(name, weight)`` items (weights summing to 1), from a single ``rng.random()``."""
-    r, acc = rng.random(), 0.0
-    for name, weight in items:
-        acc += weight
-        if r < acc:
-            return name
-    return items[-1][0]
+    # not rng.choices: it scales the draw by the weights' float sum, which would move the boundaries
+    bounds = list(itertools.accumulate(weight for _, weight in items))
+    return items[min(bisect.bisect(bounds, rng.random()), len(items) - 1)][0]
 
 
-def order_id(rng: random.Random) -> str:
-    return rng.choice(["#", "", "", "N"]) + str(rng.randint(100000, 9999999))
-
-
-def amount(rng: random.Random) -> str:
-    return f"{rng.randint(5, 480)}.{rng.choice(['00', '90', '99', '50', '45'])}"
+def fresh(make: Callable[[], tuple[str, Any]], exclude: set[str], tries: int = 20) -> str:
+    """A text of ``make`` that is not in ``exclude`` (a corpus document must not be a task text), or ""."""
+    for _ in range(tries):
+        text, _ = make()
+        if text not in exclude:
+            return text
+    return ""
 
 
 def email(rng: random.Random, names: Sequence[str]) -> str:
@@ -49,8 +49,8 @@ def email(rng: random.Random, names: Sequence[str]) -> str:
 
 
 _GENERATED = {
-    "order_id": order_id,
-    "amount": amount,
+    "order_id": lambda rng: rng.choice(["#", "", "", "N"]) + str(rng.randint(100000, 9999999)),
+    "amount": lambda rng: f"{rng.randint(5, 480)}.{rng.choice(['00', '90', '99', '50', '45'])}",
     "num": lambda rng: str(rng.randint(2, 12)),
     "year": lambda rng: str(rng.randint(1480, 1990)),
     "year2": lambda rng: str(rng.randint(1500, 2010)),

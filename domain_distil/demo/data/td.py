@@ -1,8 +1,7 @@
-"""Technical discussion: programming questions (with top-10 tags) and answers.
+"""Technical discussion: programming questions with their top-10 tags (docs/demo-data.md).
 
 Code cues are language-neutral (identifiers and APIs are English on every Stack Overflow site);
-the prose around them comes from the language's templates. How a post shows its tags (explicit,
-subtle, generic), co-tags and distractors: docs/demo-data.md.
+the prose around them comes from the language's templates.
 """
 
 from __future__ import annotations
@@ -49,17 +48,15 @@ def post(res: Mapping[str, Any], rng: random.Random, lang: str) -> tuple[str, li
         subject = weighted_choice(rng, _WEIGHTS)
         tags = [subject] + [co for co, p in _CO_TAGS.get(subject, ()) if rng.random() < p]
     slots = _slots(res, subject)
-    mode = rng.random()
+    mode = rng.random()  # the tag is explicit (named), subtle (only cues name it) or generic
     if mode < 0.4:
-        title = fill(rng.choice(res["ask"]), slots, rng)
-        snippet = rng.random() < 0.5
+        frames, p_snippet = res["ask"], 0.5
     elif mode < 0.8:
-        frames = [f for f in res["ask"] if "{tech}" not in f]
-        title = fill(rng.choice(frames), slots, rng)
-        snippet = rng.random() < 0.6
+        frames, p_snippet = [f for f in res["ask"] if "{tech}" not in f], 0.6
     else:
-        title = fill(rng.choice(res["generic"]), slots, rng)
-        snippet = rng.random() < 0.5
+        frames, p_snippet = res["generic"], 0.5
+    title = fill(rng.choice(frames), slots, rng)
+    snippet = rng.random() < p_snippet
     if lang != "jap" and title[-1:].isalnum():
         title += "."
     parts = [title]
@@ -73,13 +70,3 @@ def post(res: Mapping[str, Any], rng: random.Random, lang: str) -> tuple[str, li
             parts.append(rng.choice(SNIPPETS[co]))
     parts.append(rng.choice(res["end"]))
     return " ".join(p for p in parts if p), sorted(tags)
-
-
-def question(res: Mapping[str, Any], rng: random.Random, lang: str, exclude: set[str]) -> str:
-    """One question post as one corpus document: the task's own text kind (what ``td_tags`` tags),
-    never a task post."""
-    for _ in range(20):
-        text, _ = post(res, rng, lang)
-        if text not in exclude:
-            return text
-    return ""

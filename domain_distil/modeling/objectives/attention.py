@@ -1,19 +1,11 @@
-"""Self-attention distillation: attention probabilities per mapped layer, and MiniLMv2 relations.
+"""Self-attention distillation: attention probabilities per mapped layer (``attn``, TinyBERT / MiniLMv1
+style) and MiniLMv2 relations (``minilm``, Wang et al. 2021).
 
 Both work on the query/key/value projections captured from the two models (``capture.py``), so
 they run with any attention implementation (SDPA included; nothing switches to eager): the
 attention probabilities are recomputed as ``softmax(Q_h K_h^T / sqrt(d_h))``, which is what the
-model's own attention computes before its dropout.
-
-- ``attn`` (TinyBERT / MiniLMv1 style): for each student layer ``i`` and the teacher layer
-  ``layer_map[i]`` it was copied from, KL(teacher || student) per head and query row, or the mean
-  squared difference of the probabilities.
-- ``minilm`` (MiniLMv2, Wang et al. 2021): the queries, keys and values of one teacher layer and of
-  the student's last layer, each split into R relation heads of width ``d_r = H / R``; relations
-  ``softmax(X_r X_r^T / sqrt(d_r))`` for X in Q, K, V; KL(teacher || student) per relation head and
-  query row, averaged over the three. The widths may differ (only R must divide both).
-
-Padded keys get no probability; padded queries are not averaged over.
+model's own attention computes before its dropout. Padded keys get no probability; padded queries
+are not averaged over.
 """
 
 from __future__ import annotations
@@ -33,8 +25,6 @@ from domain_distil.modeling.objectives.base import (
     register,
 )
 from domain_distil.modeling.objectives.layerwise import MappedLayerTerm, check_layer_map
-
-ATTENTION_METRICS = ("kl", "mse")
 
 
 def scaled_dot_log_probs(
@@ -77,7 +67,8 @@ def attention_loss(student: QKV, teacher: QKV, heads: int, attention_mask: torch
 
 
 def relation_loss(student: QKV, teacher: QKV, relation_heads: int, attention_mask: torch.Tensor) -> torch.Tensor:
-    """MiniLMv2: mean over X in (Q, K, V) of KL(teacher || student) of the X-X relations."""
+    """MiniLMv2: mean over X in (Q, K, V) of KL(teacher || student) of the relations
+    ``softmax(X_r X_r^T / sqrt(d_r))`` over R relation heads of width ``d_r = H / R`` (the widths may differ)."""
     losses = [
         row_kl(scaled_dot_log_probs(t, t, relation_heads, attention_mask),
                scaled_dot_log_probs(s, s, relation_heads, attention_mask), attention_mask)
@@ -92,10 +83,10 @@ class AttentionProbabilities(MappedLayerTerm):
     """Mean over the student's layers of the attention-probability loss to the teacher layer it was copied from."""
 
     name = "attn"
-    metrics = ATTENTION_METRICS
+    metrics = ("kl", "mse")
     matched = "heads"
     weight: float
-    metric: str  # kl | mse
+    metric: str
 
     def needs(self, pair: PairShape) -> tuple[ModelNeeds, ModelNeeds]:
         layer_map = check_layer_map(self, pair)

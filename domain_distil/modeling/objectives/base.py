@@ -60,7 +60,6 @@ class PairShape:
 
     @classmethod
     def of(cls, student_config: Any, teacher_config: Any) -> PairShape:
-        """From the two models' configs; the map is what ``modeling/student.py`` recorded as ``distil_layers``."""
         layer_map = getattr(student_config, "distil_layers", None)
         return cls(ModelShape.of(student_config), ModelShape.of(teacher_config),
                    tuple(int(t) for t in layer_map) if layer_map else None)

@@ -1,9 +1,7 @@
 """Run a model's encoder body and collect what the loss terms need, and nothing more.
 
-Hidden states of every layer come from transformers' own ``output_hidden_states`` (asked for only
-when a term needs them). Queries, keys and values come from forward hooks on the attention's
-projection ``Linear`` modules of the layers some term needs, registered for this one forward and
-removed after it, so the attention implementation (SDPA by default) is never changed.
+Queries, keys and values come from forward hooks on the attention's projection ``Linear`` modules,
+registered for one forward and removed after it, so the attention implementation (SDPA) is never changed.
 """
 
 from __future__ import annotations

@@ -1,9 +1,6 @@
-"""Layer-wise hidden-state distillation (TinyBERT / TextBrewer style) over the student's layer map.
-
-Student layer ``i`` was copied from teacher layer ``layer_map[i]`` (``[0, 2, 4, 7, 9, 11]`` for
-12 -> 6); its output is compared with that teacher layer's output, and the embedding output with
-the teacher's embedding output. Needs no MLM head, so it works with headless teachers.
-"""
+"""Layer-wise hidden-state distillation (TinyBERT / TextBrewer style) over the student's layer map: student
+layer ``i``, copied from teacher layer ``layer_map[i]`` (``[0, 2, 4, 7, 9, 11]`` for 12 -> 6), is compared
+with that layer's output, the embeddings with the embeddings. Needs no MLM head."""
 
 from __future__ import annotations
 
@@ -23,8 +20,6 @@ from domain_distil.modeling.objectives.base import (
     register,
 )
 from domain_distil.modeling.objectives.paper import cosine_hidden_loss
-
-HIDDEN_METRICS = ("cosine", "mse")
 
 
 def hidden_state_loss(
@@ -90,10 +85,10 @@ class LayerwiseHidden(MappedLayerTerm):
     """Mean over the embedding output and every student layer of the hidden-state loss to its teacher layer."""
 
     name = "layers"
-    metrics = HIDDEN_METRICS
+    metrics = ("cosine", "mse")
     matched = "hidden"
     weight: float
-    metric: str  # cosine | mse
+    metric: str
 
     def needs(self, pair: PairShape) -> tuple[ModelNeeds, ModelNeeds]:
         return ModelNeeds(hidden_states=True), ModelNeeds(hidden_states=True)

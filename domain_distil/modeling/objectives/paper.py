@@ -1,9 +1,5 @@
-"""The Distil* loss terms (reference ``Distiller.step``): soft-target KL, MLM, cosine, logit MSE.
-
-The logit terms take the already-selected rows: (N, V) matrices for the N tokens in the row
-selection (every attended token by default, only MLM targets with ``restrict_ce_to_mask``).
-The cosine term takes full (B, L, H) hidden states and the (B, L) attention mask.
-"""
+"""The Distil* loss terms (reference ``Distiller.step``): soft-target KL, MLM, cosine, logit MSE. The logit
+terms take (N, V) rows already selected (every attended token, or the MLM targets: ``restrict_ce_to_mask``)."""
 
 from __future__ import annotations
 
@@ -20,16 +16,13 @@ from domain_distil.modeling.objectives.base import LogitUse, LossTerm, TermInput
 def soft_target_loss(
     student_rows: torch.Tensor, teacher_rows: torch.Tensor, temperature: float
 ) -> torch.Tensor:
-    """``T^2 * (1/N) * sum_rows sum_v p_t (log p_t - log p_s)`` with ``p = softmax(logits / T)``.
+    """``T^2 * (1/N) * sum_rows sum_v p_t (log p_t - log p_s)`` with ``p = softmax(logits / T)``:
+    ``KLDivLoss(reduction="batchmean")`` on the (N, V) rows (divided by N, not B), times T^2.
 
-    That is ``KLDivLoss(reduction="batchmean")`` on the (N, V) rows (divided by N, not B), times T^2.
-
-    With a trimmed student (``student.vocab=trim``) both inputs hold only the K kept columns (the
-    teacher's logits gathered to the kept ids). The softmax over them renormalises each
-    distribution over the kept vocabulary, ``p^K(v) = p(v) / sum_{u in K} p(u)``, so the loss is
-    exactly the full-vocabulary KL between the teacher's and the student's distributions each
-    conditioned on the kept ids. It equals the untrimmed loss when the teacher and the untrimmed
-    student put no mass on dropped ids (``tests/test_vocab_trim.py`` checks both statements).
+    With a trimmed student (``student.vocab=trim``) both inputs hold only the K kept columns, so each
+    softmax renormalises over the kept vocabulary, ``p^K(v) = p(v) / sum_{u in K} p(u)``: the loss is the
+    KL between the two distributions conditioned on the kept ids, equal to the untrimmed loss when the
+    teacher and the untrimmed student put no mass on dropped ids (``tests/test_vocab_trim.py`` checks both).
     """
     log_p_s = F.log_softmax(student_rows.float() / temperature, dim=-1)
     log_p_t = F.log_softmax(teacher_rows.float() / temperature, dim=-1)

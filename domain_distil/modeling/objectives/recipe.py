@@ -29,7 +29,6 @@ _HEAD_WORDS = {
     "fitted": ("an MLM head fitted on the corpus, teacher.mlm_head.strategy=fit", "teacher MLM head fitted on the corpus"),
     "none": ("no teacher MLM head", "teacher has no MLM head"),
 }
-TEACHER_HEAD_KINDS = tuple(_HEAD_WORDS)
 RECIPES_HINT = "distill=sanh, distill=hidden, distill=layerwise, distill=minilm"
 
 # The paper's four terms in a student's key keep the flat form every student was keyed by before
@@ -153,13 +152,10 @@ class Objective:
     # -- which losses run, and why (logged at the start of a run and stored in the student manifest) --
 
     def loss_terms(self, teacher_head: str) -> dict[str, dict[str, object]]:
-        """Each term: its weight, whether it runs, and the reason, as plain data for a manifest.
-
-        :param teacher_head: ``trained`` (the checkpoint has MLM-head weights), ``fitted`` (a head was
-            fitted on the corpus with the body frozen, ``teacher.mlm_head.strategy=fit``) or ``none``.
-        """
-        if teacher_head not in TEACHER_HEAD_KINDS:
-            raise ValueError(f"teacher_head must be one of {TEACHER_HEAD_KINDS}, got {teacher_head!r}")
+        """Each term: its weight, whether it runs, and the reason, as plain data for a manifest
+        (``teacher_head``: a key of ``_HEAD_WORDS``, from :func:`teacher_head_kind`)."""
+        if teacher_head not in _HEAD_WORDS:
+            raise ValueError(f"teacher_head must be one of {tuple(_HEAD_WORDS)}, got {teacher_head!r}")
         rows = "MLM targets only" if self.restrict_ce_to_mask else "every attended token"
         described = {}
         for term in self.terms:
@@ -175,11 +171,8 @@ class Objective:
         return described
 
     def describe(self, teacher_head: str) -> str:
-        """One line naming the terms that run (with weights) and why the others do not.
-
-        E.g. ``losses: cos x1 [1 - cos of the last hidden states ...] | off: ce
-        (distill.terms.ce.weight=0), ... | teacher has no MLM head``.
-        """
+        """One line naming the terms that run (with weights) and why the others do not: ``losses: cos x1
+        [1 - cos of ...] | off: ce (distill.terms.ce.weight=0), ... | teacher has no MLM head``."""
         terms = self.loss_terms(teacher_head)
         running = [f"{name} x{t['weight']:g} [{t['why']}]" for name, t in terms.items() if t["runs"]]
         off = [f"{name} ({str(t['why']).removeprefix('off: ')})" for name, t in terms.items() if not t["runs"]]

@@ -227,3 +227,10 @@ def test_rare_tag_fails_with_a_clear_message() -> None:
         run_pool(candidates(30_000, rare="ios", rare_count=150), TagTaskSpec())
     with pytest.raises(TaskSamplingError, match="split 'train' needs 8000 questions"):
         run_pool(candidates(6_000), TagTaskSpec())
+
+
+def test_a_post_with_a_text_node_over_10_mb_keeps_its_text() -> None:
+    # libxml2's default limit would drop the node and leave the post empty, with no error.
+    big = "word " * (2_300_000)  # 11.5 MB in one text node
+    text = html_to_text(f"<p>{big}</p><pre><code>x = 1</code></pre>", code="placeholder")
+    assert text == " ".join(["word"] * 2_300_000) + " [CODE]"

@@ -20,7 +20,8 @@ _BLOCK_TAG = re.compile(
 )
 _TAG = re.compile(r"<[^>]*>")
 _COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
-_PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True)
+# huge_tree: without it libxml2 drops a text node over 10 MB and the post would silently read as "".
+_PARSER = lxml.etree.HTMLParser(remove_comments=True, remove_pis=True, no_network=True, huge_tree=True)
 
 
 def _replace(elements: list[lxml.etree._Element], policy: CodePolicy, placeholder: str) -> None:

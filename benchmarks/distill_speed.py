@@ -282,8 +282,9 @@ def teacher_forward_modes(setup: Setup, batch: dict, repeats: int = 5) -> dict[s
     body, ids = mlm_body(setup.module.teacher), batch["input_ids"]
     mask = (torch.arange(ids.shape[1]) < batch["lengths"][:, None]).long()
     seconds: dict[str, list[float]] = {}
-    for _ in range(repeats):
-        for name, mode in (("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)):
+    modes = [("no_grad", torch.no_grad), ("inference_mode", torch.inference_mode)]
+    for repeat in range(repeats):
+        for name, mode in modes if repeat % 2 == 0 else modes[::-1]:  # neither always runs first
             with mode(), precision_context(setup.new_default):
                 started = time.perf_counter()
                 body(input_ids=ids, attention_mask=mask)
@@ -293,7 +294,7 @@ def teacher_forward_modes(setup: Setup, batch: dict, repeats: int = 5) -> dict[s
 
 def optimizer_step_seconds(setup: Setup) -> float:
     trainer = Trainer(setup.module, setup.accumulate)
-    trainer.batch(setup.grouped[0], "bf16")
+    trainer.batch(setup.grouped[0], setup.new_default)  # any precision: the step itself updates fp32 weights
     started = time.perf_counter()
     trainer.step()
     return time.perf_counter() - started

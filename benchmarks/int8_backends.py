@@ -66,7 +66,7 @@ from domain_distil.modeling.student import StudentSpec, build_student
 
 LENGTHS = (32, 128)
 SLOW = 4.0  # x fp32: a candidate this slow is timed 3 rounds and not checked for agreement
-# ONNX Runtime int8 candidates besides the default (``ort-int8``): name -> settings.
+# ONNX Runtime int8 candidates, one quantizer setting each (the served default: benchmarks/int8.py).
 _PLAIN = {"token_scale": (), "exclude": ()}  # one activation scale per tensor, nothing excluded
 ORT_INT8 = {
     "ort-dyn": Int8Settings(method="dynamic", per_channel=False, reduce_range=False, **_PLAIN),

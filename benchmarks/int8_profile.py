@@ -31,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from int8 import corpus_lines, task_texts  # benchmarks/
 from transformers import AutoTokenizer, BertForMaskedLM
 
 from domain_distil.conversion.int8 import Int8Settings, int8_instructions
@@ -80,13 +81,11 @@ def operator_ms(graphs: dict[str, Path], feed: dict[str, np.ndarray], runs: int,
 
 
 def demo_corpus(folder: Path, per_language: int = 26) -> list[str]:
-    """Held-out in-domain sentences for the default int8's ``exclude=auto``: the first lines of
-    each language of a freshly generated demo corpus (as ``benchmarks/int8.py`` calibrates)."""
-    generate_demo_data(folder / "demo_data", seed=0, corpus_mb_per_lang=0.02, n_train=10, n_val=10, n_test=10)
-    lines: list[str] = []
-    for path in sorted((folder / "demo_data" / "in_domain").glob("*.txt")):
-        lines += [line for line in path.read_text(encoding="utf-8").splitlines() if line.strip()][:per_language]
-    return lines
+    """Held-out in-domain sentences for the default int8's ``exclude=auto``: the first lines of each
+    language of a freshly generated demo corpus that are no task text (``benchmarks/int8.py``'s rule)."""
+    root = folder / "demo_data"
+    generate_demo_data(root, seed=0, corpus_mb_per_lang=0.02, n_train=10, n_val=10, n_test=10)
+    return corpus_lines(root / "in_domain", task_texts(root), per_language)
 
 
 def main() -> None:

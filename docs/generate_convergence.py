@@ -37,6 +37,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from domain_distil.analysis.speed import machine_identity  # noqa: E402
 from domain_distil.analysis.stats import ks_test  # noqa: E402
 from domain_distil.common.cpu import cpu_flags  # noqa: E402
 from domain_distil.common.provenance import git_commit  # noqa: E402
@@ -117,6 +118,8 @@ def scores(work: Path, encoder_id: str, split: str = "test") -> list[float]:
     found = {}
     for path in (work / "classify" / encoder_id).rglob("results.json"):
         record = json.loads(path.read_text(encoding="utf-8"))
+        if record.get("status") == "failed":  # its results.json has no scores, only the error
+            raise SystemExit(f"{path}: this classify job failed ({record.get('error')}); see its log and rerun")
         found[int(record["seed"])] = 100 * float(record[split]["f1"])
     missing = sorted(set(SEEDS) - set(found))
     if missing:
@@ -188,7 +191,8 @@ def render(work: Path, students: list[Student], general: Student, best: str, scr
         BEGIN, "",
         f"Measured with `python docs/generate_convergence.py` at commit `{commit['commit'][:12]}`"
         f"{' (with uncommitted changes)' if commit.get('dirty') else ''} on {time.strftime('%Y-%m-%d')}, "
-        f"{platform.machine()} with {os.cpu_count()} cores ({flags}). Students were distilled two at a time, "
+        f"{machine_identity()['cpu'] or platform.machine()}, {os.cpu_count()} cores ({flags}). Students were "
+        "distilled two at a time, "
         f"one thread each, so *distillation s* is one core's seconds ({total / 3600:.1f} core-hours of "
         "distillation in all, the screened-out recipe included).",
         "",

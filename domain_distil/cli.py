@@ -51,10 +51,17 @@ def _app(cfg: DictConfig) -> Any:
         raise
 
 
+# Hydra's flags that take the next argument as their value (``--config-dir=/x`` is one argument).
+VALUE_FLAGS = frozenset({"-cp", "--config-path", "-cd", "--config-dir", "-cn", "--config-name", "-c", "--cfg",
+                         "-p", "--package"})
+
+
 def demo_by_default(arguments: list[str]) -> list[str]:
     """``arguments`` with ``experiment=demo`` added when they name no experiment and no task but
     ``demo``, nor another primary config (``--config-name``, which picks its own experiment)."""
-    at = [i for i, arg in enumerate(arguments) if arg[:1] in ("~", "+") or ("=" in arg and arg[:1] != "-")]
+    flag_values = {i + 1 for i, arg in enumerate(arguments) if arg in VALUE_FLAGS}  # `-cd /a=b`: no override
+    at = [i for i, arg in enumerate(arguments)
+          if i not in flag_values and (arg[:1] in ("~", "+") or ("=" in arg and arg[:1] != "-"))]
     named = {arguments[i].split("=", 1)[0].lstrip("~+"): arguments[i].partition("=")[2] for i in at}
     other_config = any(arg.split("=")[0] in ("-cn", "--config-name") for arg in arguments)
     if "experiment" in named or named.get("task", "demo") != "demo" or other_config:

@@ -1,8 +1,10 @@
-"""Load a script of the checkout (benchmarks/, docs/) as a module, so tests call its functions."""
+"""The checkout as tests use it: a script (benchmarks/, docs/) loaded as a module, so tests call its
+functions, and the code blocks of a docs walkthrough, so tests run them as written."""
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -19,3 +21,11 @@ def load_script(relative: str) -> ModuleType:
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def doc_blocks(doc: str, section: str) -> dict[str, str]:
+    """The ```python and ```yaml blocks of ``## <section>`` in ``ROOT/doc``, by language (one of each)."""
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    found = re.search(rf"^## {re.escape(section)}\n(.*?)(?=^## |\Z)", text, re.S | re.M)
+    assert found, f"{doc} has no '## {section}' section"
+    return dict(re.findall(r"^```(python|yaml)\n(.*?)^```", found.group(1), re.S | re.M))

@@ -218,3 +218,14 @@ def test_an_output_folder_that_cannot_be_written_is_one_line_and_status_2(monkey
     reason = "(Not a directory)" if blocked == "file_in_the_way" else ""  # sysfs: EPERM as root, EACCES otherwise
     _assert_one_line(err, f"error: {setting}={folder}: cannot create or write the run's output folder {reason}",
                      f"point paths.log_dir (or {setting}) at a writable folder")
+
+
+@pytest.mark.parametrize(("argv", "expected"), [
+    (["--config-dir", "/tmp/a=b", "lang=eng"], ["--config-dir", "/tmp/a=b", "experiment=demo", "lang=eng"]),
+    (["-cd", "/tmp/a=b"], ["experiment=demo", "-cd", "/tmp/a=b"]),
+    (["--config-dir=/tmp/a=b", "lang=eng"], ["--config-dir=/tmp/a=b", "experiment=demo", "lang=eng"]),
+    (["--cfg", "job", "-cp", "/x/task=list"], ["experiment=demo", "--cfg", "job", "-cp", "/x/task=list"]),
+])
+def test_the_demo_is_added_after_a_flag_and_its_value(argv, expected):
+    """A flag's value with `=` in it is not an override: the flag keeps its value."""
+    assert cli.demo_by_default(argv) == expected

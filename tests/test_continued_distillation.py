@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 import shutil
 from pathlib import Path
 
@@ -82,8 +83,13 @@ def test_the_continued_student_records_its_lineage_and_its_key_covers_the_parent
         "init": "student", "from": parent.key}
     assert "init" not in parent.manifest["lookup"]["recipe"]["student"]  # teacher-initialised keys never moved
     assert len({parent.key, child.key, scratch.key}) == 3
-    # A grandchild's lineage: its parent first, then the parent's own.
     assert [e["key"] for e in lineage(child, workspace / "cache")] == [child.key, parent.key]
+    # A grandchild (the child continued once more, on general text): its parent first, then the parent's own.
+    grandchild = ensure_student(_cfg(make_cfg, tiny_teacher_dir, workspace / "general", workspace / "cache",
+                                     "student.init=student", f"student.from={child.key}"))
+    assert [e["key"] for e in grandchild.manifest["lineage"]] == [child.key, parent.key]
+    assert [e["corpus"] for e in grandchild.manifest["lineage"]] == ["domain", "general"]
+    assert [e["key"] for e in lineage(grandchild, workspace / "cache")] == [grandchild.key, child.key, parent.key]
 
 
 def test_the_manifest_records_the_padding_share_and_the_precision(make_cfg, tiny_teacher_dir, workspace):
@@ -142,6 +148,14 @@ def test_incompatible_starts_are_refused_in_one_line_before_any_work(make_cfg, t
     refused(StudentLookupError, r"student.from='zzzz' matches no student", "student.init=student", "student.from=zzzz")
     refused(ConfigError, r"has 2 layers .* student.num_layers=3", "student.init=student",
             f"student.from={parent.key}", "student.num_layers=3")
+    refused(ConfigError, r"student.init=student and student.name_or_path both name the starting weights",
+            "student.init=student", f"student.from={parent.key}", f"student.name_or_path={parent.path}")
+    # Same layer count, other teacher layers: the layer-wise terms would pair the wrong layers.
+    copied = list(parent.manifest["student_layers"])
+    other = [0, 1] if copied != [0, 1] else [0, 2]
+    refused(ConfigError, re.escape(f"(copied from teacher layers {copied})") + rf".*student.layers={re.escape(str(other))}",
+            "student.init=student",
+            f"student.from={parent.key}", f"student.layers=[{other[0]},{other[1]}]")
 
     def trimmed(folder: Path, manifest: dict) -> None:
         manifest["vocab"] = {"mode": "trim", "size": 100, "teacher_size": 463}
@@ -149,6 +163,14 @@ def test_incompatible_starts_are_refused_in_one_line_before_any_work(make_cfg, t
     def wider(folder: Path, manifest: dict) -> None:
         config = json.loads((folder / "config.json").read_text())
         (folder / "config.json").write_text(json.dumps({**config, "dim": 64}))
+
+    def more_ids(folder: Path, manifest: dict) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "vocab_size": config["vocab_size"] + 1}))
+
+    def longer(folder: Path, manifest: dict) -> None:
+        config = json.loads((folder / "config.json").read_text())
+        (folder / "config.json").write_text(json.dumps({**config, "max_position_embeddings": 1024}))
 
     def other_tokens(folder: Path, manifest: dict) -> None:  # another teacher of the same shape
         manifest["lookup"]["teacher_identity"] = {"path_hash": "another teacher"}
@@ -159,6 +181,8 @@ def test_incompatible_starts_are_refused_in_one_line_before_any_work(make_cfg, t
 
     for edit, message in ((trimmed, r"has a trimmed vocabulary \(100 of 463 ids\)"),
                           (wider, r"does not fit the teacher: hidden size 64 != teacher's 32"),
+                          (more_ids, r"does not fit the teacher: vocab_size 464 != teacher's 463"),
+                          (longer, r"does not fit the teacher: max_position_embeddings 1024 != teacher's"),
                           (other_tokens, r"its tokenizer differs from the teacher's \(463 vs 463 tokens, 4 token-id")):
         folder = _copy_parent(parent, tmp_path / edit.__name__, edit)
         refused(ConfigError, message, "student.init=student", f"student.from={folder}")

@@ -4,6 +4,7 @@ a hand-made pair of tokenizers."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -13,14 +14,17 @@ import yaml
 from tiny_models import SPECIAL_TOKENS, build_tiny_teacher, tiny_tokenizer
 from transformers import AutoModel, AutoTokenizer, BertTokenizer
 
+import domain_distil.conversion.variants as variants
 from domain_distil.analysis.coverage import coverage_against_first, same_vocabulary, tokenizer_coverage
 from domain_distil.classification.features import pad_batch
+from domain_distil.common import cpu
 from domain_distil.common.errors import ConfigError
-from domain_distil.conversion.int8 import Int8Settings, int8_instructions, read_record
+from domain_distil.conversion.int8 import Int8Settings, has_int8_dot_products, int8_instructions, read_record
 from domain_distil.conversion.int8_auto import Calibration, choose_exclusions, pooled_error, pooled_outputs
 from domain_distil.conversion.int8_layers import MatMulLayer, graph_layers, select_layers, token_scale
 from domain_distil.conversion.runners import Runner, onnx_session_runner, torch_runner
 from domain_distil.conversion.variants import int8_graph, onnx_graph, variant_runner
+from domain_distil.serving.quantize import int8_record
 
 onnx = pytest.importorskip("onnx")  # the `serve` extra, installed by the README and CI
 pytest.importorskip("onnxruntime")
@@ -160,6 +164,19 @@ def test_default_int8_agrees_where_plain_dynamic_does_not(outlier_encoder) -> No
     assert read_record(int8_graph(model, folder, default, calibration))["excluded"] == ["0.ffn_out"]
 
 
+def test_auto_graph_is_reused_for_the_layers_it_chose(outlier_encoder, monkeypatch) -> None:
+    """What task=bundle builds with exclude=auto is what serving then asks for with the recorded
+    layers (serving.quantize.with_recorded_layers): one quantization, not two."""
+    model, tokenizer, folder = outlier_encoder
+    record = int8_record(model, tokenizer, folder, 1, Int8Settings(), CALIBRATION)
+    chosen = replace(Int8Settings(), exclude=tuple(record["excluded"]))
+    monkeypatch.setattr(variants, "quantize_int8", lambda *args: pytest.fail("quantized again"))
+    graph = int8_graph(model, folder, chosen)
+    assert read_record(graph) == {"settings": chosen.effective(), "excluded": record["excluded"]}
+    auto = int8_graph(model, folder, Int8Settings(), Calibration.from_texts(tokenizer, CALIBRATION))
+    assert graph.read_bytes() == auto.read_bytes() and read_record(auto) == record
+
+
 def _nodes(graph: Path) -> list:
     return list(onnx.load(str(graph), load_external_data=False).graph.node)
 
@@ -264,7 +281,7 @@ def test_int8_settings_change_the_graph_and_the_cache_key(encoder) -> None:
         assert 0.0 < np.abs(runner(batch) - reference)[mask].max() < 0.25, s
 
 
-def test_int8_settings_validate_and_match_the_config_group() -> None:
+def test_int8_settings_validate_and_match_the_config_group(tmp_path: Path, monkeypatch) -> None:
     group = yaml.safe_load((Path(__file__).parents[1] / "conf" / "int8" / "default.yaml").read_text())
     assert Int8Settings.from_config(group) == Int8Settings()
     assert Int8Settings().exclude == ("auto",) and Int8Settings.from_config({"exclude": "auto"}).auto
@@ -285,8 +302,40 @@ def test_int8_settings_validate_and_match_the_config_group() -> None:
         Int8Settings.from_config({"bits": 4})
     # reduce_range=None follows the CPU: 7-bit weights only without VNNI/AMX.
     assert Int8Settings(reduce_range=True).effective()["reduce_range"] is True
-    assert Int8Settings().effective()["reduce_range"] is (int8_instructions() in ("AVX2, no VNNI/AMX",
-                                                                                "neither AVX2 nor VNNI/AMX"))
+    for name, flags, seven_bit in (("avx2", "fpu avx2 fma", True), ("vnni", "avx2 avx512f avx512_vnni", False),
+                                   ("amx", "avx2 amx_tile amx_int8", False)):
+        (tmp_path / name).write_text(f"processor\t: 0\nflags\t\t: {flags}\n\n")
+        monkeypatch.setattr(cpu, "CPUINFO", tmp_path / name)
+        assert Int8Settings().effective()["reduce_range"] is seven_bit, name
+
+
+def test_stale_export_format_is_exported_again(tmp_path: Path, monkeypatch) -> None:
+    """An fp32 entry written by an older export_onnx (no format, or another one) is exported again."""
+    exports: list[Path] = []
+    monkeypatch.setattr(variants, "export_onnx", lambda model, path: exports.append(path) or path.write_text("new"))
+    entry = tmp_path / "onnx"
+    entry.mkdir()
+    (entry / "model.onnx").write_text("old")
+    assert onnx_graph(torch.nn.Identity(), tmp_path).read_text() == "new" and len(exports) == 1
+    assert onnx_graph(torch.nn.Identity(), tmp_path).read_text() == "new" and len(exports) == 1  # current: reused
+
+
+def test_int8_key_ignores_the_order_layers_are_named_in() -> None:
+    assert Int8Settings(exclude=("qkv", "ffn_out")).key() == Int8Settings(exclude=("ffn_out", "qkv")).key()
+    # Labels in graph order (as int8.json records them), after roles.
+    named = Int8Settings(exclude=("10.q", "1.ffn_out", "ffn_in", "1.v"))
+    assert named.effective()["exclude"] == ["ffn_in", "1.v", "1.ffn_out", "10.q"]
+
+
+def test_cpu_flags_are_read_once_per_cpuinfo(tmp_path: Path, monkeypatch) -> None:
+    path = tmp_path / "cpuinfo"
+    path.write_text("flags\t\t: avx2 avx512_vnni\n")
+    monkeypatch.setattr(cpu, "CPUINFO", path)
+    reads: list[Path | None] = []
+    flags = cpu.cpu_flags
+    monkeypatch.setattr(cpu, "cpu_flags", lambda cpuinfo=None: reads.append(cpuinfo) or flags(cpuinfo))
+    assert [Int8Settings().weights_7bit for _ in range(3)] == [False] * 3 and has_int8_dot_products()
+    assert reads == [path]
 
 
 def test_auto_needs_calibration_texts_before_any_export(encoder, tmp_path: Path) -> None:
@@ -313,6 +362,14 @@ def test_auto_moves_the_largest_error_per_multiply_add_within_the_share() -> Non
     assert choose_exclusions(layers, sensitivity, 0.5) == ["0.v", "0.ffn_out"]  # 80 of 96 (graph order)
     assert choose_exclusions(layers, sensitivity, 1.0) == ["0.v", "0.ffn_in", "0.ffn_out"]
     assert choose_exclusions(layers, sensitivity, 0.0) == []
+
+
+def test_a_negligible_layer_does_not_stop_the_choice() -> None:
+    """q ranks second per multiply-add but is negligible (0.8 % of the squared error): skipped, and
+    0.ffn_out (2.8 %), ranked after it, still fits the share."""
+    layers = [_layer(0, "q"), _layer(0, "ffn_out", (16, 4)), _layer(1, "ffn_out", (16, 4))]
+    sensitivity = {"0.q": 0.09, "0.ffn_out": 0.17, "1.ffn_out": 1.0}
+    assert choose_exclusions(layers, sensitivity, 0.9) == ["0.ffn_out", "1.ffn_out"]
 
 
 def test_int8_instructions_are_read_from_the_cpu_flags(tmp_path: Path) -> None:

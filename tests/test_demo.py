@@ -95,3 +95,33 @@ def test_reduced_demo_is_deterministic_and_cached(make_cfg, monkeypatch, tmp_pat
     assert again["distilled"] == 0 and again["trained"] == 0
     assert (Path(again["speed"]) / "speed.md").read_text() == speed_md
     assert summary["distilled"] == 2 and summary["trained"] == 9
+
+
+def test_table5_is_timed_again_when_the_int8_settings_or_calibration_texts_change(make_cfg, monkeypatch, tmp_path):
+    """The cached Table 5 is keyed by everything the timing depends on, the int8 row's settings included."""
+    from types import SimpleNamespace
+
+    import domain_distil.stages.speed as speed_stage
+    from domain_distil.stages.protocol import size_and_latency
+
+    timed = []
+
+    def measure(request) -> None:
+        timed.append(request)
+        request.output_dir.mkdir(parents=True, exist_ok=True)
+        for name in ("speed.md", "speed.json"):
+            (request.output_dir / name).write_text(str(len(timed)))
+
+    monkeypatch.setattr(speed_stage, "measure", measure)
+    monkeypatch.setattr(speed_stage, "speed_request", lambda cfg: SimpleNamespace(output_dir=Path(cfg.paths.output_dir)))
+    (tmp_path / "calibration.txt").write_text("my order is late\nwhere is my parcel\n")
+
+    def table5(*overrides: str) -> str:
+        cfg = make_cfg(*TINY, *overrides)
+        out = Path(size_and_latency(cfg, {DOMAIN: tmp_path / "student"}, tmp_path / "speed", ["t", "s"]))
+        return (out / "speed.md").read_text()
+
+    assert table5() == "1" and table5() == "1"  # the same models, settings and machine: re-used
+    assert table5("int8.method=blockwise") == "2"
+    assert table5(f"int8.calibration.texts={tmp_path / 'calibration.txt'}") == "3"
+    assert table5() == "1"

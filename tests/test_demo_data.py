@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 from collections import Counter
@@ -10,6 +11,7 @@ from pathlib import Path
 import pytest
 from scripts import load_script
 
+from domain_distil.demo.data import generator
 from domain_distil.demo.data.cc import LABELS
 from domain_distil.demo.data.generator import LANGUAGES, generate_demo_data
 from domain_distil.demo.data.td import TAGS
@@ -108,6 +110,29 @@ def test_deterministic_by_seed_and_cached(tiny: Path, tmp_path: Path) -> None:
     assert len(_rows(again, "cc_intent")) == len(_rows(tiny, "cc_intent")) + 5
     assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".")] == []  # no temp leftovers
 
+
+
+def test_manifest_is_streamed_and_read_at_most_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Files are hashed and counted in chunks (no whole-file read); a build returns the manifest it
+    wrote, a cache hit reads it once."""
+    reads: list[str] = []
+    read_json = generator.read_json
+    monkeypatch.setattr(generator, "read_json", lambda path: reads.append(Path(path).name) or read_json(path))
+
+    def no_whole_file_read(self: Path) -> bytes:
+        raise AssertionError(f"{self} read whole")
+
+    root, settings = tmp_path / "data", dict(corpus_mb_per_lang=0.001, n_train=5, n_val=2, n_test=2, languages=["eng"])
+    with monkeypatch.context() as patch:
+        patch.setattr(Path, "read_bytes", no_whole_file_read)
+        built = generate_demo_data(root, **settings)
+    assert reads.count("manifest.json") == 0
+    assert generate_demo_data(root, **settings) == built == json.loads((root / "manifest.json").read_text())
+    assert reads.count("manifest.json") == 1
+    for name, data in _files(root).items():
+        if name != "manifest.json":
+            expected = {"sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data), "lines": data.count(b"\n")}
+            assert built["files"][name] == expected
 
 def test_label_noise_flips_about_the_requested_share(tmp_path: Path) -> None:
     sizes = dict(corpus_mb_per_lang=0.001, n_train=600, n_val=10, n_test=10, n_translated=0, languages=["esp"])

@@ -6,7 +6,6 @@ from __future__ import annotations
 import dataclasses
 import sys
 import types
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -14,6 +13,7 @@ import torch
 import yaml
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
+from scripts import doc_blocks
 from transformers import AutoModelForMaskedLM, AutoTokenizer
 
 from domain_distil.artifacts.students import recipe_hash, recipe_identity
@@ -238,17 +238,9 @@ def test_all_zero_weights_name_the_recipes():
         Objective.from_config(_compose("distill=hidden", "distill.terms.cos.weight=0").distill)
 
 
-def _walkthrough_blocks() -> tuple[str, str]:
-    """The python and yaml blocks of docs/architecture.md's "Add a loss term"."""
-    text = (Path(__file__).resolve().parent.parent / "docs" / "architecture.md").read_text(encoding="utf-8")
-    section = text.split("## Add a loss term", 1)[1].split("\n## ", 1)[0]
-    python = section.split("```python\n", 1)[1].split("```", 1)[0]
-    yaml_block = section.split("```yaml\n", 1)[1].split("```", 1)[0]
-    return python, yaml_block
-
-
 def test_the_add_a_term_walkthrough_runs_as_written(monkeypatch, tiny_models):
-    python, yaml_block = _walkthrough_blocks()
+    blocks = doc_blocks("docs/architecture.md", "Add a loss term")
+    python, yaml_block = blocks["python"], blocks["yaml"]
     monkeypatch.setattr(objectives_base, "TERMS", dict(TERMS))  # the example registers into a copy
     module = types.ModuleType("walkthrough")  # dataclasses looks the class's module up in sys.modules
     monkeypatch.setitem(sys.modules, module.__name__, module)

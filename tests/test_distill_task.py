@@ -162,7 +162,8 @@ def test_cli_distill_writes_the_student(tiny_teacher_dir, text_dir, tmp_path):
     assert list((tmp_path / "logs").rglob("metrics.csv"))  # the CSV logger wrote the losses
 
 
-def test_headless_teacher_gets_a_fitted_head_then_distils(make_cfg, text_dir, tmp_path):
+def _headless_teacher_cfg(make_cfg, text_dir: Path, tmp_path: Path):
+    """A distill config whose teacher has no MLM head (a BertModel) and asks for one to be fitted."""
     from tiny_models import tiny_bert_config, tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
@@ -170,12 +171,41 @@ def test_headless_teacher_gets_a_fitted_head_then_distils(make_cfg, text_dir, tm
     tokenizer.save_pretrained(tmp_path / "headless")
     head = "+teacher.mlm_head={strategy: fit, steps: 3, batch_size: 4, lr: 0.003, max_length: 32}"
     cfg = make_cfg(*_overrides(tmp_path / "headless", text_dir, head))
+    return cfg
+
+
+def test_headless_teacher_gets_a_fitted_head_then_distils(make_cfg, text_dir, tmp_path):
+    cfg = _headless_teacher_cfg(make_cfg, text_dir, tmp_path)
     plan = plan_from_config(cfg)
     assert plan.fit_teacher_head and not plan.teacher_has_mlm_head
     manifest = json.loads((ensure_student(cfg).path / "manifest.json").read_text())
     assert manifest["teacher"] != str(tmp_path / "headless")  # the fitted-head copy was distilled from
     assert manifest["losses"]["train/loss_ce"] >= 0
     assert "fitted on the corpus" in manifest["losses_run"]["ce"]["why"]
+
+
+def test_asking_the_cache_first_fits_the_head_once_and_keeps_the_plan(make_cfg, text_dir, tmp_path):
+    """cached_student, then distil, on one plan (what the demo does): one head, one key, the plan unchanged."""
+    from domain_distil.stages.distil import distil
+
+    cfg = _headless_teacher_cfg(make_cfg, text_dir, tmp_path)
+    plan = plan_from_config(cfg)
+    run = run_settings(cfg, plan)
+    assert cached_student(plan, run) is None
+    student = distil(plan, run)
+    assert plan.teacher_path == str(tmp_path / "headless") and not plan.teacher_has_mlm_head
+    assert len(list((Path(cfg.paths.cache_dir) / "mlm_heads").iterdir())) == 1
+    assert cached_student(plan, run).path == student.path == ensure_student(cfg).path
+
+
+def test_compile_takes_only_true_false_or_auto():
+    from domain_distil.common.errors import ConfigError
+    from domain_distil.stages.distil import compile_setting
+
+    assert compile_setting({"compile": True}) is True and compile_setting({"compile": "auto"}) == "auto"
+    for setting in (1, 0, 1.0):  # equal to True or False, but not what the config means
+        with pytest.raises(ConfigError, match=f"distill.compile must be auto, true or false, got {setting!r}"):
+            compile_setting({"compile": setting})
 
 
 @pytest.mark.slow

@@ -58,6 +58,14 @@ def test_missing_seeds_are_named(generator, tmp_path):
         generator.scores(tmp_path, "hidden-1000")
 
 
+def test_a_failed_job_is_named_with_its_error(generator, tmp_path):
+    _results(tmp_path, "hidden-1000", [0.4] * 10)
+    failed = tmp_path / "classify" / "hidden-1000" / "h0" / "seed3" / "results.json"
+    failed.write_text(json.dumps({"seed": 3, "status": "failed", "error": "CUDA out of memory"}), encoding="utf-8")
+    with pytest.raises(SystemExit, match=r"seed3/results.json: this classify job failed \(CUDA out of memory\)"):
+        generator.scores(tmp_path, "hidden-1000")
+
+
 def test_budget_names(generator):
     assert [generator.budget_name(n) for n in (150_000, 500_000, 1_500_000, 10_000_000)] == ["150k", "500k", "1.5M", "10M"]
 

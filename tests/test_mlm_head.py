@@ -11,7 +11,8 @@ from safetensors.torch import load_file
 from transformers import AutoModelForMaskedLM, AutoTokenizer, BertModel
 
 import domain_distil.stages.teacher_head as teacher_head
-from domain_distil.stages.teacher_head import MANIFEST, fit_mlm_head, mask_tokens
+from domain_distil.common.io import HEAD_RECORD
+from domain_distil.stages.teacher_head import fit_mlm_head, mask_tokens
 
 TEXTS = [
     "where is my order please help",
@@ -43,7 +44,7 @@ SETTINGS = dict(steps=100, batch_size=8, lr=3e-2, max_length=32, seed=0)
 
 def test_fit_trains_head_keeps_body_and_caches(bare_teacher: Path, tmp_path: Path, monkeypatch) -> None:
     out = fit_mlm_head(bare_teacher, TEXTS, tmp_path, **SETTINGS)
-    stats = json.loads((out / MANIFEST).read_text())
+    stats = json.loads((out / HEAD_RECORD).read_text())
     # the head learns: training loss and full-vocabulary held-out loss both drop clearly
     assert stats["train_loss_last"] < stats["train_loss_first"] - 0.3
     assert stats["heldout_full_vocab_loss_after"] < stats["heldout_full_vocab_loss_before"] - 0.15
@@ -127,6 +128,15 @@ def test_later_epochs_replay_the_body_features(bare_teacher: Path, tmp_path: Pat
     monkeypatch.setattr(modeling_bert.BertModel, "forward", counting)
     out = fit_mlm_head(bare_teacher, TEXTS, tmp_path, **{**SETTINGS, "steps": 10}, epochs=4)
     assert len(calls) == 10 + 2  # one body pass per batch, plus the held-out loss before and after
-    stats = json.loads((out / MANIFEST).read_text())
+    stats = json.loads((out / HEAD_RECORD).read_text())
     assert stats["settings"]["epochs"] == 4
     assert stats["heldout_full_vocab_loss_after"] < stats["heldout_full_vocab_loss_before"]
+
+
+def test_task_list_shows_the_fitted_head(bare_teacher: Path, tmp_path: Path) -> None:
+    """A head folder carries mlm_head.json, not manifest.json: the listing reads that record."""
+    from domain_distil.artifacts.listing import list_artifacts
+
+    out = fit_mlm_head(bare_teacher, TEXTS[:10], tmp_path, **{**SETTINGS, "steps": 2})
+    rows = [row for row in list_artifacts(tmp_path) if row.kind == "mlm_head"]
+    assert [(row.path, row.facts.get("base")) for row in rows] == [(out, str(bare_teacher))]

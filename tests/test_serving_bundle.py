@@ -16,6 +16,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from domain_distil.classification.features import pad_batch, tokenize_texts
 from domain_distil.classification.metrics import probabilities
+from domain_distil.common.errors import ConfigError
 from domain_distil.common.hashing import hash_dir
 from domain_distil.conversion.int8 import Int8Settings
 from domain_distil.modeling.heads import SelfAttentionHead
@@ -23,7 +24,7 @@ from domain_distil.serving.bundle_build import build_bundle, find_jobs, read_job
 from domain_distil.serving.bundle_format import BundleError
 from domain_distil.serving.bundle_load import load_bundle
 from domain_distil.serving.predictor import Predictor, UnknownFilterError
-from domain_distil.serving.quantize import with_recorded_layers
+from domain_distil.serving.quantize import compare_backends, with_recorded_layers
 from lightning_modules.classifier import ClassifierModule
 
 TEXTS = ["where is my order please", "hello thanks", "python code java code the", "refund cancel payment please"]
@@ -76,6 +77,15 @@ def test_int8_record_round_trips_through_the_bundle(tmp_path, jobs, tiny_teacher
     assert with_recorded_layers(Int8Settings(exclude=("ffn_out",)), manifest).exclude == ("ffn_out",)
     # A bundle without a record leaves the settings alone.
     assert with_recorded_layers(Int8Settings(), {}) == Int8Settings()
+
+
+def test_check_of_auto_int8_without_calibration_texts_is_a_config_error(bundle_dir, tmp_path) -> None:
+    """Not a variant reported as unavailable: the configuration is wrong (bundle.check.texts
+    without int8.calibration.texts), and the run says how to fix it."""
+    pytest.importorskip("onnxruntime")
+    with pytest.raises(ConfigError, match="int8.calibration.texts"):
+        compare_backends(load_bundle(bundle_dir), TEXTS, ("int8",), workdir=tmp_path, int8=Int8Settings())
+    assert not list(tmp_path.iterdir())  # refused before any export
 
 
 def test_predictions_equal_the_classifier_module(bundle_dir, jobs, tiny_teacher_dir) -> None:

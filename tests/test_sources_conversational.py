@@ -5,10 +5,13 @@ from __future__ import annotations
 import csv
 import json
 import random
+import sys
 from pathlib import Path
 
 import pytest
 
+from domain_distil.classification.taskfile import TaskFileError, TaskSpec, load_examples
+from domain_distil.common.errors import UserInputError
 from domain_distil.common.records import iter_records
 from domain_distil.sources.conversational import ConversationalBuilder, read_task_rows
 from domain_distil.sources.pii import luhn_ok, mask_pii
@@ -103,6 +106,39 @@ def test_bad_rows_name_file_and_line(tmp_path: Path) -> None:
         list(read_task_rows(csv_path, mask=True))
 
 
+def test_parquet_errors_name_the_row_and_pyarrow(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path = tmp_path / "m.parquet"
+    pq.write_table(pa.Table.from_pylist([{"text": "a", "lang": "eng"}, {"text": "", "lang": "eng"}]), path)
+    with pytest.raises(MalformedInputError, match=r"m\.parquet: row 2: field 'text' is missing"):
+        ConversationalBuilder([str(path)]).build(PreparedDir(tmp_path / "out"), None, seed=0)
+    monkeypatch.setitem(sys.modules, "pyarrow", None)  # as if not installed
+    with pytest.raises(UserInputError, match=r"m\.parquet: reading \.parquet needs pyarrow \(pip install pyarrow\)"):
+        list(iter_records(path, MalformedInputError))
+
+
+def test_prepare_and_classify_check_task_rows_alike(tmp_path: Path) -> None:
+    # One checker (common.records.task_row): a CSV labels cell is split on | and stripped, repeats
+    # dropped, an empty cell is zero labels; task=prepare's output reads in task=classify as the input does.
+    rows = [{"text": f"post {i}", "labels": cell, "lang": "eng", "split": split, "source": "natural"}
+            for i, (cell, split) in enumerate([("python | java|python", "train"), ("", "val"), ("php", "test")])]
+    path = write_csv(tmp_path / "tags.csv", rows)
+    prepared = list(read_task_rows(path, mask=False))
+    assert [r["labels"] for r in prepared] == [["python", "java"], [], ["php"]]
+    spec = TaskSpec(name="tags", type="multilabel", labels=("java", "php", "python"))
+    direct = load_examples([path], spec)
+    via_prepare = load_examples([write_jsonl(tmp_path / "tags.jsonl", prepared)], spec)
+    assert [e.labels for e in direct] == [("python", "java"), (), ("php",)]
+    assert [(e.text, e.labels, e.split) for e in via_prepare] == [(e.text, e.labels, e.split) for e in direct]
+    bad = write_jsonl(tmp_path / "bad.jsonl", [{**rows[0], "labels": "python|java"}])  # | only in CSV
+    with pytest.raises(MalformedInputError, match=r"bad\.jsonl:1: 'labels' must be a list of strings"):
+        list(read_task_rows(bad, mask=False))
+    with pytest.raises(TaskFileError, match=r"bad\.jsonl:1: 'labels' must be a list of strings"):
+        load_examples([bad], spec)
+
+
 def test_task_files_are_validated_and_masked(tmp_path: Path) -> None:
     path = write_csv(
         tmp_path / "intent.csv",
@@ -141,6 +177,9 @@ def test_task_files_are_validated_and_masked(tmp_path: Path) -> None:
         tmp_path / "tags.jsonl", [{"text": "x", "labels": ["a", "b"], "lang": "eng", "split": "val"}]
     )
     assert list(read_task_rows(multi, mask=False))[0]["labels"] == ["a", "b"]
+    # A numeric class id (JSON/Parquet exports) is prepared as its text, which task=classify reads.
+    ids = write_jsonl(tmp_path / "ids.jsonl", [{"text": "x", "label": 3, "lang": "eng", "split": "train"}])
+    assert list(read_task_rows(ids, mask=False))[0]["label"] == "3"
 
 
 def test_prepare_conversational_budgets_and_pii(make_cfg, tmp_path: Path) -> None:

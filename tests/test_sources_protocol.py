@@ -4,7 +4,6 @@ and every source in conf/corpus/ follows ``sources.source.CorpusSource``."""
 from __future__ import annotations
 
 import inspect
-import re
 import sys
 import types
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import pytest
 from hydra.utils import get_class
 from omegaconf import OmegaConf
+from scripts import doc_blocks
 
 from domain_distil.common.configs import config_dir
 from domain_distil.common.io import read_json
@@ -20,16 +20,10 @@ from domain_distil.tasks import prepare
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def walkthrough_blocks() -> dict[str, str]:
-    """The ```python and ```yaml blocks of the section, by language."""
-    text = (ROOT / "docs" / "architecture.md").read_text(encoding="utf-8")
-    section = re.search(r"^## Add a corpus source\n(.*?)(?=^## |\Z)", text, re.S | re.M)
-    assert section, "docs/architecture.md has no '## Add a corpus source' section"
-    return dict(re.findall(r"^```(python|yaml)\n(.*?)^```", section.group(1), re.S | re.M))
-
-
-def test_the_walkthrough_source_runs_through_task_prepare(make_cfg, tmp_path, monkeypatch) -> None:
-    blocks = walkthrough_blocks()
+def _walkthrough_source(tmp_path: Path, monkeypatch) -> tuple[str, Path]:
+    """The section's source module, imported under the name its YAML gives (nothing is written into the
+    source tree), and its YAML as a config group file: (corpus name, search path)."""
+    blocks = doc_blocks("docs/architecture.md", "Add a corpus source")
     # The Python file, imported under the name its YAML gives, without writing into the source tree.
     yaml = OmegaConf.create(blocks["yaml"])
     target, name = yaml.source._target_, yaml.name
@@ -40,6 +34,11 @@ def test_the_walkthrough_source_runs_through_task_prepare(make_cfg, tmp_path, mo
     conf = tmp_path / "conf"
     (conf / "corpus").mkdir(parents=True)
     (conf / "corpus" / f"{name}.yaml").write_text(blocks["yaml"], encoding="utf-8")
+    return name, conf
+
+
+def test_the_walkthrough_source_runs_through_task_prepare(make_cfg, tmp_path, monkeypatch) -> None:
+    name, conf = _walkthrough_source(tmp_path, monkeypatch)
     (tmp_path / "en.txt").write_text("first English document\n\nsecond  one\n", encoding="utf-8")
     (tmp_path / "es.txt").write_text("un documento\n", encoding="utf-8")
 
@@ -54,6 +53,17 @@ def test_the_walkthrough_source_runs_through_task_prepare(make_cfg, tmp_path, mo
         "file": "corpus/eng.txt", "documents": 2, "bytes": len("first English document\nsecond one\n")}
     assert read_json(Path(cfg.corpus.prepared_dir) / "manifest.json") == manifest
     assert "max_seq_length" in cfg.corpus  # the same file is the distillation corpus config
+
+
+def test_an_unset_dump_stops_only_a_run_that_asks_for_its_language(make_cfg, tmp_path, monkeypatch) -> None:
+    name, conf = _walkthrough_source(tmp_path, monkeypatch)
+    (tmp_path / "en.txt").write_text("only English\n", encoding="utf-8")
+    common = ("task=prepare", f"corpus={name}", f"hydra.searchpath=[file://{conf}]",
+              f"corpus.source.dumps.eng={tmp_path / 'en.txt'}")  # corpus.source.dumps.esp stays ???
+    manifest = prepare.run(make_cfg(*common, "corpus.languages=[eng]"))
+    assert set(manifest["languages"]) == {"eng"}
+    with pytest.raises(SystemExit, match=r"corpus.languages asks for \['esp'\] but no dump path is set"):
+        prepare.run(make_cfg(*common))  # the YAML's languages: [eng, esp]
 
 
 SOURCES = sorted(p.stem for p in (config_dir() / "corpus").glob("*.yaml")

@@ -12,7 +12,7 @@ from synthetic_dumps import synthetic_posts, write_file, write_posts_xml
 from domain_distil.sources.html_text import html_to_text
 from domain_distil.sources.sampling import uniform_key
 from domain_distil.sources.stackexchange import FAKE_POST_IDS, PostsFile, language_of, parse_tags, site_of
-from domain_distil.sources.streams import MalformedInputError
+from domain_distil.sources.streams import MalformedInputError, open_7z_member
 from domain_distil.sources.td_task import (
     TOP10_TAGS,
     Candidate,
@@ -112,16 +112,33 @@ def test_truncated_7z_archive_is_reported(tmp_path: Path) -> None:
         PostsFile(path)
 
 
-def test_corrupt_7z_data_is_reported_with_the_position(tmp_path: Path) -> None:
+def _corrupt_7z_dump(tmp_path: Path) -> Path:
+    """A 7z dump whose compressed stream (not its header) is damaged: it opens, then fails mid-way."""
     path = make_dump(tmp_path, n=1500, archive=True)
     data = bytearray(path.read_bytes())
-    for i in range(2000, 2100):  # damage the compressed stream, not the header
+    for i in range(2000, 2100):
         data[i] ^= 0x55
     path.write_bytes(bytes(data))
+    return path
+
+
+def test_corrupt_7z_data_is_reported_with_the_position(tmp_path: Path) -> None:
+    path = _corrupt_7z_dump(tmp_path)
     with pytest.raises(
         MalformedInputError, match=r"decompressing Posts\.xml failed .*uncompressed byte offset about \d+"
     ):
         list(PostsFile(path).posts())
+
+
+def test_a_7z_decompression_error_does_not_mask_the_readers_own(tmp_path: Path) -> None:
+    path = _corrupt_7z_dump(tmp_path)
+    with pytest.raises(MalformedInputError, match=r"decompressing Posts\.xml failed"):
+        with open_7z_member(path, "Posts.xml") as stream:
+            stream.read()  # to where decompression stopped
+    with pytest.raises(KeyError, match="the reader's own"):
+        with open_7z_member(path, "Posts.xml") as stream:
+            stream.read()
+            raise KeyError("the reader's own")
 
 
 def test_stopping_early_ends_the_7z_thread(tmp_path: Path) -> None:

@@ -44,6 +44,17 @@ def test_articles_skip_talk_pages_and_short_ones(tmp_path: Path) -> None:
     assert not list(iter_articles(path, min_chars=10**6))
 
 
+def test_the_bz2_stream_is_closed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = make_dump(tmp_path / "w.xml.bz2", n=30)
+    opened: list[bz2.BZ2File] = []
+    monkeypatch.setattr(bz2, "open", lambda *a, **k: opened.append(bz2.BZ2File(*a, **k)) or opened[-1])
+    assert len(list(iter_articles(path))) == 27
+    articles = iter_articles(path)
+    next(articles)
+    articles.close()  # a reader that stops early
+    assert len(opened) == 2 and all(stream.closed for stream in opened)
+
+
 def test_split_document_and_chunk_sizes() -> None:
     text = "\n\n".join(f"para{i} " + "word " * (i * 7) for i in range(40))
     pieces = split_document(text, 300)

@@ -12,10 +12,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from omegaconf import DictConfig, open_dict
+from omegaconf import DictConfig, OmegaConf, open_dict
 from tiny_models import SPECIAL_TOKENS
 from transformers import AutoModel, AutoTokenizer, BertTokenizer
 
+from domain_distil.analysis import speed
+from domain_distil.analysis.encoders import EncoderSpec, parse_encoders, teacher_resolver
 from domain_distil.analysis.messages import (
     read_texts,
     realistic_lengths,
@@ -75,6 +77,31 @@ def test_median_excludes_warmup() -> None:
     assert median_ms(runner, [{}, {}], repeats=3, warmup=2) >= 0.0
     assert len(calls) == (3 + 2) * 2
 
+
+
+def test_a_calibration_error_is_raised_not_greyed(tiny_teacher_dir: Path, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """A bad calibration text or tokenizer is a configuration error, not an unavailable int8 row."""
+
+    def broken(*_: object) -> None:
+        raise ValueError("bad calibration text")
+
+    monkeypatch.setattr(speed.Calibration, "from_texts", broken)
+    settings = speed.SpeedSettings(lengths=(8,), repeats=1, warmup=0, onnx=False, int8_calibration=("hello",))
+    with pytest.raises(ValueError, match="bad calibration text"):
+        speed.benchmark_encoder(EncoderSpec("tiny", str(tiny_teacher_dir)), settings,
+                                lambda tok: [synthetic_message(tok, 8, np.random.default_rng(0))], ["hello"], tmp_path)
+
+
+def test_teacher_entries_import_the_teacher_code_only_when_resolved(tiny_teacher_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = OmegaConf.create({"teacher": {"name_or_path": str(tiny_teacher_dir)}, "paths": {"cache_dir": "unused"}})
+    with monkeypatch.context() as patch:
+        patch.delitem(sys.modules, "domain_distil.modeling.teachers", raising=False)
+        resolve = teacher_resolver(cfg)
+        assert "domain_distil.modeling.teachers" not in sys.modules  # every config parse calls teacher_resolver
+    specs = parse_encoders([{"id": "t", "teacher": True}], "speed.encoders", resolve)
+    assert specs == [EncoderSpec("t", str(tiny_teacher_dir))]
 
 def test_table_columns_and_variants_without_onnxruntime(
     make_cfg: Callable[..., DictConfig], tiny_teacher_dir: Path, monkeypatch: pytest.MonkeyPatch

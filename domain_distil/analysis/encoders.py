@@ -45,6 +45,10 @@ def parse_encoders(
 
 def teacher_resolver(cfg: Any) -> Callable[[], str]:
     """``{teacher: true}`` entries -> the configured teacher's folder (built on first use)."""
-    from domain_distil.modeling.teachers import resolve_teacher_path
 
-    return lambda: resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
+    def resolve() -> str:  # imported here: only a config with a teacher entry needs the modeling stack
+        from domain_distil.modeling.teachers import resolve_teacher_path
+
+        return resolve_teacher_path(cfg.teacher, cfg.paths.cache_dir)
+
+    return resolve

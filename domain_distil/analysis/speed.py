@@ -152,14 +152,16 @@ def benchmark_encoder(
     # A fresh export per run: an output folder reused for another model under the same id must not
     # time the old graph.
     shutil.rmtree(onnx_dir / spec.id, ignore_errors=True)
+    # Outside the try below: a bad calibration file or tokenizer is a configuration error, not an
+    # unavailable variant.
+    calibration = (Calibration.from_texts(tokenizer, settings.int8_calibration)
+                   if settings.int8 and settings.int8_settings.auto and settings.int8_calibration else None)
     for variant in VARIANT_ORDER:
         if not getattr(settings, variant):
             continue
         name = f"{spec.id} ({LABELS[variant]})"
         try:
             progress(f"{spec.id}: {variant} conversion")
-            calibration = (Calibration.from_texts(tokenizer, settings.int8_calibration)
-                           if variant == "int8" and settings.int8_settings.auto and settings.int8_calibration else None)
             runner, size = variant_runner(variant, model, onnx_dir / spec.id, settings.threads,
                                           int8=settings.int8_settings, calibration=calibration)
         except Exception as error:  # noqa: BLE001  the exporter raises many types; the row records it

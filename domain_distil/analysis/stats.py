@@ -126,12 +126,16 @@ def compare(candidate: Sequence[float], baseline: Sequence[float], alternative: 
     nan = float("nan")
     if a.size < 2 or b.size < 2:
         mean_diff = float(a.mean() - b.mean()) if a.size and b.size else nan
-        return Comparison(a.size, b.size, mean_diff, nan, nan, nan, nan, "n/a", nan, nan, "n/a", nan, alternative)
+        return Comparison(n_candidate=a.size, n_baseline=b.size, mean_diff=mean_diff, ks_statistic=nan,
+                          ks_pvalue=nan, mwu_statistic=nan, mwu_pvalue=nan, mwu_method="n/a", ci_low=nan,
+                          ci_high=nan, ci_method="n/a", cliffs_delta=nan, alternative=alternative)
     ks_stat, ks_p = ks_test(a, b, alternative)
     u, mwu_p, mwu_method = mann_whitney(a, b, alternative)
     low, high, ci_method = bootstrap_mean_diff_ci(a, b, confidence, n_resamples, seed)
-    return Comparison(int(a.size), int(b.size), float(a.mean() - b.mean()), ks_stat, ks_p, u, mwu_p, mwu_method,
-                      low, high, ci_method, cliffs_delta(a, b), alternative)
+    return Comparison(n_candidate=int(a.size), n_baseline=int(b.size), mean_diff=float(a.mean() - b.mean()),
+                      ks_statistic=ks_stat, ks_pvalue=ks_p, mwu_statistic=u, mwu_pvalue=mwu_p, mwu_method=mwu_method,
+                      ci_low=low, ci_high=high, ci_method=ci_method, cliffs_delta=cliffs_delta(a, b),
+                      alternative=alternative)
 
 
 def holm(pvalues: Sequence[float]) -> np.ndarray:

@@ -1,6 +1,6 @@
 """Everything in a cache (and bundles under given folders), one row per artifact with its key facts.
 
-Reads only the small records artifacts carry (``manifest.json``, ``meta.json``), never weights.
+Reads only the small records artifacts carry (``manifest.json``, ``meta.json``, ``mlm_head.json``), never weights.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 from domain_distil.artifacts.manifest import read_manifest
 from domain_distil.artifacts.students import StudentArtifact, iter_students
-from domain_distil.common.io import MANIFEST
+from domain_distil.common.io import HEAD_RECORD, MANIFEST
 
 
 @dataclass(frozen=True)
@@ -65,7 +65,7 @@ def _manifested(root: Path, pattern: str, kind: str) -> list[ArtifactRow]:
         folder = path.parent
         if any(part.startswith(".") for part in folder.relative_to(root).parts):
             continue  # temp folders of a build in progress
-        manifest = read_manifest(folder)
+        manifest = read_manifest(folder, path.name)  # manifest.json, or a fitted head's mlm_head.json
         if manifest is None or manifest.get("kind") != kind:
             continue
         facts = {k: manifest.get(k) for k in ("name", "base", "encoder", "created") if manifest.get(k)}
@@ -82,7 +82,7 @@ def list_artifacts(cache_dir: str | Path, bundle_roots: Iterable[str | Path] = (
     rows = [*map(_student_row, iter_students(cache_dir)), *_meta_rows(cache_dir, "corpus", _corpus_facts),
             *_meta_rows(cache_dir, "features", _feature_facts)]
     rows += _manifested(cache_dir / "teachers", f"*/{MANIFEST}", "teacher")
-    rows += _manifested(cache_dir / "mlm_heads", f"*/{MANIFEST}", "mlm_head")
+    rows += _manifested(cache_dir / "mlm_heads", f"*/{HEAD_RECORD}", "mlm_head")
     for root in bundle_roots:
         if Path(root).is_dir():
             rows += _manifested(Path(root), f"**/{MANIFEST}", "serving_bundle")

@@ -22,7 +22,7 @@ from domain_distil.classification.metrics import THRESHOLD_MODES
 from domain_distil.common.configs import group_options
 from domain_distil.common.errors import ConfigError, UserInputError
 from domain_distil.common.hashing import hash_file, hash_object
-from domain_distil.common.records import SOURCES, SPLITS, iter_records
+from domain_distil.common.records import SOURCES, SPLITS, iter_records, task_row, where
 
 log = logging.getLogger(__name__)
 
@@ -184,71 +184,39 @@ def first_invalid_utf8(path: Path) -> tuple[int, int, int]:
     raise TaskFileError(f"{path}: not valid UTF-8")  # a sequence cut at the very end of the file
 
 
-def _raw_labels(raw: dict[str, Any], where: str, spec: TaskSpec, csv_file: bool) -> tuple[str, ...]:
-    """The row's labels as written (type-checked, de-duplicated), not yet checked against the label set."""
-    if spec.type == "binary":
-        label = raw.get("label")
-        if label is None or label == "":
-            raise TaskFileError(f"{where}: missing field 'label' (binary task {spec.name!r})")
-        if not isinstance(label, str):
-            raise TaskFileError(f"{where}: 'label' must be a string, got {label!r}")
-        return (label,)
-    if "labels" not in raw or raw["labels"] is None:
-        raise TaskFileError(f"{where}: missing field 'labels' (multi-label task {spec.name!r})")
-    value = raw["labels"]
-    if csv_file:
-        labels = [part.strip() for part in str(value).split("|") if part.strip()]
-    elif isinstance(value, list) and all(isinstance(v, str) for v in value):
-        labels = value
-    else:
-        raise TaskFileError(f"{where}: 'labels' must be a list of strings, got {value!r}")
-    return tuple(dict.fromkeys(labels))  # de-duplicated, order kept
+def _labels(row: dict[str, Any], at: str, spec: TaskSpec) -> tuple[str, ...]:
+    """The labels of a checked row (:func:`task_row`) that the task reads, not yet checked against its set."""
+    name = "label" if spec.type == "binary" else "labels"
+    if name not in row:
+        kind = "binary" if spec.type == "binary" else "multi-label"
+        raise TaskFileError(f"{at}: missing field {name!r} ({kind} task {spec.name!r})")
+    return (row["label"],) if spec.type == "binary" else tuple(row["labels"])
 
 
-def parse_row(raw: dict[str, Any], path: Path, line: int, spec: TaskSpec) -> Example:
-    """Validate one raw row; every problem names ``path:line``."""
-    where = f"{path}:{line}"
-    for name in REQUIRED_FIELDS:
-        value = raw.get(name)
-        if value is None or (isinstance(value, str) and not value.strip()):
-            raise TaskFileError(f"{where}: missing field {name!r}")
-        if not isinstance(value, str):
-            raise TaskFileError(f"{where}: field {name!r} must be a string, got {value!r}")
-    lang, split, source = raw["lang"], raw["split"], raw["source"]
-    if spec.languages is not None and lang not in spec.languages:
-        raise TaskFileError(f"{where}: unknown language {lang!r} (task {spec.name!r} has {list(spec.languages)})")
-    if split not in SPLITS:
-        raise TaskFileError(f"{where}: split {split!r} is not one of {SPLITS}")
-    if source not in SOURCES:
-        raise TaskFileError(f"{where}: source {source!r} is not one of {SOURCES}")
-    labels = _raw_labels(raw, where, spec, csv_file=path.suffix == ".csv")
+def parse_row(row: dict[str, Any], at: str, spec: TaskSpec) -> Example:
+    """A checked row (:func:`task_row`) as an example of ``spec``; every problem names ``at``."""
+    if spec.languages is not None and row["lang"] not in spec.languages:
+        raise TaskFileError(f"{at}: unknown language {row['lang']!r} (task {spec.name!r} has "
+                            f"{list(spec.languages)})")
+    labels = _labels(row, at, spec)
     unknown = [label for label in labels if label not in spec.labels]
     if unknown and spec.type == "binary":
-        raise TaskFileError(f"{where}: label {unknown[0]!r} is not in the label set {list(spec.labels)}")
+        raise TaskFileError(f"{at}: label {unknown[0]!r} is not in the label set {list(spec.labels)}")
     if unknown:
-        raise TaskFileError(f"{where}: label(s) {unknown} not in the label set {list(spec.labels)} "
+        raise TaskFileError(f"{at}: label(s) {unknown} not in the label set {list(spec.labels)} "
                             "(cls_task.labels; null takes the labels from the task files)")
-    row_id = raw.get("id")
-    return Example(
-        text=raw["text"],
-        labels=labels,
-        lang=lang,
-        split=split,
-        source=source,
-        id=None if row_id in (None, "") else str(row_id),
-        origin=where,
-    )
+    return Example(text=row["text"], labels=labels, lang=row["lang"], split=row["split"], source=row["source"],
+                   id=row.get("id"), origin=at)
 
 
-def labels_from_files(rows: Sequence[tuple[Path, int, dict[str, Any]]], spec: TaskSpec) -> TaskSpec:
+def labels_from_files(rows: Sequence[tuple[Path, str, dict[str, Any]]], spec: TaskSpec) -> TaskSpec:
     """``spec`` with the label set the task files use: sorted; a binary task's positive label first."""
     uses: Counter[str] = Counter()
     first_at: dict[str, str] = {}  # label -> "file:line" of its first row
-    for path, line, raw in rows:
-        where = f"{path}:{line}"
-        for label in _raw_labels(raw, where, spec, csv_file=path.suffix == ".csv"):
+    for _, at, row in rows:
+        for label in _labels(row, at, spec):
             uses[label] += 1
-            first_at.setdefault(label, where)
+            first_at.setdefault(label, at)
     names = ", ".join(sorted({str(path) for path, _, _ in rows}))
     if spec.type == "binary":
         used = ", ".join(f"{label!r} ({count} rows)" for label, count in sorted(uses.items()))
@@ -316,10 +284,11 @@ def _content_digest(path: Path) -> str:
 @lru_cache(maxsize=8)
 def _read_task_cached(digests: tuple[tuple[str, str], ...], files: tuple[Path, ...],
                       spec: TaskSpec) -> tuple[TaskSpec, list[Example]]:
-    rows = [(path, line, raw) for path in files for line, raw in _read_rows(path)]
+    rows = [(path, where(path, line), task_row(raw, path, line, TaskFileError))
+            for path in files for line, raw in _read_rows(path)]
     if not spec.labels:
         spec = labels_from_files(rows, spec)
-    examples = [parse_row(raw, path, line, spec) for path, line, raw in rows]
+    examples = [parse_row(row, at, spec) for _, at, row in rows]
     check_unique_ids(examples)
     return spec, examples
 

@@ -12,6 +12,7 @@ from typing import IO, Any
 
 # The record every artifact folder carries (student, teacher, bundle, prepared corpus, subset, demo data).
 MANIFEST = "manifest.json"
+HEAD_RECORD = "mlm_head.json"  # a fitted MLM head's record (settings, losses), beside its model files
 
 
 @contextmanager

@@ -1,17 +1,67 @@
 """Row-per-record input files (JSONL, CSV, Parquet) with positions for error messages, and the
-task-file row vocabulary (docs/formats.md) that the task-file reader (``classification``) and the
-conversational source (``sources``) both check; it lives here because neither may import the other."""
+task-file row check (docs/formats.md) that the task-file reader (``classification``) and the
+conversational source (``sources``) both run; it lives here because neither may import the other."""
 
 from __future__ import annotations
 
 import csv
 import json
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from domain_distil.common.errors import UserInputError
+
 SPLITS = ("train", "val", "test")
 SOURCES = ("natural", "translated")
+
+
+def counts_rows(path: Path) -> bool:
+    """Whether :func:`iter_records` numbers ``path``'s records by row (Parquet has no lines), not by line."""
+    return path.suffix.lower() == ".parquet"
+
+
+def where(path: Path, number: int) -> str:
+    """A record's place for error messages: ``file:line`` (as compilers write it), or ``file: row N``."""
+    return f"{path}: row {number}" if counts_rows(path) else f"{path}:{number}"
+
+
+def task_row(record: Mapping[str, Any], path: Path, number: int, error: type[Exception]) -> dict[str, Any]:
+    """One task-file row (docs/formats.md) checked and normalised, the same for ``task=prepare`` and
+    ``task=classify``: ``text``, ``lang``, ``split``, ``source`` (non-empty strings, the last two from
+    SPLITS and SOURCES), ``label`` (a string) and/or ``labels`` (a list of strings; in a CSV cell
+    ``|``-separated, parts stripped; de-duplicated in order), optional ``id``. Which of ``label`` and
+    ``labels`` the task needs is the reader's to check; errors name :func:`where`."""
+    at = where(path, number)
+    for name in ("text", "lang", "split", "source"):
+        value = record.get(name)
+        if value is None or (isinstance(value, str) and not value.strip()):
+            raise error(f"{at}: missing field {name!r}")
+        if not isinstance(value, str):
+            raise error(f"{at}: field {name!r} must be a string, got {value!r}")
+    if record["split"] not in SPLITS:
+        raise error(f"{at}: split {record['split']!r} is not one of {SPLITS}")
+    if record["source"] not in SOURCES:
+        raise error(f"{at}: source {record['source']!r} is not one of {SOURCES}")
+    row: dict[str, Any] = {"text": record["text"]}
+    label, labels = record.get("label"), record.get("labels")
+    if label is None or label == "":
+        if labels is None:
+            raise error(f"{at}: missing field 'label' (single label) or 'labels' (multi-label)")
+    elif not isinstance(label, str):
+        raise error(f"{at}: 'label' must be a string, got {label!r}")
+    else:
+        row["label"] = label
+    if labels is not None:
+        if isinstance(labels, str) and path.suffix.lower() == ".csv":
+            labels = [part.strip() for part in labels.split("|") if part.strip()]
+        elif not (isinstance(labels, list) and all(isinstance(x, str) for x in labels)):
+            raise error(f"{at}: 'labels' must be a list of strings, got {labels!r}")
+        row["labels"] = list(dict.fromkeys(labels))
+    row |= {name: record[name] for name in ("lang", "split", "source")}
+    if record.get("id") not in (None, ""):
+        row["id"] = str(record["id"])
+    return row
 
 
 def iter_records(
@@ -52,8 +102,11 @@ def iter_records(
             except csv.Error as exc:  # e.g. a NUL byte or an unterminated quote at end of file
                 raise error(f"{path}:{reader.line_num}: malformed CSV ({exc})") from None
     elif suffix == ".parquet":
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        try:
+            import pyarrow as pa
+            import pyarrow.parquet as pq
+        except ImportError as exc:
+            raise UserInputError(f"{path}: reading .parquet needs pyarrow (pip install pyarrow)") from exc
 
         number = 0
         try:

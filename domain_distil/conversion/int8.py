@@ -9,6 +9,7 @@ records the settings and the excluded layers: what a bundle copies into its mani
 
 from __future__ import annotations
 
+import functools
 import logging
 import shutil
 from collections.abc import Iterator, Mapping
@@ -17,7 +18,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
-from domain_distil.common.cpu import cpu_flags
+from domain_distil.common import cpu
 from domain_distil.common.errors import ConfigError
 from domain_distil.common.hashing import hash_object, short
 from domain_distil.common.io import read_json, write_json
@@ -30,6 +31,7 @@ from domain_distil.conversion.int8_layers import (
     select_layers,
     token_scale,
 )
+from domain_distil.conversion.onnx_export import EXPORT_FORMAT
 
 METHODS = ("blockwise", "dynamic")
 EXCLUDED_AS = ("blockwise", "fp32")
@@ -40,6 +42,12 @@ RECORD = "int8.json"
 def _is_label(entry: str) -> bool:
     block, _, name = entry.partition(".")
     return block.isdigit() and name in LAYER_NAMES
+
+
+def _graph_order(entry: str) -> tuple[int, int]:
+    """Roles first, then labels in graph order: the order ``int8.json`` records excluded layers in."""
+    block, _, name = entry.partition(".")
+    return (int(block), LAYER_NAMES.index(name)) if name else (-1, ROLES.index(entry) if entry in ROLES else -1)
 
 
 @dataclass(frozen=True)
@@ -107,7 +115,8 @@ class Int8Settings:
 
     def effective(self) -> dict[str, Any]:
         """The settings that change the graph (a method's unused knobs do not)."""
-        out: dict[str, Any] = {"method": self.method, "exclude": list(self.exclude)}
+        # Ordered, so that the order the layers are named in does not change the key.
+        out: dict[str, Any] = {"method": self.method, "exclude": sorted(self.exclude, key=_graph_order)}
         if self.method == "blockwise":
             out.update(block_size=self.block_size, accuracy_level=self.accuracy_level)
         else:
@@ -125,7 +134,7 @@ class Int8Settings:
         ``exclude=auto``, the calibration texts the choice was measured on."""
         import onnxruntime
 
-        record = {**self.effective(), "onnxruntime": onnxruntime.__version__}
+        record = {**self.effective(), "onnxruntime": onnxruntime.__version__, "export": EXPORT_FORMAT}
         if self.auto:
             record["calibration"] = calibration.digest if calibration is not None else None
         return short(hash_object(record))
@@ -138,14 +147,19 @@ _INT8_FLAGS = ("avx512_vnni", "avx_vnni", "amx_int8")
 
 def has_int8_dot_products(cpuinfo: Path | None = None) -> bool:
     """Whether this CPU has VNNI or AMX (False where unknown: the safe answer for ``reduce_range``)."""
-    flags = cpu_flags(cpuinfo)
+    return _has_int8_dot_products(cpuinfo or cpu.CPUINFO)
+
+
+@functools.cache  # weights_7bit asks several times per build (once per layer with exclude=auto)
+def _has_int8_dot_products(cpuinfo: Path) -> bool:
+    flags = cpu.cpu_flags(cpuinfo)
     return flags is not None and any(flag in flags for flag in _INT8_FLAGS)
 
 
 def int8_instructions(cpuinfo: Path | None = None) -> str:
     """Which int8 dot-product instructions this CPU has, in words, for benchmark lines: int8's
     speed-up over fp32 depends on them (about 2x the multiply rate with AVX2 alone, 4x with VNNI)."""
-    flags = cpu_flags(cpuinfo)
+    flags = cpu.cpu_flags(cpuinfo)
     if flags is None:
         return "unknown int8 instructions (no /proc/cpuinfo)"
     found = [flag for flag in _INT8_FLAGS if flag in flags]
@@ -191,11 +205,12 @@ def _save(model: Any, path: Path) -> Path:
     return path
 
 
-def _blockwise(model: Any, settings: Int8Settings, nodes: set[str]) -> Any:
-    """``model`` with the MatMuls in ``nodes`` quantized block-wise (``MatMulNBits``, 8 bits)."""
+def _blockwise(model: Any, settings: Int8Settings, layers: list[MatMulLayer], nodes: set[str]) -> Any:
+    """``model`` (whose weight MatMuls are ``layers``) with the MatMuls in ``nodes`` quantized
+    block-wise (``MatMulNBits``, 8 bits)."""
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    others = [layer.node for layer in graph_layers(model.graph) if layer.node not in nodes]
+    others = [layer.node for layer in layers if layer.node not in nodes]
     # Symmetric int8 blocks: the zero point is 0, so the int8 kernels need no offset terms.
     quantizer = MatMulNBitsQuantizer(model, bits=8, block_size=settings.block_size, is_symmetric=True,
                                      accuracy_level=settings.accuracy_level, nodes_to_exclude=others,
@@ -221,7 +236,7 @@ def _token_scaled(model: Any, settings: Int8Settings, layers: list[MatMulLayer])
 
 
 def auto_exclusions(fp32_path: Path, layers: list[MatMulLayer], work: Path, settings: Int8Settings,
-                    calibration: Calibration) -> tuple[list[str], dict[str, float]]:
+                    calibration: Calibration, threads: int = 1) -> tuple[list[str], dict[str, float]]:
     """``exclude=auto``: (labels to exclude, every layer's sensitivity), measured on ``calibration``
     with the method's own settings (for ``dynamic``, token scaling included)."""
     dynamic = settings.method == "dynamic"
@@ -233,10 +248,10 @@ def auto_exclusions(fp32_path: Path, layers: list[MatMulLayer], work: Path, sett
         if dynamic:
             _dynamic(source, target, settings, [layer.node])
         else:
-            _save(_blockwise(_load(source), settings, {layer.node}), target)
+            _save(_blockwise(_load(source), settings, layers, {layer.node}), target)
 
     with _quiet_quantizer():
-        sensitivity = layer_sensitivity(base, layers, calibration, quantize_only, work)
+        sensitivity = layer_sensitivity(base, layers, calibration, quantize_only, work, threads)
     return choose_exclusions(layers, sensitivity, settings.auto_share), sensitivity
 
 
@@ -250,21 +265,21 @@ def require_calibration(settings: Int8Settings, calibration: Calibration | None)
 
 
 def quantize_int8(fp32_path: Path, int8_path: Path, settings: Int8Settings | None = None,
-                  calibration: Calibration | None = None) -> dict[str, Any]:
+                  calibration: Calibration | None = None, threads: int = 1) -> dict[str, Any]:
     """Write the int8 version of the fp32 ONNX graph ``fp32_path`` to ``int8_path`` (weights in
     ``<int8_path>.data``) and its record to ``int8.json`` beside it; returns the record.
-    ``exclude=auto`` needs ``calibration`` (held-out corpus text)."""
+    ``exclude=auto`` needs ``calibration`` (held-out corpus text; :func:`require_calibration`) and
+    measures on ``threads`` threads."""
     import onnx
 
     settings = settings or Int8Settings()
-    require_calibration(settings, calibration)
     work = int8_path.parent / "work"
     layers = graph_layers(onnx.load(str(fp32_path), load_external_data=False).graph)
     record: dict[str, Any] = {"settings": settings.effective()}
     exclude = settings.exclude
     if settings.auto:
-        assert calibration is not None
-        labels, sensitivity = auto_exclusions(fp32_path, layers, work, settings, calibration)
+        assert calibration is not None, "require_calibration first"
+        labels, sensitivity = auto_exclusions(fp32_path, layers, work, settings, calibration, threads)
         record.update(sensitivity=sensitivity, calibration={"texts": calibration.texts, "digest": calibration.digest})
         exclude = tuple(labels)
     excluded = select_layers(layers, exclude)
@@ -273,12 +288,12 @@ def quantize_int8(fp32_path: Path, int8_path: Path, settings: Int8Settings | Non
     with _quiet_quantizer():
         if settings.method == "blockwise":
             fast = {layer.node for layer in layers} - skipped
-            _save(_blockwise(_load(fp32_path), settings, fast), int8_path)
+            _save(_blockwise(_load(fp32_path), settings, layers, fast), int8_path)
         else:
             fast_layers = [layer for layer in layers if layer.node not in skipped]
             model = _load(fp32_path)
             if skipped and settings.excluded_as == "blockwise":
-                model = _blockwise(model, settings, skipped)
+                model = _blockwise(model, settings, layers, skipped)
             source = _save(_token_scaled(model, settings, fast_layers), work / "before_dynamic" / "model.onnx")
             _dynamic(source, int8_path, settings, [layer.node for layer in fast_layers])
     shutil.rmtree(work, ignore_errors=True)

@@ -74,15 +74,16 @@ def pooled_error(reference: np.ndarray, candidate: np.ndarray) -> float:
 
 
 def layer_sensitivity(base: Path, layers: Sequence[MatMulLayer], calibration: Calibration,
-                      quantize_only: Callable[[Path, Path, MatMulLayer], None], work: Path) -> dict[str, float]:
+                      quantize_only: Callable[[Path, Path, MatMulLayer], None], work: Path,
+                      threads: int = 1) -> dict[str, float]:
     """Label -> pooled error of ``base`` with only that layer quantized (``quantize_only(base, out,
-    layer)`` writes that graph). Each graph is deleted after its run."""
-    reference = pooled_outputs(onnx_session_runner(base, 1), calibration)
+    layer)`` writes that graph), run on ``threads`` threads. Each graph is deleted after its run."""
+    reference = pooled_outputs(onnx_session_runner(base, threads), calibration)
     out: dict[str, float] = {}
     for layer in layers:
         graph = work / f"only-{layer.label}" / "model.onnx"
         quantize_only(base, graph, layer)
-        out[layer.label] = pooled_error(reference, pooled_outputs(onnx_session_runner(graph, 1), calibration))
+        out[layer.label] = pooled_error(reference, pooled_outputs(onnx_session_runner(graph, threads), calibration))
         shutil.rmtree(graph.parent)
     return out
 
@@ -96,7 +97,7 @@ def choose_exclusions(layers: Sequence[MatMulLayer], sensitivity: dict[str, floa
     chosen, used = set(), 0
     for layer in ranked:
         if sensitivity[layer.label] ** 2 < NEGLIGIBLE_SHARE * total_error:
-            break
+            continue  # ranked per multiply-add, so a later layer may still matter
         if used + layer.macs_per_token <= share * total_macs:
             chosen.add(layer.label)
             used += layer.macs_per_token

@@ -14,6 +14,9 @@ from pathlib import Path
 import torch
 
 ONNX_PACKAGES = "onnxruntime onnx onnxscript"
+# The version of the graph export_onnx writes, part of every cache entry made from it: an entry of
+# another version is exported (and quantized) again. 2: plain attention (_eager_attention).
+EXPORT_FORMAT = 2
 
 # torch.export specialises a dimension of size 0 or 1 to a constant: trace with 2 rows of 8 tokens.
 _TRACE_SHAPE = (2, 8)

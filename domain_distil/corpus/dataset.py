@@ -8,7 +8,7 @@ import numpy as np
 from torch.utils.data import Dataset
 
 from domain_distil.common.io import read_json
-from domain_distil.corpus.shards import TOKEN_DTYPE
+from domain_distil.corpus.shards import META, TOKEN_DTYPE
 
 
 class TokenSequenceDataset(Dataset):
@@ -16,7 +16,7 @@ class TokenSequenceDataset(Dataset):
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)
-        self.meta = read_json(self.root / "meta.json")
+        self.meta = read_json(self.root / META)
         self.languages = sorted(self.meta["languages"])
         indexes, self._shard_paths = [], []
         for lang_id, lang in enumerate(self.languages):

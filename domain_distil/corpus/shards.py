@@ -44,6 +44,7 @@ from domain_distil.corpus.stats import LanguageStats, document_unit, short_drop_
 log = logging.getLogger(__name__)
 
 TOKEN_DTYPE = np.int32
+META = "meta.json"  # written last: its presence marks a published corpus
 
 
 @dataclass(frozen=True)
@@ -289,11 +290,11 @@ def build_corpus(files_by_lang: dict[str, list[Path]], tokenizer: PreTrainedToke
     settings.check_languages(files_by_lang)
     key = corpus_key(files_by_lang, tokenizer, settings)
     root = Path(cache_dir) / "corpus" / key[:16]
-    if (root / "meta.json").exists():
+    if (root / META).exists():
         log.info("Corpus cache hit: %s", root)
         return root
     with entry_lock(root):
-        if (root / "meta.json").exists():  # another process published it while we waited
+        if (root / META).exists():  # another process published it while we waited
             log.info("Corpus cache hit (built by another process): %s", root)
             return root
         partial = _resumable_partial(root)
@@ -344,7 +345,7 @@ def _write_meta(folder: Path, key: str, files_by_lang: dict[str, list[Path]], to
             f"{settings.min_seq_length} tokens or mostly [UNK] ({languages}). Add text, lower "
             "corpus.min_seq_length, or set corpus.document_separator=blank_line for paragraph-per-line files.")
     np.save(folder / "token_counts.npy", counts)
-    write_json(folder / "meta.json", {
+    write_json(folder / META, {
         "key": key, "settings": asdict(settings), "vocab_size": len(tokenizer), "languages": languages,
         "warnings": [w for s in languages.values() for w in s.get("warnings", [])],
         "files": {lang: [str(p) for p in paths] for lang, paths in files_by_lang.items()},

@@ -17,10 +17,17 @@ import torch
 from torch import Tensor
 
 from domain_distil.analysis.messages import read_texts
+from domain_distil.common.errors import UserInputError
 from domain_distil.conversion.int8 import Int8Settings, read_record
 from domain_distil.conversion.int8_auto import Calibration
-from domain_distil.conversion.runners import Runner
-from domain_distil.conversion.variants import VARIANTS, int8_graph, variant_runner
+from domain_distil.conversion.runners import onnx_session_runner
+from domain_distil.conversion.variants import (
+    VARIANTS,
+    check_onnx_installed,
+    int8_graph,
+    publish_chosen_layers,
+    variant_runner,
+)
 from domain_distil.serving.bundle_load import Bundle, load_bundle
 from domain_distil.serving.predictor import EncoderFn, Predictor, torch_encoder
 
@@ -51,37 +58,50 @@ def with_recorded_layers(settings: Int8Settings, manifest: Mapping[str, Any]) ->
     return replace(settings, exclude=tuple(record["excluded"]))
 
 
-def int8_variant(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, exports: Path, threads: int,
-                 settings: Int8Settings, calibration_texts: Sequence[str] | None) -> tuple[Runner, dict[str, Any]]:
-    """The int8 runner of ``encoder`` and its record (settings, excluded layers: ``conversion.int8``);
-    ``exclude=auto`` measures on ``calibration_texts`` tokenized by ``tokenizer``."""
+def _int8_graph(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, exports: Path, threads: int,
+                settings: Int8Settings, calibration_texts: Sequence[str] | None) -> Path:
     calibration = Calibration.from_texts(tokenizer, calibration_texts) if settings.auto and calibration_texts else None
-    runner, _ = variant_runner("int8", encoder, exports, threads, settings, calibration)
-    return runner, read_record(int8_graph(encoder, exports, settings, calibration))
+    check_onnx_installed()
+    graph = int8_graph(encoder.eval(), exports, settings, calibration, threads)
+    if settings.auto:  # what serving asks for once a bundle recorded the chosen layers
+        publish_chosen_layers(graph, settings)
+    return graph
+
+
+def int8_record(encoder: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, exports: Path, threads: int,
+                settings: Int8Settings, calibration_texts: Sequence[str] | None) -> dict[str, Any]:
+    """The record (settings, excluded layers: ``conversion.int8``) of ``encoder``'s int8 graph,
+    built if need be without running it; ``exclude=auto`` measures on ``calibration_texts``
+    tokenized by ``tokenizer``."""
+    return read_record(_int8_graph(encoder, tokenizer, exports, threads, settings, calibration_texts))
 
 
 def encoder_backend(kind: str, bundle: Bundle, workdir: str | Path | None = None, threads: int = 1,
-                    int8: Int8Settings | None = None, calibration_texts: Sequence[str] | None = None) -> EncoderFn:
+                    int8: Int8Settings | None = None, calibration_texts: Sequence[str] | None = None,
+                    ) -> tuple[EncoderFn, dict[str, Any] | None]:
     """The bundle's encoder as ``fp32`` (PyTorch), ``int8`` (ONNX Runtime int8, quantized with
     ``int8``, default :class:`Int8Settings`, and the layers the bundle recorded for ``exclude=auto``)
-    or ``onnx`` (ONNX Runtime fp32); exports go to ``<workdir or bundle/onnx>/encoder-<hash>/``."""
+    or ``onnx`` (ONNX Runtime fp32), and for ``int8`` the record of the graph it runs (None for the
+    others); exports go to ``<workdir or bundle/onnx>/encoder-<hash>/``."""
     if kind not in VARIANTS:
         raise ValueError(f"unknown encoder backend {kind!r}; expected one of {VARIANTS}")
     if kind == "fp32":
-        return torch_encoder(bundle.encoder)
+        return torch_encoder(bundle.encoder), None
     exports = exports_folder(workdir if workdir is not None else bundle.root / "onnx", bundle.encoder_hash)
+    record = None
     if kind == "onnx":
         runner = variant_runner(kind, bundle.encoder, exports, threads)[0]
     else:
         settings = with_recorded_layers(int8 or Int8Settings(), bundle.manifest)
-        runner, record = int8_variant(bundle.encoder, bundle.tokenizer, exports, threads, settings, calibration_texts)
+        graph = _int8_graph(bundle.encoder, bundle.tokenizer, exports, threads, settings, calibration_texts)
+        runner, record = onnx_session_runner(graph, threads), read_record(graph)
         log.info("int8 encoder: %s, layers off the fast path: %s", record["settings"]["method"],
                  record["excluded"] or "none")
 
     def encode(input_ids: Tensor, attention_mask: Tensor) -> Tensor:  # the runner's NumPy out as a tensor
         return torch.from_numpy(runner({"input_ids": input_ids, "attention_mask": attention_mask}))
 
-    return encode
+    return encode, record
 
 
 def _decisions(output: dict[str, Any]) -> list[bool]:
@@ -118,7 +138,8 @@ def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[st
     """Run fp32 and each variant over ``texts`` with every head; flipped-prediction rates per head.
 
     A variant that cannot be built (e.g. onnxruntime missing) is reported with its error instead
-    of aborting the others."""
+    of aborting the others; a configuration error (e.g. ``exclude=auto`` without calibration texts)
+    is raised."""
     if not texts:
         raise ValueError("compare_backends needs at least one held-out text")
     started = time.perf_counter()
@@ -128,7 +149,9 @@ def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[st
         if kind == "fp32":
             continue
         try:
-            encoder = encoder_backend(kind, bundle, workdir, threads, int8, calibration_texts)
+            encoder, record = encoder_backend(kind, bundle, workdir, threads, int8, calibration_texts)
+        except UserInputError:
+            raise
         except Exception as error:  # noqa: BLE001  one failing variant must not hide the others
             report["variants"][kind] = {"error": f"{type(error).__name__}: {error}"}
             log.warning("%s encoder unavailable: %s", kind, error)
@@ -140,8 +163,7 @@ def compare_backends(bundle: Bundle, texts: Sequence[str], variants: Sequence[st
             "seconds": time.perf_counter() - started,
             "flip_rate": max(h["flip_rate"] for h in heads.values()),
             "heads": heads,
-            **({"settings": with_recorded_layers(int8 or Int8Settings(), bundle.manifest).effective()}
-               if kind == "int8" else {}),
+            **({"settings": record["settings"]} if record is not None else {}),
         }
         log.info("%s vs fp32 on %d texts: worst head flip rate %.4f", kind, len(texts), report["variants"][kind]["flip_rate"])
     return report
@@ -171,6 +193,6 @@ def predictor_from_config(cfg: DictConfig, node: DictConfig, calibration_texts: 
     if node.threads:
         torch.set_num_threads(int(node.threads))
     bundle = load_bundle(node.bundle, cache_dir=cfg.paths.cache_dir)
-    encoder = encoder_backend(str(node.backend), bundle, Path(cfg.paths.cache_dir) / "onnx", int(node.threads or 1),
+    encoder, _ = encoder_backend(str(node.backend), bundle, Path(cfg.paths.cache_dir) / "onnx", int(node.threads or 1),
                               int8_settings(cfg), calibration_texts)
     return Predictor(bundle, encoder_fn=encoder, batch_size=int(node.batch_size))

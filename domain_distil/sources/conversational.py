@@ -15,7 +15,7 @@ from typing import Any
 
 from domain_distil.common.hashing import hash_file, hash_object
 from domain_distil.common.io import atomic_open
-from domain_distil.common.records import SOURCES, SPLITS, iter_records
+from domain_distil.common.records import counts_rows, iter_records, task_row, where
 from domain_distil.sources.pii import mask_pii
 from domain_distil.sources.sampling import BudgetFilter, KeyHistogram, budget_bytes, uniform_key
 from domain_distil.sources.streams import MalformedInputError
@@ -24,51 +24,33 @@ from domain_distil.sources.writers import PreparedDir, document_line, line_bytes
 
 def _item_id(path: Path, number: int) -> str:
     """A message's sampling identity, file name and position: the sample for a seed depends on it."""
-    return f"{path.name}:{'row' if path.suffix.lower() == '.parquet' else 'line'} {number}"
+    return f"{path.name}:{'row' if counts_rows(path) else 'line'} {number}"
 
 
-def _field(where: str, record: Mapping[str, Any], name: str) -> str:
+def _field(at: str, record: Mapping[str, Any], name: str) -> str:
     value = record.get(name)
     if value is None or (isinstance(value, str) and not value.strip()):
-        raise MalformedInputError(f"{where}: field {name!r} is missing or empty (fields: {sorted(record)})")
+        raise MalformedInputError(f"{at}: field {name!r} is missing or empty (fields: {sorted(record)})")
     if not isinstance(value, str):
-        raise MalformedInputError(f"{where}: field {name!r} must be a string, got {type(value).__name__}")
+        raise MalformedInputError(f"{at}: field {name!r} must be a string, got {type(value).__name__}")
     return value
 
 
 def read_task_rows(path: str | Path, mask: bool) -> Iterator[dict[str, Any]]:
-    """Validate and normalise a labeled task file (docs/formats.md) row by row."""
+    """Check (``common.records.task_row``, as ``task=classify`` does) and normalise a labeled task file
+    row by row. Beyond that check: a row without ``source`` is natural, and a translated row outside
+    ``train`` is an error (docs/data-sources.md), not silently left out as ``task=classify`` does; a
+    numeric ``label`` (a class id, common in exported data sets) is written as its text."""
     path = Path(path)
     for number, record in iter_records(path, MalformedInputError):
-        where = f"{path}:{number}"
-        row: dict[str, Any] = {"text": _field(where, record, "text")}
-        if record.get("labels") not in (None, ""):
-            labels = record["labels"]
-            if isinstance(labels, str):  # CSV: |-separated
-                labels = [x for x in labels.split("|") if x]
-            if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-                raise MalformedInputError(f"{where}: 'labels' must be a list of strings or a |-separated "
-                                          "string")
-            row["labels"] = labels
-        elif record.get("label") not in (None, ""):
-            row["label"] = str(record["label"])
-        else:
-            raise MalformedInputError(f"{where}: a row needs 'label' (single) or 'labels' (multi-label)")
-        row["lang"] = _field(where, record, "lang")
-        row["split"] = _field(where, record, "split")
-        if row["split"] not in SPLITS:
-            raise MalformedInputError(f"{where}: split {row['split']!r} is not one of {SPLITS}")
-        row["source"] = record.get("source") or "natural"
-        if row["source"] not in SOURCES:
-            raise MalformedInputError(f"{where}: source {row['source']!r} is not one of {SOURCES}")
+        label = record.get("label")
+        numeric = isinstance(label, int | float) and not isinstance(label, bool)
+        record = {**record, "source": record.get("source") or "natural", **({"label": str(label)} if numeric else {})}
+        row = task_row(record, path, number, MalformedInputError)
         if row["source"] == "translated" and row["split"] != "train":
-            raise MalformedInputError(f"{where}: translated rows are for training only, "
+            raise MalformedInputError(f"{where(path, number)}: translated rows are for training only, "
                                       f"found in {row['split']!r}")
-        if record.get("id") not in (None, ""):
-            row["id"] = str(record["id"])
-        if mask:
-            row["text"] = mask_pii(row["text"])
-        row["text"] = document_line(row["text"])
+        row["text"] = document_line(mask_pii(row["text"]) if mask else row["text"])
         yield row
 
 
@@ -102,9 +84,9 @@ class ConversationalBuilder:
         """(lang, item id, line) for every kept message, PII masked; the id is file name + position."""
         for path in self.files:
             for number, record in iter_records(path, MalformedInputError):
-                where = f"{path}:{number}"
-                text = _field(where, record, self.text_field)
-                lang = _field(where, record, self.lang_field)
+                at = where(path, number)
+                text = _field(at, record, self.text_field)
+                lang = _field(at, record, self.lang_field)
                 company = record.get("company")
                 if self.companies is not None and company not in self.companies:
                     continue

@@ -71,7 +71,8 @@ def open_7z_member(archive: str | Path, member: str) -> Iterator[BinaryIO]:
     the pull that ``lxml.etree.iterparse`` needs, in bounded memory (the pipe's buffer) and
     without writing the member to disk. Leaving the ``with`` block early closes the read end,
     which stops the extraction (its next write fails); a decompression error is raised when the
-    block is left, after the parser has seen the stream end where decompression stopped.
+    block is left normally or with a parse error (the parser saw the stream end where
+    decompression stopped), never in place of another exception.
     """
     read_fd, write_fd = os.pipe()
     errors: list[MalformedInputError] = []
@@ -89,10 +90,16 @@ def open_7z_member(archive: str | Path, member: str) -> Iterator[BinaryIO]:
     thread = threading.Thread(target=extract, name=f"7z:{Path(archive).name}", daemon=True)
     thread.start()
     reader = open(read_fd, "rb")
+    body_error: BaseException | None = None
     try:
         yield reader
+    except BaseException as error:
+        body_error = error
+        raise
     finally:
         reader.close()
         thread.join()
-        if errors:
-            raise errors[0]
+        # Only an end the stream explains (a parse error where decompression stopped) gives way to the
+        # decompression error; the consumer's own exception, or its leaving early, is not masked.
+        if errors and (body_error is None or isinstance(body_error, SyntaxError | MalformedInputError)):
+            raise errors[0] from body_error

@@ -12,6 +12,7 @@ import logging
 import re
 import shutil
 from collections.abc import Iterator, Mapping, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -82,9 +83,10 @@ def iter_articles(path: str | Path, namespaces: Sequence[int] = (0,), min_chars:
     path = Path(path)
     last: tuple[int, str] | None = None
     pages = 0
-    with open(path, "rb") as raw:  # raw.tell(): the compressed bytes read so far
+    # raw.tell(): the compressed bytes read so far
+    with open(path, "rb") as raw, bz2.open(raw) if path.suffix == ".bz2" else nullcontext(raw) as stream:
         try:
-            for page in mwxml.Dump.from_file(bz2.open(raw) if path.suffix == ".bz2" else raw):
+            for page in mwxml.Dump.from_file(stream):
                 pages += 1
                 if progress is not None and pages % 256 == 0:
                     progress(raw.tell())

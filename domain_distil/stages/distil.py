@@ -15,7 +15,7 @@ import logging
 import shutil
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -54,7 +54,7 @@ from domain_distil.common.io import read_json
 from domain_distil.common.provenance import git_commit
 from domain_distil.common.seeding import seed_everything
 from domain_distil.corpus.reader import discover_files, iter_documents
-from domain_distil.corpus.shards import ShardSettings, build_corpus
+from domain_distil.corpus.shards import META, ShardSettings, build_corpus
 from domain_distil.modeling.checks import (
     check_same_vocabulary,
     check_student_matches_teacher,
@@ -90,9 +90,29 @@ from lightning_modules.distillation import DistillationModule
 
 log = logging.getLogger(__name__)
 
-COMPILE_SETTINGS = ("auto", True, False)
 # distill.compile=auto compiles the loss terms from this vocabulary size up (mBERT: 119,547 ids).
 COMPILE_MIN_VOCABULARY = 32_000
+
+
+@dataclass(frozen=True)
+class HeadFitSettings:
+    """How to fit an MLM head for a teacher that ships none (``teacher.mlm_head``); None: fit_mlm_head's default."""
+
+    steps: int
+    batch_size: int
+    lr: float
+    max_length: int
+    epochs: int | None = None
+    negatives: int | None = None
+
+    @classmethod
+    def from_config(cls, head: Mapping[str, Any]) -> HeadFitSettings:
+        optional = {k: int(head[k]) for k in ("epochs", "negatives") if k in head}
+        return cls(int(head["steps"]), int(head["batch_size"]), float(head["lr"]), int(head["max_length"]), **optional)
+
+    def kwargs(self) -> dict[str, Any]:
+        """fit_mlm_head's keyword arguments: the unset ones left to its defaults."""
+        return {k: v for k, v in asdict(self).items() if v is not None}
 
 
 @dataclass
@@ -112,7 +132,7 @@ class DistillPlan:
     student: dict[str, Any]  # the student group, resolved
     corpus: dict[str, Any]  # the corpus group, resolved
     fit_teacher_head: bool = False
-    head_fit: dict[str, Any] | None = None  # fit_mlm_head's settings (teacher.mlm_head) when fit_teacher_head
+    head_fit: HeadFitSettings | None = None  # when fit_teacher_head
     corpus_num_workers: int = 0
     parent: StudentArtifact | None = None  # student.init=student: the exported student it starts from
 
@@ -189,14 +209,12 @@ def plan_distillation(
     student_spec = StudentSpec(**spec_fields)
     VocabTrimSettings.from_config(student)  # student.vocab* errors before any work
     compile_setting(d)
-    parent = continued_parent(student, student_spec, teacher, teacher_path, teacher_config, cache_dir)
+    parent, parent_config = continued_parent(student, student_spec, teacher, teacher_path, teacher_config,
+                                             cache_dir) or (None, None)
     if parent is not None:  # the recipe names the parent by its full key, however student.from spelled it
-        student, student_config = {**student, "from": parent_key(parent)}, AutoConfig.from_pretrained(parent.path)
+        student, student_config = {**student, "from": parent_key(parent)}, parent_config
     objective.check(planned_pair(student_config, student_spec, teacher_config))  # layer errors before any work
-    head_fit = {
-        "steps": int(head_cfg["steps"]), "batch_size": int(head_cfg["batch_size"]), "lr": float(head_cfg["lr"]),
-        "max_length": int(head_cfg["max_length"]), **{k: head_cfg[k] for k in ("epochs", "negatives") if k in head_cfg},
-    } if fit_head else None
+    head_fit = HeadFitSettings.from_config(head_cfg) if fit_head else None
     return DistillPlan(
         teacher_cfg=dict(teacher), teacher_path=teacher_path, teacher_config=teacher_config,
         teacher_has_mlm_head=has_head, files=files, shard_settings=shard_settings, student_spec=student_spec,
@@ -220,9 +238,9 @@ def distill_run(cfg: DictConfig, trainer: DictConfig | None = None) -> DistillRu
 def continued_parent(
     student: Mapping[str, Any], spec: StudentSpec, teacher: Mapping[str, Any], teacher_path: str,
     teacher_config: PretrainedConfig, cache_dir: str | Path,
-) -> StudentArtifact | None:
-    """``student.init=student``: the exported student ``student.from`` names, checked against the teacher
-    (width, whole vocabulary, tokenizer, layout) from its manifest and config; None for ``init=teacher``."""
+) -> tuple[StudentArtifact, PretrainedConfig] | None:
+    """``student.init=student``: the exported student ``student.from`` names and its config, checked against
+    the teacher (width, whole vocabulary, tokenizer, layout) from its manifest and config; None for ``init=teacher``."""
     init, source = str(student.get("init", "teacher")), student.get("from")
     if init not in STUDENT_INITS:
         raise ConfigError(f"student.init must be one of {', '.join(STUDENT_INITS)}, got {init!r}")
@@ -248,7 +266,7 @@ def continued_parent(
     if parent.lookup.get("teacher_identity") != teacher_identity(teacher_path, teacher.get("revision"), cache_dir):
         # Another teacher of the same shape: its ids must still name the same tokens.
         check_same_vocabulary(load_tokenizer(parent.path), load_teacher_tokenizer(teacher, teacher_path), setting)
-    return parent
+    return parent, config
 
 
 def planned_pair(student_config: PretrainedConfig | None, spec: StudentSpec,
@@ -266,13 +284,13 @@ def fit_teacher_head(plan: DistillPlan, cache_dir: str | Path) -> str:
     """Fit (or reuse) an MLM head for a headless teacher on an even share of every language's documents."""
     from domain_distil.stages.teacher_head import fit_mlm_head
 
-    wanted = plan.head_fit["steps"] * plan.head_fit["batch_size"] * 2
+    wanted = plan.head_fit.steps * plan.head_fit.batch_size * 2
     per_language = max(1, wanted // len(plan.files))
     texts: list[str] = []
     for paths in plan.files.values():
         documents = (text for path in paths for text, _ in iter_documents(path, plan.shard_settings.text_field))
         texts.extend(itertools.islice(documents, per_language))
-    return str(fit_mlm_head(plan.teacher_path, texts, cache_dir, seed=plan.seed, **plan.head_fit))
+    return str(fit_mlm_head(plan.teacher_path, texts, cache_dir, seed=plan.seed, **plan.head_fit.kwargs()))
 
 
 def effective_run(trainer: L.Trainer, per_device_batch: int) -> dict[str, Any]:
@@ -294,7 +312,7 @@ def effective_run(trainer: L.Trainer, per_device_batch: int) -> dict[str, Any]:
 def compile_setting(distill: Mapping[str, Any]) -> str | bool:
     """``distill.compile``: true, false, or auto (absent in older configs: false)."""
     setting = distill.get("compile", False)
-    if setting not in COMPILE_SETTINGS:
+    if not (setting == "auto" or isinstance(setting, bool)):  # not `in (...)`: 1 == True
         raise ConfigError(f"distill.compile must be auto, true or false, got {setting!r}")
     return setting
 
@@ -321,6 +339,7 @@ def student_key(identity: Mapping[str, Any]) -> str:
 class _Prepared:
     """What the cache key needs: the corpus shards, the kept vocabulary and the hardware's trainer."""
 
+    teacher_path: str  # the plan's teacher, or its copy with a fitted MLM head
     tokenizer: Any
     corpus_dir: Path
     kept: KeptVocabulary | None
@@ -336,35 +355,35 @@ def _prepare(plan: DistillPlan, run: DistillRun, callbacks: list[Callback], logg
     # Looked up by the teacher as configured (before any head fit) plus the head-fit settings.
     lookup_teacher = teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir)
     r_hash = recipe_hash(plan.distill, plan.student, plan.teacher_cfg.get("mlm_head"))
-    if plan.fit_teacher_head:
-        plan.teacher_path = fit_teacher_head(plan, cache_dir)
-        plan.teacher_has_mlm_head = True
+    # The plan stays as planned (a second call fits nothing new): the fitted copy lives in _Prepared.
+    teacher_path = fit_teacher_head(plan, cache_dir) if plan.fit_teacher_head else plan.teacher_path
     # The tokenizer alone decides the corpus and so the cache key: no teacher weights on a cache hit.
-    tokenizer = load_teacher_tokenizer(plan.teacher_cfg, plan.teacher_path)
+    tokenizer = load_teacher_tokenizer(plan.teacher_cfg, teacher_path)
     corpus_dir = build_corpus(plan.files, tokenizer, cache_dir, plan.shard_settings,
                               num_workers=plan.corpus_num_workers)
     kept = _kept_vocabulary(plan, tokenizer, corpus_dir)
     trainer = run.trainer(**dict(plan.distill.get("trainer") or {}), callbacks=callbacks, logger=loggers or False)
     effective = effective_run(trainer, int(plan.distill["batch_size"]))
-    identity = {"teacher": teacher_identity(plan.teacher_path, plan.teacher_cfg.get("revision"), cache_dir),
-                "corpus": corpus_dir.name, "recipe": r_hash, "effective": effective}
-    if kept is not None:  # the extra texts' content, not only their paths, decides the kept ids
-        identity["vocab"] = kept.digest()
-    if plan.parent is not None:  # the weights it starts from: the parent's key and content hash
-        identity["parent"] = parent_identity(plan.parent, cache_dir)
     vocabulary = len(kept) if kept is not None else int(plan.teacher_config.vocab_size)
     on_cpu = isinstance(trainer.accelerator, CPUAccelerator)
     if compiles_loss(compile_setting(plan.distill), on_cpu, plan.objective, vocabulary):
         effective["compiled"] = True  # compiled kernels round differently (absent when off: old keys hold)
-    return _Prepared(tokenizer, corpus_dir, kept, trainer, lookup_teacher, effective, identity,
+    teacher = teacher_identity(teacher_path, None, cache_dir) if plan.fit_teacher_head else lookup_teacher
+    identity = {"teacher": teacher, "corpus": corpus_dir.name, "recipe": r_hash, "effective": effective}
+    if kept is not None:  # the extra texts' content, not only their paths, decides the kept ids
+        identity["vocab"] = kept.digest()
+    if plan.parent is not None:  # the weights it starts from: the parent's key and content hash
+        identity["parent"] = parent_identity(plan.parent, cache_dir)
+    return _Prepared(teacher_path, tokenizer, corpus_dir, kept, trainer, lookup_teacher, effective, identity,
                      students_root(cache_dir) / student_key(identity))
 
 
 def cached_student(plan: DistillPlan, run: DistillRun) -> StudentArtifact | None:
     """The student ``distil(plan, run)`` would take from the cache, or None when it would train.
 
-    Builds (or reuses) the corpus shards, which decide the key; loads no model weights. A caller
-    that farms distillations out to other processes asks this first, so a cached run starts none.
+    Builds (or reuses) the corpus shards, which decide the key, and for a headless teacher its fitted
+    MLM head (fitting one loads the teacher); loads no other weights. A caller that farms distillations
+    out to other processes asks this first, so a cached run starts none.
     """
     prepared = _prepare(plan, run, callbacks=[], loggers=[])
     manifest = read_manifest(prepared.export_dir)
@@ -400,7 +419,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
         write_run_record(work_dir, identity, recipe, corpus_ref)
 
     seed_everything(plan.seed)
-    teacher = load_teacher(plan.teacher_cfg, Path(run.cache_dir), path=plan.teacher_path)
+    teacher = load_teacher(plan.teacher_cfg, Path(run.cache_dir), path=prepared.teacher_path)
     module, datamodule = _build_module(plan, teacher, corpus_dir, kept)
     if effective.get("compiled"):
         module.compile_loss()
@@ -414,7 +433,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
     if plan.distill.get("keep_checkpoints", True):
         trainer.save_checkpoint(work_dir / "checkpoints" / "final.ckpt")
     if trainer.is_global_zero:
-        corpus_stats = read_json(corpus_dir / "meta.json")["languages"]
+        corpus_stats = read_json(corpus_dir / META)["languages"]
         # A step is global_batch *sequences*, whatever their length, so equal token budgets of short
         # and of long documents give very different step counts.
         volume = {
@@ -437,7 +456,7 @@ def distil(plan: DistillPlan, run: DistillRun) -> StudentArtifact:
             },
             "identity": identity,
             "effective": effective,
-            "teacher": plan.teacher_path,
+            "teacher": prepared.teacher_path,
             "teacher_identity": identity["teacher"],
             "corpus_hash": corpus_dir.name,
             "corpus_stats": corpus_stats,

@@ -209,16 +209,20 @@ def size_and_latency(cfg: DictConfig, students: dict[str, Path], output_dir: Pat
 
     A timing, unlike the other steps, is not a function of its inputs alone, but re-timing the same
     two models on the same machine tells nothing new: the measurement is kept in the cache under
-    the models' content hashes, the settings and the machine, and re-used (the log says so) unless
-    ``demo.remeasure_speed=true``.
+    the models' content hashes, the settings (the int8 row's too) and the machine, and re-used (the
+    log says so) unless ``demo.remeasure_speed=true``.
     """
     from domain_distil.analysis.speed import machine_identity
+    from domain_distil.serving.quantize import int8_calibration_texts, int8_settings
     from domain_distil.stages.speed import measure, speed_request
 
     encoders = [{"id": TEACHER, "teacher": True}, *({"id": k, "name_or_path": str(v)} for k, v in students.items())]
     speed = OmegaConf.merge(cfg.demo.speed, {"encoders": encoders})
     cache_dir = Path(cfg.paths.cache_dir)
-    key = short(hash_object({"models": model_hashes, "speed": to_container(speed), "machine": machine_identity()}), 16)
+    # The int8 row quantizes by the int8 group, and exclude=auto picks its layers on the calibration texts.
+    int8 = {"settings": int8_settings(cfg).effective(), "calibration": int8_calibration_texts(cfg)}
+    key = short(hash_object({"models": model_hashes, "speed": to_container(speed), "machine": machine_identity(),
+                             "int8": int8}), 16)
     measured = cache_dir / "speed" / key
     if measured.is_dir() and not bool(cfg.demo.remeasure_speed):
         shutil.copytree(measured, output_dir, dirs_exist_ok=True)

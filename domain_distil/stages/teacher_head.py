@@ -30,22 +30,24 @@ the sampled negatives, left the full-vocabulary loss near 12.7 in a trial run.
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import torch
-from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
 from torch import nn
 from transformers import AutoTokenizer
 
 from domain_distil.common.hashing import hash_dir, hash_object, short
-from domain_distil.common.io import write_json
+from domain_distil.common.io import HEAD_RECORD, write_json
 from domain_distil.common.locking import build_entry
+from domain_distil.common.progress import progress
 from domain_distil.modeling.mlm_head import HEAD_PREFIX, full_vocab_loss, load_with_fresh_head
 
-MANIFEST = "mlm_head.json"
+log = logging.getLogger(__name__)
+
 _FORMAT_VERSION = 1
 
 
@@ -87,11 +89,11 @@ def fit_mlm_head(
 
     def fit_into(tmp: Path) -> None:
         stats = _fit(model_dir, texts, tmp, **settings)
-        write_json(tmp / MANIFEST, {"kind": "mlm_head", "base": str(model_dir), "key": key,
+        write_json(tmp / HEAD_RECORD, {"kind": "mlm_head", "base": str(model_dir), "key": key,
                                     "settings": settings, **stats})
 
     # Every DDP rank and sweep job asks for the same head: one fits it under the lock, the rest wait.
-    return build_entry(target, fit_into, is_complete=lambda path: (path / MANIFEST).is_file())
+    return build_entry(target, fit_into, is_complete=lambda path: (path / HEAD_RECORD).is_file())
 
 
 def _fit(
@@ -169,9 +171,7 @@ def _fit(
     # forward is the cost: compute it once per batch and replay it for the later epochs.
     cached: list[tuple[torch.Tensor, torch.Tensor]] = []
     losses: list[float] = []
-    columns = TextColumn("loss {task.fields[loss]:.3f}")
-    with Progress(TextColumn("fitting MLM head"), BarColumn(), columns, TimeRemainingColumn()) as progress:
-        task = progress.add_task("fit", total=total_steps, loss=float("nan"))
+    with progress("fitting MLM head") as report:
         for step in range(total_steps):
             if step < steps:
                 ids, labels = corrupt(next(batches))
@@ -196,12 +196,14 @@ def _fit(
             optimizer.step()
             scheduler.step()
             losses.append(loss.item())
-            progress.update(task, advance=1, loss=losses[-1])
+            report.update(fraction=(step + 1) / total_steps, steps=step + 1)
 
     write_bias()
     loss_after = full_vocab_loss(model, heldout_ids, heldout_labels, pad_id)
     if not math.isfinite(loss_after):
         raise FloatingPointError(f"fit_mlm_head: held-out loss is {loss_after} after fitting; lower lr ({lr})")
+    log.info("MLM head fitted in %d steps: training loss %.3f -> %.3f, held-out full-vocabulary loss %.3f -> %.3f",
+             total_steps, losses[0], losses[-1], loss_before, loss_after)
 
     model.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)

@@ -22,8 +22,8 @@ from domain_distil.serving.quantize import (
     compare_backends,
     exports_folder,
     int8_calibration_texts,
+    int8_record,
     int8_settings,
-    int8_variant,
 )
 
 log = logging.getLogger(__name__)
@@ -45,8 +45,8 @@ def _int8_record(cfg: DictConfig, encoder: str, calibration: list[str]) -> dict[
     digest = encoder_hash(encoder, cfg.bundle.revision, cfg.paths.cache_dir)
     threads = int(cfg.bundle.check.threads)
     with cpu_threads(threads):
-        _, record = int8_variant(model, tokenizer, exports_folder(Path(cfg.paths.cache_dir) / "onnx", digest), threads,
-                                 int8_settings(cfg), calibration)
+        record = int8_record(model, tokenizer, exports_folder(Path(cfg.paths.cache_dir) / "onnx", digest), threads,
+                             int8_settings(cfg), calibration)
     log.info("int8 (%s): layers off the fast path %s", record["settings"]["method"], record["excluded"] or "none")
     return record
 

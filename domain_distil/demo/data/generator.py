@@ -5,6 +5,7 @@ Layout and formats: docs/demo-data.md. Every file is a pure function of the seed
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections import Counter
@@ -15,7 +16,6 @@ from typing import Any
 
 from rich.progress import Progress
 
-from domain_distil.common.hashing import hash_file
 from domain_distil.common.io import MANIFEST, atomic_open, read_json, write_json
 from domain_distil.common.locking import build_entry
 from domain_distil.demo.data import cc, general, td
@@ -110,10 +110,16 @@ def _write_jsonl(path: Path, rows: list[dict]) -> None:
 
 
 def _file_info(root: Path) -> dict[str, dict]:
+    """Hash, size and line count of every data file, in one chunked pass each (constant memory)."""
     info = {}
     for file in sorted(p for p in root.rglob("*") if p.is_file() and p.name != MANIFEST):
-        data = file.read_bytes()  # every line, the last included, ends in "\n"
-        info[str(file.relative_to(root))] = {"sha256": hash_file(file), "bytes": len(data), "lines": data.count(b"\n")}
+        digest, size, lines = hashlib.sha256(), 0, 0
+        with open(file, "rb") as handle:
+            while chunk := handle.read(1 << 20):
+                digest.update(chunk)
+                size += len(chunk)
+                lines += chunk.count(b"\n")  # every line, the last included, ends in "\n"
+        info[str(file.relative_to(root))] = {"sha256": digest.hexdigest(), "bytes": size, "lines": lines}
     return info
 
 
@@ -147,14 +153,23 @@ def generate_demo_data(
         "n_translated": n_translated if n_translated is not None else n_train, "label_noise": label_noise,
     }
 
+    manifest: dict = {}  # the entry's: read by a hit, else the one _generate wrote (no re-read)
+
     def same_settings(path: Path) -> bool:  # data with other settings is stale: build_entry replaces it
-        return (path / MANIFEST).is_file() and read_json(path / MANIFEST).get("settings") == settings
+        found = read_json(path / MANIFEST) if (path / MANIFEST).is_file() else {}
+        if found.get("settings") != settings:
+            return False
+        manifest.update(found)
+        return True
 
-    out_dir = build_entry(out_dir, lambda tmp: _generate(tmp, resources, settings), is_complete=same_settings)
-    return read_json(out_dir / MANIFEST)
+    def build(tmp: Path) -> None:
+        manifest.update(_generate(tmp, resources, settings))
+
+    build_entry(out_dir, build, is_complete=same_settings)
+    return manifest
 
 
-def _generate(root: Path, resources: dict[str, dict[str, Any]], settings: dict) -> None:
+def _generate(root: Path, resources: dict[str, dict[str, Any]], settings: dict) -> dict:
     seed, noise = settings["seed"], settings["label_noise"]
     sizes = {"train": settings["n_train"], "val": settings["n_val"], "test": settings["n_test"]}
     cc_rows: list[dict] = []
@@ -180,5 +195,7 @@ def _generate(root: Path, resources: dict[str, dict[str, Any]], settings: dict) 
         "cc_intent": dict(sorted(Counter(f"{r['lang']}/{r['split']}/{r['source']}" for r in cc_rows).items())),
         "td_tags": dict(sorted(Counter(f"{r['lang']}/{r['split']}" for r in td_rows).items())),
     }
-    write_json(root / MANIFEST, {"kind": "demo_data", "settings": settings, "files": _file_info(root),
-                                 "counts": counts, "cc_labels": list(cc.LABELS), "td_tags": list(td.TAGS)})
+    manifest = {"kind": "demo_data", "settings": settings, "files": _file_info(root),
+                "counts": counts, "cc_labels": list(cc.LABELS), "td_tags": list(td.TAGS)}
+    write_json(root / MANIFEST, manifest)
+    return manifest
